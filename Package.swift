@@ -1,0 +1,82 @@
+// swift-tools-version:6.0
+// A memory-efficient DenseNet research framework: a CPU tensor runtime with counted memory,
+// DenseNets in four memory strategies (Pleiss et al. 2017, arXiv 1707.06990) and benchmarks
+// of their peak RSS and step time.
+import PackageDescription
+
+// MARK: - Build settings
+
+/// The numeric modules are compiled with optimisation in every configuration, so that
+/// `swift test` and a debug `swift run bench-memory` are not slowed tens of times.
+let optimized: [SwiftSetting] = [
+    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"]),
+    .swiftLanguageMode(.v5),
+]
+let plain: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+// MARK: - System libraries (Debian packages, installed by Scripts/setup.sh)
+
+let systemLibraries: [Target] = [
+    .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+]
+
+// MARK: - Libraries
+
+let libraries: [Target] = [
+    .target(name: "Runtime", dependencies: ["COpenBLAS", "CJemalloc", "CAllocatorConfig"],
+            swiftSettings: optimized),
+    .target(name: "Kernels", dependencies: ["Runtime", "COpenBLAS"], swiftSettings: optimized),
+    .target(name: "Autograd", dependencies: ["Runtime", "Kernels"], swiftSettings: optimized),
+    .target(name: "NeuralLayers", dependencies: ["Runtime", "Kernels", "Autograd"], swiftSettings: optimized),
+    .target(name: "DenseNetModels", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],
+            swiftSettings: optimized),
+    .target(name: "Datasets", dependencies: ["Runtime", "CZlib"], swiftSettings: optimized),
+    .target(name: "Checkpoints", dependencies: ["Runtime", "NeuralLayers"], swiftSettings: optimized),
+    .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
+                                             "Datasets", "Checkpoints"], swiftSettings: optimized),
+    .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",
+                                                     "DenseNetModels"], swiftSettings: optimized),
+]
+
+// MARK: - Command lines
+
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+let commandLines: [Target] = [
+    .executableTarget(name: "bench-memory", dependencies: ["BenchmarkSupport", argumentParser],
+                      path: "Benchmarks/bench-memory", swiftSettings: plain),
+    .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", argumentParser],
+                      path: "Benchmarks/bench-kernels", swiftSettings: plain),
+    .executableTarget(name: "densenet", dependencies: ["Training", "BenchmarkSupport", argumentParser],
+                      swiftSettings: plain),
+]
+
+// MARK: - Tests
+
+let tests: [Target] = [
+    .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: plain),
+    .testTarget(name: "KernelTests", dependencies: ["Runtime", "Kernels"], swiftSettings: plain),
+    .testTarget(name: "AutogradTests", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],
+                swiftSettings: plain),
+    .testTarget(name: "DenseNetTests", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels"],
+                swiftSettings: plain),
+    .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
+                                                      "DenseNetModels"], swiftSettings: plain),
+    .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
+]
+
+let package = Package(
+    name: "MemoryEfficientDenseNet",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "bench-memory", targets: ["bench-memory"]),
+        .executable(name: "bench-kernels", targets: ["bench-kernels"]),
+        .executable(name: "densenet", targets: ["densenet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: systemLibraries + libraries + commandLines + tests
+)

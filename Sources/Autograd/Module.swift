@@ -1,0 +1,1 @@
+// Autograd: scaffolding, replaced as the module is written.

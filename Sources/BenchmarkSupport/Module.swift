@@ -1,0 +1,1 @@
+// BenchmarkSupport: scaffolding, replaced as the module is written.

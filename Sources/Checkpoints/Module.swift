@@ -1,0 +1,1 @@
+// Checkpoints: scaffolding, replaced as the module is written.

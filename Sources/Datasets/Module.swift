@@ -1,0 +1,1 @@
+// Datasets: scaffolding, replaced as the module is written.

@@ -1,0 +1,1 @@
+// DenseNetModels: scaffolding, replaced as the module is written.

@@ -1,0 +1,1 @@
+// NeuralLayers: scaffolding, replaced as the module is written.

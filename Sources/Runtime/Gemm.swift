@@ -1,0 +1,121 @@
+import COpenBLAS
+import Foundation
+
+/// Matrix products, all through OpenBLAS's `cblas_sgemm` (row-major).
+///
+/// OpenBLAS's own threads are slow on DenseNet's thin products (12 output rows: 24–32 GFLOP/s
+/// with two OpenBLAS threads, see shared/reference/machine-notes.md), so OpenBLAS runs with one
+/// thread and `multiply` splits the product across our threads itself: by columns of C when C
+/// is wide, by rows when it is tall, and by the inner dimension (with per-thread partial sums)
+/// when C is small and K is large, as in weight gradients.
+public enum Gemm {
+    private static let configured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Sets OpenBLAS's own thread count (the square-sgemm reference uses all threads).
+    public static func setBLASThreads(_ n: Int) {
+        _ = configured
+        openblas_set_num_threads(Int32(n))
+    }
+
+    /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Zen ...").
+    public static var blasConfig: String {
+        guard let c = openblas_get_config() else { return "unknown" }
+        return String(cString: c)
+    }
+
+    /// One plain `cblas_sgemm` call: C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n,
+    /// C m×n, leading dimensions in elements. Uses whatever OpenBLAS thread count is set.
+    @inlinable
+    public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            scale(c, rows: m, cols: n, ld: ldc, by: beta)
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    @usableFromInline
+    static func scale(_ c: UnsafeMutablePointer<Float>, rows: Int, cols: Int, ld: Int, by beta: Float) {
+        for i in 0..<rows {
+            let row = c + i * ld
+            if beta == 0 { for j in 0..<cols { row[j] = 0 } } else { for j in 0..<cols { row[j] *= beta } }
+        }
+    }
+
+    /// C = alpha·op(A)·op(B) + beta·C split across `Parallel.threadCount` threads, each calling
+    /// one-thread OpenBLAS on its own part.
+    public static func multiply(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                b: UnsafePointer<Float>, ldb: Int,
+                                beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        _ = configured
+        let threads = Parallel.threadCount
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        if threads == 1 || flops < 2e6 {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        if n >= 64 * threads && n >= m {
+            // Split columns of C (and of op(B)).
+            Parallel.forEach(threads) { t in
+                let cols = Parallel.chunk(t, of: threads, count: n)
+                let bPart = transB ? b + cols.lowerBound * ldb : b + cols.lowerBound
+                sgemm(transA: transA, transB: transB, m: m, n: cols.count, k: k, alpha: alpha, a: a, lda: lda,
+                      b: bPart, ldb: ldb, beta: beta, c: c + cols.lowerBound, ldc: ldc)
+            }
+        } else if m >= 16 * threads {
+            // Split rows of C (and of op(A)).
+            Parallel.forEach(threads) { t in
+                let rows = Parallel.chunk(t, of: threads, count: m)
+                let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha, a: aPart, lda: lda,
+                      b: b, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
+            }
+        } else if k >= 256 * threads {
+            multiplySplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
+        } else {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// Splits the inner dimension: thread 0 accumulates into C, the others into counted scratch
+    /// partials that are added to C at the end.
+    static func multiplySplitK(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, threads: Int) {
+        let partials = Tensor(shape: [threads - 1, m, n], category: .scratch)
+        let pp = partials.pointer
+        Parallel.forEach(threads) { t in
+            let ks = Parallel.chunk(t, of: threads, count: k)
+            // op(A) columns ks: A is m×k (lda) or k×m transposed.
+            let aPart = transA ? a + ks.lowerBound * lda : a + ks.lowerBound
+            let bPart = transB ? b + ks.lowerBound : b + ks.lowerBound * ldb
+            if t == 0 {
+                sgemm(transA: transA, transB: transB, m: m, n: n, k: ks.count, alpha: alpha, a: aPart, lda: lda,
+                      b: bPart, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            } else {
+                sgemm(transA: transA, transB: transB, m: m, n: n, k: ks.count, alpha: alpha, a: aPart, lda: lda,
+                      b: bPart, ldb: ldb, beta: 0, c: pp + (t - 1) * m * n, ldc: n)
+            }
+        }
+        for t in 1..<threads {
+            let part = pp + (t - 1) * m * n
+            for i in 0..<m {
+                let row = c + i * ldc, src = part + i * n
+                for j in 0..<n { row[j] += src[j] }
+            }
+        }
+        withExtendedLifetime(partials) {}
+    }
+}

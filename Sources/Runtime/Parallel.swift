@@ -1,0 +1,45 @@
+import Dispatch
+import Foundation
+
+/// Parallel loops over both cores. Kernels split their work into `threadCount` contiguous
+/// chunks (one per thread), so each thread streams through its own memory.
+public enum Parallel {
+    nonisolated(unsafe) private static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Threads used by kernels and GEMM splitting (`--threads`). Defaults to the CPU count.
+    public static var threadCount: Int {
+        get { threads }
+        set {
+            precondition(newValue >= 1, "Parallel.threadCount must be at least 1, got \(newValue)")
+            threads = newValue
+        }
+    }
+
+    /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1`.
+    @inlinable
+    public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if count == 1 { body(0); return }
+        DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    }
+
+    /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `minChunk`
+    /// elements and calls `body` on each, concurrently.
+    @inlinable
+    public static func forRanges(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let parts = max(1, min(threadCount, count / max(minChunk, 1)))
+        if parts == 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            body(chunk(part, of: parts, count: count))
+        }
+    }
+
+    /// The `part`-th of `parts` near-equal contiguous ranges of `0..<count`.
+    @inlinable
+    public static func chunk(_ part: Int, of parts: Int, count: Int) -> Range<Int> {
+        let base = count / parts, extra = count % parts
+        let start = part * base + min(part, extra)
+        return start..<(start + base + (part < extra ? 1 : 0))
+    }
+}

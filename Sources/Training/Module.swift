@@ -1,0 +1,1 @@
+// Training: scaffolding, replaced as the module is written.

@@ -1,0 +1,78 @@
+import XCTest
+@testable import Runtime
+
+final class MemoryTests: XCTestCase {
+    func testViewsAllocateNothing() {
+        let t = Tensor.zeros([8, 4, 3, 3])
+        let before = Memory.snapshot()
+        let v = t.channels(2..<5)
+        let r = v.reshaped([3, 36])
+        let n = t.narrow(1, 1..<3)
+        XCTAssertEqual(Memory.snapshot().active, before.active)
+        XCTAssertEqual(Memory.snapshot().allocationCount, before.allocationCount)
+        XCTAssertEqual(v.shape, [3, 4, 3, 3])
+        XCTAssertEqual(r.shape, [3, 36])
+        XCTAssertTrue(v.isContiguous)
+        XCTAssertFalse(n.isContiguous)
+        // A write through the view lands in the parent.
+        v[0, 0, 0, 0] = 7
+        XCTAssertEqual(t[2, 0, 0, 0], 7)
+        n[0, 0, 1, 2] = 5
+        XCTAssertEqual(t[0, 1, 1, 2], 5)
+    }
+
+    func testAllocationAndReleaseReturnLiveBytes() {
+        let start = Memory.snapshot()
+        do {
+            let a = Tensor(shape: [1000], category: .scratch)
+            XCTAssertEqual(Memory.active(.scratch) - start.active(.scratch), 4032) // 4000 rounded to 64
+            let b = Tensor(shape: [10, 10], category: .gradients)
+            XCTAssertEqual(Memory.active - start.active, 4032 + 448)
+            withExtendedLifetime((a, b)) {}
+        }
+        XCTAssertEqual(Memory.active, start.active)
+        XCTAssertEqual(Memory.active(.scratch), start.active(.scratch))
+    }
+
+    func testPeakIsExactOnAScriptedSequence() {
+        Memory.resetPeak()
+        let base = Memory.active
+        var a: Tensor? = Tensor(shape: [1024])          // 4096
+        var b: Tensor? = Tensor(shape: [2048])          // 8192 -> live 12288
+        a = nil                                          // live 8192
+        var c: Tensor? = Tensor(shape: [512])           // 2048 -> live 10240
+        b = nil; c = nil
+        XCTAssertNil(a); XCTAssertNil(b); XCTAssertNil(c)
+        XCTAssertEqual(Memory.active, base)
+        XCTAssertEqual(Memory.peak - base, 12288)
+        Memory.resetPeak()
+        XCTAssertEqual(Memory.peak, base)
+    }
+
+    func testSizeFunctionRoundsToAlignment() {
+        XCTAssertEqual(Memory.byteCount(elements: 0), 0)
+        XCTAssertEqual(Memory.byteCount(elements: 1), 64)
+        XCTAssertEqual(Memory.byteCount(elements: 16), 64)
+        XCTAssertEqual(Memory.byteCount(elements: 17), 128)
+    }
+
+    func testJemallocIsTheAllocator() {
+        XCTAssertNotNil(Jemalloc.version, "jemalloc's mallctl did not answer")
+        XCTAssertEqual(Jemalloc.signedOption("opt.dirty_decay_ms"), ProcessInfo.processInfo.environment["MALLOC_CONF"] == nil ? 0 : Jemalloc.signedOption("opt.dirty_decay_ms"))
+        let before = Jemalloc.stats().allocated
+        let big = Tensor(shape: [16 << 20], category: .scratch) // 64 MiB through the runtime
+        big.fill(1)
+        let during = Jemalloc.stats().allocated
+        XCTAssertGreaterThanOrEqual(during - before, 64 << 20, "a 64 MiB tensor did not show in jemalloc's stats.allocated")
+        withExtendedLifetime(big) {}
+    }
+
+    func testPeakRSSReadAndReset() {
+        XCTAssertGreaterThan(ProcessProbe.residentBytes, 0)
+        let big = Tensor(shape: [64 << 20], category: .scratch) // 256 MiB, touched
+        big.fill(1)
+        let peakWith = ProcessProbe.peakResidentBytes
+        XCTAssertGreaterThan(peakWith, 256 << 20)
+        withExtendedLifetime(big) {}
+    }
+}
