@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages this project needs, when they are missing. Idempotent, and quiet
 # when there is nothing to do. Needs root or sudo only when something must be installed.
-#   Scripts/setup.sh            build and test dependencies (OpenBLAS, jemalloc, zlib, pkg-config)
-#   Scripts/setup.sh --data     also the Fashion-MNIST data package
+#   Scripts/setup.sh            build, test and data dependencies (OpenBLAS, jemalloc, zlib, Fashion-MNIST)
+#   (--data is accepted for compatibility; the data package is always installed)
 set -euo pipefail
 
-packages=(libopenblas-dev libjemalloc-dev zlib1g-dev pkg-config)
+packages=(libopenblas-dev libjemalloc-dev zlib1g-dev pkg-config dataset-fashion-mnist)
 for arg in "$@"; do
     case "$arg" in
-        --data) packages+=(dataset-fashion-mnist) ;;
+        --data) ;;
         -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
         *) echo "setup.sh: unknown option '$arg' (use --data or --help)" >&2; exit 2 ;;
     esac
