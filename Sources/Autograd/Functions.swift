@@ -1,0 +1,177 @@
+import Kernels
+import Runtime
+
+// Differentiable operations over the kernels. Each forward allocates its output, calls the
+// kernel, and records a backward that captures only what that backward needs (tinygrad style):
+// convolution and linear keep their input and weight, ReLU its output, batch norm its input and
+// the batch statistics (its ReLU mask is recomputed), pooling its input or nothing, dropout a seed.
+// Activations are channel-major (C, N, H, W).
+
+extension Variable {
+    /// Back-propagates from this (scalar) variable.
+    public func backward() { Autograd.backward(self) }
+}
+
+public enum Functional {
+    // MARK: Convolution and linear
+
+    /// (Cin, N, H, W) → (Cout, N, Ho, Wo)
+    public static func conv2d(_ x: Variable, weight: Variable, bias: Variable?, _ p: ConvParameters) -> Variable {
+        let y = Tensor(shape: Conv2d.outputShape(input: x.shape, weight: weight.shape, p))
+        Conv2d.forward(x.value, weight: weight.value, bias: bias?.value, p, into: y)
+        let (xv, wv) = (x.value, weight.value)
+        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        return Autograd.record("conv2d", y, inputs: inputs) { gy, g in
+            Conv2d.backward(gy, x: xv, weight: wv, p, dx: g[0], dWeight: g[1], dBias: g.count > 2 ? g[2] : nil)
+        }
+    }
+
+    /// (in, N) → (out, N)
+    public static func linear(_ x: Variable, weight: Variable, bias: Variable?) -> Variable {
+        precondition(x.shape.count == 2 && x.shape[0] == weight.shape[1],
+                     "linear: input \(x.shape) (features, N) does not match weight \(weight.shape)")
+        let y = Tensor(shape: [weight.shape[0], x.shape[1]])
+        Linear.forward(x.value, weight: weight.value, bias: bias?.value, into: y)
+        let (xv, wv) = (x.value, weight.value)
+        let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
+        return Autograd.record("linear", y, inputs: inputs) { gy, g in
+            Linear.backward(gy, x: xv, weight: wv, dx: g[0], dWeight: g[1], dBias: g.count > 2 ? g[2] : nil)
+        }
+    }
+
+    // MARK: Normalisation
+
+    /// Batch norm over channel-major (C, ...) input, optionally fused with the ReLU after it.
+    /// In training mode it normalises with batch statistics and updates the running statistics
+    /// once (never during a checkpoint recompute); in evaluation mode it uses the running ones.
+    public static func batchNorm(_ x: Variable, weight: Variable, bias: Variable,
+                                 runningMean: Tensor, runningVar: Tensor, training: Bool,
+                                 momentum: Float, eps: Float, relu: Bool) -> Variable {
+        let channels = x.shape[0]
+        precondition(weight.shape == [channels] && bias.shape == [channels],
+                     "batchNorm: input \(x.shape) needs weight/bias [\(channels)], got \(weight.shape)/\(bias.shape)")
+        let y = Tensor(shape: x.shape)
+        let mean = Tensor(shape: [channels]), invStd = Tensor(shape: [channels])
+        let (xv, gamma, beta) = (x.value, weight.value, bias.value)
+        if training {
+            BatchNorm.forwardTraining(xv, gamma: gamma, beta: beta, eps: eps, relu: relu,
+                                      into: y, mean: mean, invStd: invStd)
+            if !Autograd.isRecomputing {
+                BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                                  invStd: invStd, eps: eps, momentum: momentum,
+                                                  count: x.value.count / channels)
+            }
+            return Autograd.record(relu ? "batchNorm+relu" : "batchNorm", y, inputs: [x, weight, bias]) { gy, g in
+                BatchNorm.backward(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                                   dx: g[0], dGamma: g[1], dBeta: g[2])
+            }
+        }
+        mean.assign(runningMean)
+        let iv = invStd.pointer, rv = runningVar.pointer
+        for c in 0..<channels { iv[c] = 1 / (rv[c] + eps).squareRoot() }
+        BatchNorm.forwardWithStatistics(xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
+        return Autograd.record(relu ? "batchNorm+relu(eval)" : "batchNorm(eval)", y, inputs: [x, weight, bias]) { gy, g in
+            BatchNorm.backwardWithFixedStatistics(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                                  relu: relu, dx: g[0], dGamma: g[1], dBeta: g[2])
+        }
+    }
+
+    // MARK: Activations, pooling, dropout
+
+    public static func relu(_ x: Variable) -> Variable {
+        let y = Tensor(shape: x.shape)
+        Activation.reluForward(x.value, into: y)
+        return Autograd.record("relu", y, inputs: [x]) { gy, g in
+            if let dx = g[0] { Activation.reluBackward(gy, y: y, dx: dx) }
+        }
+    }
+
+    public static func maxPool2d(_ x: Variable, _ p: PoolParameters) -> Variable {
+        let y = Tensor(shape: Pooling.outputShape(input: x.shape, p))
+        Pooling.maxForward(x.value, p, into: y)
+        let xv = x.value
+        return Autograd.record("maxPool2d", y, inputs: [x]) { gy, g in
+            if let dx = g[0] { Pooling.maxBackward(gy, x: xv, p, dx: dx) }
+        }
+    }
+
+    public static func avgPool2d(_ x: Variable, _ p: PoolParameters) -> Variable {
+        let y = Tensor(shape: Pooling.outputShape(input: x.shape, p))
+        Pooling.avgForward(x.value, p, into: y)
+        return Autograd.record("avgPool2d", y, inputs: [x]) { gy, g in
+            if let dx = g[0] { Pooling.avgBackward(gy, p, dx: dx) }
+        }
+    }
+
+    /// (C, N, H, W) → (C, N)
+    public static func globalAvgPool(_ x: Variable) -> Variable {
+        precondition(x.shape.count == 4, "globalAvgPool: expects (C, N, H, W), got \(x.shape)")
+        let y = Tensor(shape: [x.shape[0], x.shape[1]])
+        Pooling.globalAverageForward(x.value, into: y)
+        return Autograd.record("globalAvgPool", y, inputs: [x]) { gy, g in
+            if let dx = g[0] { Pooling.globalAverageBackward(gy, dx: dx) }
+        }
+    }
+
+    /// Inverted dropout. The mask is a function of a seed drawn from `Autograd`'s stream, so a
+    /// checkpoint recompute draws the same mask and nothing is stored for backward.
+    public static func dropout(_ x: Variable, p: Float, training: Bool) -> Variable {
+        guard training, p > 0 else { return x }
+        let seed = Autograd.nextDropoutSeed()
+        let y = Tensor(shape: x.shape)
+        Dropout.forward(x.value, p: p, seed: seed, into: y)
+        return Autograd.record("dropout", y, inputs: [x]) { gy, g in
+            if let dx = g[0] { Dropout.backward(gy, p: p, seed: seed, dx: dx) }
+        }
+    }
+
+    // MARK: Structure
+
+    /// Concatenation along channels (dim 0): a new tensor, as `torch.cat` in the naive DenseNet.
+    public static func concat(_ xs: [Variable]) -> Variable {
+        precondition(!xs.isEmpty, "concat: no inputs")
+        var shape = xs[0].shape
+        shape[0] = xs.reduce(0) { $0 + $1.shape[0] }
+        let y = Tensor(shape: shape)
+        Concat.forward(xs.map { $0.value }, into: y)
+        return Autograd.record("concat", y, inputs: xs) { gy, g in Concat.backward(gy, dxs: g) }
+    }
+
+    public static func add(_ a: Variable, _ b: Variable) -> Variable {
+        let y = Tensor(shape: a.shape)
+        Elementwise.add(a.value, b.value, into: y)
+        return Autograd.record("add", y, inputs: [a, b]) { gy, g in
+            if let da = g[0] { Elementwise.accumulate(gy, into: da) }
+            if let db = g[1] { Elementwise.accumulate(gy, into: db) }
+        }
+    }
+
+    // MARK: Losses
+
+    /// Mean softmax cross-entropy of logits (classes, N) against labels; a [1] tensor.
+    public static func crossEntropy(_ logits: Variable, labels: [Int32]) -> Variable {
+        let loss = CrossEntropy.forward(logits.value, labels: labels)
+        let y = Tensor(shape: [1], values: [loss])
+        let lv = logits.value
+        return Autograd.record("crossEntropy", y, inputs: [logits]) { gy, g in
+            if let dl = g[0] { CrossEntropy.backward(lv, labels: labels, scale: gy.pointer[0], dLogits: dl) }
+        }
+    }
+
+    /// Mean squared error of predictions (1, N) against targets; a [1] tensor.
+    public static func meanSquaredError(_ prediction: Variable, targets: [Float]) -> Variable {
+        precondition(prediction.value.count == targets.count,
+                     "meanSquaredError: \(prediction.shape) predictions for \(targets.count) targets")
+        let pv = prediction.value
+        let p = pv.withPointer { Array(UnsafeBufferPointer(start: $0, count: pv.count)) }
+        var sum = 0.0
+        for (a, t) in zip(p, targets) { sum += Double(a - t) * Double(a - t) }
+        let y = Tensor(shape: [1], values: [Float(sum / Double(max(targets.count, 1)))])
+        return Autograd.record("meanSquaredError", y, inputs: [prediction]) { gy, g in
+            guard let d = g[0] else { return }
+            let scale = 2 * gy.pointer[0] / Float(max(targets.count, 1))
+            let dp = d.pointer
+            for i in 0..<targets.count { dp[i] += scale * (p[i] - targets[i]) }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+import Kernels
+import Runtime
+
+/// A node of the reverse-mode graph: the function that produced one tensor (PyTorch's
+/// `grad_fn`). It holds only what its backward needs (captured by `backward`) and links to the
+/// nodes of its inputs, never to their values, so tensors that backward does not need are
+/// freed as soon as the forward pass drops them.
+public final class Node {
+    /// Creation order: a node is always created after its inputs' nodes, so descending ids
+    /// are a valid order for the backward pass.
+    let id: Int
+    /// Shape of the tensor this node produced (the shape of its gradient).
+    public let shape: [Int]
+    /// Nodes of the inputs, nil where an input needs no gradient.
+    let inputs: [Node?]
+    /// Accumulates into the input gradients (`+=`, one per input, nil where not needed) the
+    /// gradient of the inputs given the gradient of the output.
+    var backward: ((_ gradOutput: Tensor, _ gradInputs: [Tensor?]) -> Void)?
+    /// The gradient accumulated so far for this node's output.
+    var gradient: Tensor?
+    /// A leaf (parameter or checkpoint input): its gradient buffer is owned elsewhere and kept.
+    let isLeaf: Bool
+    public let label: String
+
+    nonisolated(unsafe) private static var nextID = 0
+
+    init(label: String, shape: [Int], inputs: [Node?], isLeaf: Bool = false, gradient: Tensor? = nil,
+         backward: ((Tensor, [Tensor?]) -> Void)?) {
+        Node.nextID += 1
+        self.id = Node.nextID
+        self.label = label
+        self.shape = shape
+        self.inputs = inputs
+        self.isLeaf = isLeaf
+        self.gradient = gradient
+        self.backward = backward
+    }
+
+    /// A leaf whose gradient accumulates into `gradient` (a parameter's `.grad`).
+    public static func leaf(_ label: String, gradient: Tensor) -> Node {
+        Node(label: label, shape: gradient.shape, inputs: [], isLeaf: true, gradient: gradient, backward: nil)
+    }
+
+    /// The buffer gradients of this node's output accumulate into, zeroed when first needed.
+    func gradientBuffer() -> Tensor {
+        if let g = gradient { return g }
+        let g = Tensor.zeros(shape, category: .activations)
+        gradient = g
+        return g
+    }
+}
+
+/// A tensor in a computation, with the node that produced it when a gradient is wanted.
+public struct Variable {
+    public let value: Tensor
+    public let node: Node?
+
+    public init(_ value: Tensor, node: Node? = nil) {
+        self.value = value
+        self.node = node
+    }
+
+    public var shape: [Int] { value.shape }
+    public var requiresGrad: Bool { node != nil }
+
+    /// The same value cut from the graph.
+    public var detached: Variable { Variable(value) }
+}
+
+/// Global autograd state: gradient recording, recomputation, and the dropout seed stream.
+public enum Autograd {
+    nonisolated(unsafe) public private(set) static var isGradEnabled = true
+    /// True while a checkpointed segment is re-run in the backward pass: batch norm must not
+    /// update its running statistics then, and dropout must draw the masks of the forward pass.
+    nonisolated(unsafe) public private(set) static var isRecomputing = false
+    /// The next dropout seed; each dropout call takes one. Checkpoint rewinds it for recompute.
+    nonisolated(unsafe) public static var dropoutSeed: UInt64 = 0x5EED
+
+    /// Runs `body` without recording a graph.
+    public static func withoutGradient<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = isGradEnabled
+        isGradEnabled = false
+        defer { isGradEnabled = saved }
+        return try body()
+    }
+
+    static func withGradient<R>(recomputing: Bool, _ body: () throws -> R) rethrows -> R {
+        let (savedGrad, savedRecompute) = (isGradEnabled, isRecomputing)
+        isGradEnabled = true
+        isRecomputing = recomputing
+        defer { isGradEnabled = savedGrad; isRecomputing = savedRecompute }
+        return try body()
+    }
+
+    /// Takes the next dropout seed.
+    public static func nextDropoutSeed() -> UInt64 {
+        dropoutSeed &+= 0x9E37_79B9_7F4A_7C15
+        return dropoutSeed
+    }
+
+    /// Records a node for `value` if gradients are enabled and any input needs one.
+    public static func record(_ label: String, _ value: Tensor, inputs: [Variable],
+                              backward: @escaping (_ gradOutput: Tensor, _ gradInputs: [Tensor?]) -> Void) -> Variable {
+        guard isGradEnabled, inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
+        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, backward: backward)
+        return Variable(value, node: node)
+    }
+
+    /// Back-propagates `seed` (the gradient of `output`, ones for a scalar loss by default) to
+    /// every leaf. Each node's gradient and saved tensors are released as soon as its backward
+    /// has run, so memory falls as the pass proceeds.
+    public static func backward(_ output: Variable, seed: Tensor? = nil) {
+        guard let root = output.node else { return }
+        let gradient = seed ?? Tensor.filled(output.shape, 1, category: .activations)
+        precondition(gradient.shape == root.shape, "backward: seed \(gradient.shape) for output \(root.shape)")
+        run(from: root, gradient: gradient)
+    }
+
+    static func run(from root: Node, gradient: Tensor) {
+        if root.isLeaf {
+            Elementwise.accumulate(gradient, into: root.gradientBuffer())
+            return
+        }
+        root.gradient = gradient
+        // Every node reachable from the root, in descending creation order.
+        var seen = Set<ObjectIdentifier>()
+        var order = [Node]()
+        var stack = [root]
+        while let node = stack.popLast() {
+            guard seen.insert(ObjectIdentifier(node)).inserted else { continue }
+            order.append(node)
+            for case let input? in node.inputs where !input.isLeaf { stack.append(input) }
+        }
+        order.sort { $0.id > $1.id }
+        for node in order {
+            guard let g = node.gradient, let backward = node.backward else {
+                node.gradient = nil
+                node.backward = nil
+                continue
+            }
+            let gradInputs = node.inputs.map { $0?.gradientBuffer() }
+            backward(g, gradInputs)
+            node.gradient = nil
+            node.backward = nil   // frees the saved tensors
+        }
+    }
+}
+
+extension Node {
+    /// The gradient accumulated in this node (a leaf's buffer), for tests and tools.
+    public var gradientForTesting: Tensor? { gradient }
+}

@@ -1,1 +1,0 @@
-// Autograd: scaffolding, replaced as the module is written.

@@ -1,0 +1,214 @@
+import Autograd
+import Kernels
+import NeuralLayers
+import Runtime
+
+/// The dense block of the `shared` and `minimal` strategies as one operation with a
+/// hand-written backward (Pleiss et al. 2017, "Memory-Efficient Implementation of DenseNets",
+/// arXiv 1707.06990).
+///
+/// The block owns one feature buffer of its final width, channel-major (C, N, H, W): its input
+/// is copied into channels [0, c0) and layer l writes its k new maps into [c_l, c_l + k), so the
+/// input of every layer, the concatenation of all earlier maps, is the contiguous prefix
+/// [0, c_l) and is never copied. The BN1/ReLU output of every layer lives in one storage shared
+/// by all layers of the block (as wide as the widest layer input) and is recomputed in backward,
+/// where the same storage first holds the recomputed activation and then, overwritten, its
+/// gradient. The gradient of the block's features is one buffer, into whose prefix every layer
+/// adds its input gradient.
+///
+/// `shared` keeps each layer's bottleneck half (conv1 output and BN2/ReLU output, bn_size·k
+/// channels each); `minimal` keeps nothing per layer but the batch statistics and recomputes it.
+struct SharedDenseBlock {
+    let block: DenseBlock
+    let keepBottleneck: Bool
+
+    /// What one layer keeps between forward and backward.
+    private final class Saved {
+        var mean1: Tensor, invStd1: Tensor
+        var mean2: Tensor?, invStd2: Tensor?
+        var bottleneckOutput: Tensor?   // conv1 output (shared strategy only)
+        var normalizedBottleneck: Tensor? // BN2/ReLU output (shared strategy only)
+        var dropoutSeed: UInt64?
+        init(mean1: Tensor, invStd1: Tensor) { self.mean1 = mean1; self.invStd1 = invStd1 }
+    }
+
+    func callAsFunction(_ x: Variable) -> Variable {
+        let (c0, n, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let training = block.isTraining
+        let recordRunning = training && !Autograd.isRecomputing
+        let k = block.growthRate
+        let buffer = Tensor(shape: [block.outputWidth, n, h, w], category: .activations)
+        buffer.channels(0..<c0).assign(x.value)
+        var saved = [Saved]()
+        do {
+            // The BN1/ReLU storage shared by every layer of the block.
+            let shared = Tensor(shape: [block.outputWidth - k, n, h, w], category: .scratch)
+            for layer in block.layers {
+                let cl = layer.inputWidth
+                let s = Saved(mean1: Tensor(shape: [cl]), invStd1: Tensor(shape: [cl]))
+                let input = buffer.channels(0..<cl), normalized = shared.channels(0..<cl)
+                normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1,
+                          training: training, recordRunning: recordRunning)
+                let newFeatures = buffer.channels(cl..<(cl + k))
+                if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth {
+                    let category: MemoryCategory = keepBottleneck ? .activations : .scratch
+                    let b = Tensor(shape: [width, n, h, w], category: category)
+                    convolve(layer.conv1, normalized, into: b)
+                    let c = Tensor(shape: [width, n, h, w], category: category)
+                    s.mean2 = Tensor(shape: [width]); s.invStd2 = Tensor(shape: [width])
+                    normalize(norm2, b, into: c, mean: s.mean2!, invStd: s.invStd2!,
+                              training: training, recordRunning: recordRunning)
+                    convolve(conv2, c, into: newFeatures)
+                    if keepBottleneck { s.bottleneckOutput = b; s.normalizedBottleneck = c }
+                } else {
+                    convolve(layer.conv1, normalized, into: newFeatures)
+                }
+                if training && layer.dropRate > 0 {
+                    let seed = Autograd.nextDropoutSeed()
+                    Dropout.forward(newFeatures, p: layer.dropRate, seed: seed, into: newFeatures)
+                    s.dropoutSeed = seed
+                }
+                saved.append(s)
+            }
+        }
+        let parameters = block.layers.flatMap { layerParameters($0) }
+        let inputs = [x] + parameters.map { $0.variable }
+        return Autograd.record(keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)", buffer,
+                               inputs: inputs) { [block, keepBottleneck] gradOutput, gradInputs in
+            SharedDenseBlock(block: block, keepBottleneck: keepBottleneck)
+                .backward(gradOutput, buffer: buffer, saved: saved, training: training,
+                          inputWidth: c0, gradInputs: gradInputs)
+        }
+    }
+
+    /// norm1, conv1(, conv1 bias), norm2, conv2(, conv2 bias) weight/bias per layer, in this order.
+    private func layerParameters(_ layer: DenseLayer) -> [Parameter] {
+        var p = [layer.norm1.weight, layer.norm1.bias, layer.conv1.weight]
+        if let b = layer.conv1.bias { p.append(b) }
+        if let norm2 = layer.norm2, let conv2 = layer.conv2 {
+            p += [norm2.weight, norm2.bias, conv2.weight]
+            if let b = conv2.bias { p.append(b) }
+        }
+        return p
+    }
+
+    // MARK: Forward pieces
+
+    /// BN + ReLU with batch statistics (training, written to mean/invStd) or running ones.
+    private func normalize(_ bn: BatchNormLayer, _ x: Tensor, into y: Tensor, mean: Tensor, invStd: Tensor,
+                           training: Bool, recordRunning: Bool) {
+        if training {
+            BatchNorm.forwardTraining(x, gamma: bn.weight.value, beta: bn.bias.value, eps: bn.eps, relu: true,
+                                      into: y, mean: mean, invStd: invStd)
+            if recordRunning {
+                BatchNorm.updateRunningStatistics(runningMean: bn.runningMean, runningVar: bn.runningVar, mean: mean,
+                                                  invStd: invStd, eps: bn.eps, momentum: bn.momentum,
+                                                  count: x.count / x.shape[0])
+                bn.countBatch()
+            }
+        } else {
+            mean.assign(bn.runningMean)
+            let iv = invStd.pointer, rv = bn.runningVar.pointer
+            for c in 0..<invStd.count { iv[c] = 1 / (rv[c] + bn.eps).squareRoot() }
+            BatchNorm.forwardWithStatistics(x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean,
+                                            invStd: invStd, relu: true, into: y)
+        }
+    }
+
+    private func reapply(_ bn: BatchNormLayer, _ x: Tensor, into y: Tensor, mean: Tensor, invStd: Tensor) {
+        BatchNorm.forwardWithStatistics(x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean,
+                                        invStd: invStd, relu: true, into: y)
+    }
+
+    private func convolve(_ conv: ConvLayer, _ x: Tensor, into y: Tensor) {
+        Conv2d.forward(x, weight: conv.weight.value, bias: conv.bias?.value, conv.geometry, into: y)
+    }
+
+    // MARK: Backward
+
+    /// Layers in reverse order; each adds its input gradient into the prefix of `gradOutput`,
+    /// which is complete for a layer's own channels by the time that layer is reached.
+    private func backward(_ gradOutput: Tensor, buffer: Tensor, saved: [Saved], training: Bool, inputWidth: Int,
+                          gradInputs: [Tensor?]) {
+        let (n, h, w) = (buffer.shape[1], buffer.shape[2], buffer.shape[3])
+        let positions = n * h * w
+        let k = block.growthRate
+        // Gradient slots of each layer's parameters, in `layerParameters` order.
+        var slot = 1
+        var slots = [[Tensor?]]()
+        for layer in block.layers {
+            let count = layerParameters(layer).count
+            slots.append(Array(gradInputs[slot..<(slot + count)]))
+            slot += count
+        }
+        let shared = Tensor(shape: [block.outputWidth - k, n, h, w], category: .scratch)
+        for (index, layer) in block.layers.enumerated().reversed() {
+            let s = saved[index], g = slots[index]
+            let cl = layer.inputWidth
+            let input = buffer.channels(0..<cl)
+            var gradNew = gradOutput.channels(cl..<(cl + k))
+            if let seed = s.dropoutSeed {
+                let masked = Tensor.zeros([k, n, h, w], category: .scratch)
+                Dropout.backward(gradNew, p: layer.dropRate, seed: seed, dx: masked)
+                gradNew = masked
+            }
+            let normalized = shared.channels(0..<cl)
+            reapply(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1)
+            var i = 0
+            func nextSlot() -> Tensor? { defer { i += 1 }; return g[i] }
+            let (dGamma1, dBeta1, dWeight1) = (nextSlot(), nextSlot(), nextSlot())
+            let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
+            if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
+               let mean2 = s.mean2, let invStd2 = s.invStd2 {
+                let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
+                let dBias2 = conv2.bias != nil ? nextSlot() : nil
+                let gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
+                do {
+                    let b: Tensor, c: Tensor
+                    if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
+                        (b, c) = (kept, keptC)
+                    } else {
+                        b = Tensor(shape: [width, n, h, w], category: .scratch)
+                        convolve(layer.conv1, normalized, into: b)
+                        c = Tensor(shape: [width, n, h, w], category: .scratch)
+                        reapply(norm2, b, into: c, mean: mean2, invStd: invStd2)
+                    }
+                    let gradC = Tensor.zeros([width, n, h, w], category: .scratch)
+                    Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
+                                    dx: gradC, dWeight: dWeight2, dBias: dBias2)
+                    normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
+                                 dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
+                }
+                s.bottleneckOutput = nil
+                s.normalizedBottleneck = nil
+                Conv2d.backward(gradBottleneck, x: normalized, weight: layer.conv1.weight.value, layer.conv1.geometry,
+                                dx: nil, dWeight: dWeight1, dBias: dBias1)
+                // The shared storage now takes the gradient of the BN1/ReLU output:
+                // (c_l × P) = conv1.weightᵀ (c_l × width) · gradBottleneck (width × P).
+                Gemm.multiply(transA: true, m: cl, n: positions, k: width, a: layer.conv1.weight.value.pointer, lda: cl,
+                              b: gradBottleneck.pointer, ldb: positions, beta: 0, c: normalized.pointer, ldc: positions)
+                normBackward(layer.norm1, normalized, x: input, mean: s.mean1, invStd: s.invStd1, training: training,
+                             dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
+            } else {
+                let gradNormalized = Tensor.zeros([cl, n, h, w], category: .scratch)
+                Conv2d.backward(gradNew, x: normalized, weight: layer.conv1.weight.value, layer.conv1.geometry,
+                                dx: gradNormalized, dWeight: dWeight1, dBias: dBias1)
+                normBackward(layer.norm1, gradNormalized, x: input, mean: s.mean1, invStd: s.invStd1,
+                             training: training, dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
+            }
+        }
+        if let dx = gradInputs[0] { Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx) }
+        withExtendedLifetime(shared) {}
+    }
+
+    private func normBackward(_ bn: BatchNormLayer, _ dy: Tensor, x: Tensor, mean: Tensor, invStd: Tensor,
+                              training: Bool, dx: Tensor, dGamma: Tensor?, dBeta: Tensor?) {
+        if training {
+            BatchNorm.backward(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean, invStd: invStd,
+                               relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
+        } else {
+            BatchNorm.backwardWithFixedStatistics(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean,
+                                                  invStd: invStd, relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
+        }
+    }
+}
