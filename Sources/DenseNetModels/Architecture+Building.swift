@@ -6,7 +6,7 @@ extension Architecture {
     /// downsampling chain. Throws `ConfigurationError` for anything the user can fix.
     public init(_ configuration: ModelConfiguration) throws(ConfigurationError) {
         try configuration.validate()
-        var builder = Builder(input: configuration.inputShape)
+        var builder = ArchitectureBuilder(input: configuration.inputShape)
         switch configuration {
         case .denseNet(let c): try builder.buildDenseNet(c)
         case .resNet(let c): builder.buildResNet(c)
@@ -34,7 +34,7 @@ extension Architecture {
 }
 
 /// Accumulates layers in pre-order while tracking the running per-example shape.
-struct Builder {
+struct ArchitectureBuilder {
     /// A spatial operation on the main path: output = ⌊(s + 2p − k)/stride⌋ + 1, valid when
     /// s + 2p ≥ k (PyTorch refuses a conv or pool whose padded input is smaller than its kernel).
     struct Window {

@@ -31,7 +31,7 @@ extension Architecture {
         lines.append("Total params: \(Self.grouped(totalParameters))")
         lines.append("Trainable params: \(Self.grouped(trainableParameters))")
         lines.append("Non-trainable params: \(Self.grouped(nonTrainableParameters)) (BN running mean and variance)")
-        lines.append("Forward FLOPs: \(Self.giga(forwardFLOPs)) G per example, \(Self.giga(forwardFLOPs * batchSize)) G per batch (2 x MACs of convs and linears)")
+        lines.append("Forward FLOPs: \(Self.scaled(forwardFLOPs)) per example, \(Self.scaled(forwardFLOPs * batchSize)) per batch (2 x MACs of convs and linears)")
         lines.append(String(repeating: "-", count: width))
         return lines.joined(separator: "\n") + "\n"
     }
@@ -74,11 +74,14 @@ extension Architecture {
         return value < 0 ? "-" + out : out
     }
 
-    /// FLOPs in units of 10⁹ with two decimals, rounded half up.
-    static func giga(_ value: Int) -> String {
-        let hundredths = (value + 5_000_000) / 10_000_000
+    /// A count with two decimals in the largest fitting unit of 10³ (K, M, G, T), rounded
+    /// half up: `5_668_323_328` → `5.67 G`; below 1000 the plain number.
+    static func scaled(_ value: Int) -> String {
+        let units: [(Int, String)] = [(1_000_000_000_000, "T"), (1_000_000_000, "G"), (1_000_000, "M"), (1_000, "K")]
+        guard let (unit, suffix) = units.first(where: { value >= $0.0 }) else { return "\(value)" }
+        let hundredths = (value + unit / 200) / (unit / 100)
         let fraction = hundredths % 100
-        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction) \(suffix)"
     }
 
     private static func padRight(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }

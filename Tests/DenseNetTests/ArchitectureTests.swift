@@ -152,7 +152,10 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertTrue(nested.contains("  features.denseblock1.denselayer1 (_DenseLayer)"))
         XCTAssertEqual(Architecture.grouped(1_234_567), "1,234,567")
         XCTAssertEqual(Architecture.grouped(999), "999")
-        XCTAssertEqual(Architecture.giga(5_004_999_999), "5.00")
-        XCTAssertEqual(Architecture.giga(5_005_000_000), "5.01")
+        XCTAssertEqual(Architecture.scaled(5_004_999_999), "5.00 G")
+        XCTAssertEqual(Architecture.scaled(5_005_000_000), "5.01 G")
+        XCTAssertEqual(Architecture.scaled(15_124), "15.12 K")
+        XCTAssertEqual(Architecture.scaled(999), "999")
+        XCTAssertTrue(table.contains("Forward FLOPs: 5.67 G per example, 45.35 G per batch"), table)
     }
 }
