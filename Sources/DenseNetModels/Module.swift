@@ -1,1 +1,0 @@
-// DenseNetModels: scaffolding, replaced as the module is written.
