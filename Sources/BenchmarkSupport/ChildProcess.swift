@@ -1,0 +1,45 @@
+import Foundation
+
+/// Runs one configuration in a fresh child process (this same executable, re-invoked with
+/// `--child`), so that its peak RSS (VmHWM) is its own and not what an earlier configuration
+/// left behind.
+public enum ChildProcess {
+    /// The running executable.
+    public static var currentExecutable: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    }
+
+    /// Runs `executable --child <configuration as JSON>` and decodes the record it prints as its
+    /// last line. A crash, a kill (out of memory) or bad output becomes a failed record.
+    public static func measure(_ c: BenchmarkConfiguration, executable: URL = currentExecutable,
+                               inputLabel: String) -> BenchmarkRecord {
+        let process = Process()
+        process.executableURL = executable
+        guard let json = try? JSONEncoder().encode(c), let argument = String(data: json, encoding: .utf8) else {
+            return .failed(c, input: inputLabel, reason: "could not encode the configuration")
+        }
+        process.arguments = ["--child", argument]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        do { try process.run() } catch {
+            return .failed(c, input: inputLabel, reason: "could not start \(executable.path): \(error)")
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let stderrTail = String(decoding: errData, as: UTF8.self)
+            .split(separator: "\n").suffix(3).joined(separator: " | ")
+        if process.terminationReason == .uncaughtSignal {
+            let signal = process.terminationStatus
+            let hint = signal == 9 ? " (killed: out of memory?)" : ""
+            return .failed(c, input: inputLabel, reason: "child died with signal \(signal)\(hint) \(stderrTail)")
+        }
+        let lastLine = String(decoding: outData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        if let record = try? JSONDecoder().decode(BenchmarkRecord.self, from: Data(lastLine.utf8)) {
+            return record
+        }
+        return .failed(c, input: inputLabel,
+                       reason: "child exited with status \(process.terminationStatus): \(stderrTail.isEmpty ? "no output" : stderrTail)")
+    }
+}

@@ -1,1 +1,0 @@
-// BenchmarkSupport: scaffolding, replaced as the module is written.

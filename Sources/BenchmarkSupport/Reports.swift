@@ -1,0 +1,101 @@
+import Foundation
+
+/// bench-memory's outputs: a Markdown table, CSV, JSON and an SVG chart of peak memory.
+public enum Reports {
+    static func f(_ x: Double?, _ digits: Int = 1) -> String {
+        guard let x else { return "–" }
+        return String(format: "%.\(digits)f", x)
+    }
+
+    public static let tableHeader =
+        "| model | strategy | batch | input | peak−baseline MiB | peak tensor MiB | median s/step | floor s | ×floor | img/s | status |\n" +
+        "|---|---|---|---|---|---|---|---|---|---|---|"
+
+    public static func tableRow(_ r: BenchmarkRecord) -> String {
+        let ratio = (r.median_step_s != nil && r.floor_s != nil && r.floor_s! > 0) ? r.median_step_s! / r.floor_s! : nil
+        return "| \(r.model) | \(r.strategy) | \(r.batch) | \(r.input) | \(f(r.peak_minus_baseline_mib)) | "
+            + "\(f(r.peak_tensor_mib)) | \(f(r.median_step_s, 3)) | \(f(r.floor_s, 3)) | \(f(ratio, 2)) | "
+            + "\(f(r.images_per_s)) | \(r.status == "ok" ? "ok" : "failed: \(r.reason ?? "")") |"
+    }
+
+    public static func markdown(_ records: [BenchmarkRecord]) -> String {
+        ([tableHeader] + records.map(tableRow)).joined(separator: "\n") + "\n"
+    }
+
+    static let csvColumns = ["model", "strategy", "batch", "input", "status", "reason", "params", "baseline_rss_mib",
+                             "peak_rss_mib", "peak_minus_baseline_mib", "peak_tensor_mib", "predicted_peak_tensor_mib",
+                             "median_step_s", "min_step_s", "images_per_s", "gflop_per_step", "sgemm_gflops", "floor_s",
+                             "jemalloc_allocated_mib", "jemalloc_resident_mib", "threads"]
+
+    public static func csv(_ records: [BenchmarkRecord]) -> String {
+        func cell(_ v: Any?) -> String {
+            guard let v else { return "" }
+            let s = "\(v)"
+            return s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        }
+        var lines = [csvColumns.joined(separator: ",")]
+        for r in records {
+            let values: [Any?] = [r.model, r.strategy, r.batch, r.input, r.status, r.reason, r.params, r.baseline_rss_mib,
+                                  r.peak_rss_mib, r.peak_minus_baseline_mib, r.peak_tensor_mib, r.predicted_peak_tensor_mib,
+                                  r.median_step_s, r.min_step_s, r.images_per_s, r.gflop_per_step, r.sgemm_gflops,
+                                  r.floor_s, r.jemalloc_allocated_mib, r.jemalloc_resident_mib, r.threads]
+            lines.append(values.map(cell).joined(separator: ","))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    public static func json(_ records: [BenchmarkRecord]) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try encoder.encode(records)
+    }
+
+    /// Peak RSS − baseline against a numeric x (depth or batch), one line per strategy.
+    public static func svgChart(_ records: [BenchmarkRecord], x: (BenchmarkRecord) -> Double?, xLabel: String,
+                                title: String) -> String {
+        let ok = records.filter { $0.status == "ok" && $0.peak_minus_baseline_mib != nil && x($0) != nil }
+        let (w, h, left, bottom, top, right) = (640.0, 400.0, 70.0, 50.0, 40.0, 140.0)
+        let xs = ok.compactMap(x), ys = ok.compactMap { $0.peak_minus_baseline_mib }
+        let (x0, x1) = (xs.min() ?? 0, max(xs.max() ?? 1, (xs.min() ?? 0) + 1))
+        let y1 = max(ys.max() ?? 1, 1) * 1.1
+        func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (w - left - right) }
+        func py(_ v: Double) -> Double { h - bottom - v / y1 * (h - bottom - top) }
+        let colors = ["naive": "#d62728", "checkpoint": "#ff7f0e", "shared": "#1f77b4", "minimal": "#2ca02c"]
+        var svg = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(w))" height="\(Int(h))" font-family="sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(w / 2 - 60)" y="20" font-size="14">\(title)</text>
+        <line x1="\(left)" y1="\(h - bottom)" x2="\(w - right)" y2="\(h - bottom)" stroke="black"/>
+        <line x1="\(left)" y1="\(top)" x2="\(left)" y2="\(h - bottom)" stroke="black"/>
+        <text x="\(w / 2 - 40)" y="\(h - 12)">\(xLabel)</text>
+        <text x="14" y="\(h / 2 + 40)" transform="rotate(-90 14 \(h / 2 + 40))">peak RSS − baseline (MiB)</text>
+
+        """
+        for i in 0...4 {
+            let v = y1 * Double(i) / 4
+            svg += "<text x=\"\(left - 8)\" y=\"\(py(v) + 4)\" text-anchor=\"end\">\(Int(v))</text>\n"
+            svg += "<line x1=\"\(left)\" y1=\"\(py(v))\" x2=\"\(w - right)\" y2=\"\(py(v))\" stroke=\"#ddd\"/>\n"
+        }
+        for v in Set(xs).sorted() {
+            svg += "<text x=\"\(px(v))\" y=\"\(h - bottom + 16)\" text-anchor=\"middle\">\(Int(v))</text>\n"
+        }
+        let strategies = ["naive", "checkpoint", "shared", "minimal"].filter { s in ok.contains { $0.strategy == s } }
+        for (i, s) in strategies.enumerated() {
+            let points = ok.filter { $0.strategy == s }.compactMap { r in x(r).map { ($0, r.peak_minus_baseline_mib!) } }
+                .sorted { $0.0 < $1.0 }
+            let color = colors[s] ?? "black"
+            svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\""
+                + points.map { "\(px($0.0)),\(py($0.1))" }.joined(separator: " ") + "\"/>\n"
+            for p in points { svg += "<circle cx=\"\(px(p.0))\" cy=\"\(py(p.1))\" r=\"3\" fill=\"\(color)\"/>\n" }
+            svg += "<text x=\"\(w - right + 10)\" y=\"\(top + 20 + Double(i) * 18)\" fill=\"\(color)\">\(s)</text>\n"
+        }
+        return svg + "</svg>\n"
+    }
+
+    /// L from a `densenet-bc-L-k` name.
+    public static func depth(of model: String) -> Double? {
+        let parts = model.split(separator: "-")
+        guard parts.count == 4, parts[0] == "densenet", parts[1] == "bc" else { return nil }
+        return Double(parts[2])
+    }
+}

@@ -1,0 +1,128 @@
+import Autograd
+import DenseNetModels
+import Foundation
+import Kernels
+import NeuralLayers
+import Runtime
+
+/// One configuration to measure: a model, a memory strategy, a batch and an input size.
+public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
+    public var model: String
+    public var strategy: MemoryStrategy
+    public var batch: Int
+    /// `CxHxW`; nil for the model's default.
+    public var input: String?
+    public var classes: Int?
+    public var steps: Int
+    public var warmup: Int
+    public var threads: Int
+
+    public init(model: String, strategy: MemoryStrategy, batch: Int, input: String? = nil, classes: Int? = nil,
+                steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.model = model; self.strategy = strategy; self.batch = batch; self.input = input
+        self.classes = classes; self.steps = steps; self.warmup = warmup; self.threads = threads
+    }
+}
+
+/// One measured configuration: the fields of bench-memory's JSON records.
+public struct BenchmarkRecord: Codable, Sendable {
+    public var model: String
+    public var strategy: String
+    public var batch: Int
+    public var input: String
+    public var status: String            // "ok" or "failed"
+    public var reason: String?
+    public var params: Int?
+    public var baseline_rss_mib: Double?
+    public var peak_rss_mib: Double?
+    public var peak_minus_baseline_mib: Double?
+    public var peak_tensor_mib: Double?
+    public var predicted_peak_tensor_mib: Double?
+    public var median_step_s: Double?
+    public var min_step_s: Double?
+    public var images_per_s: Double?
+    public var gflop_per_step: Double?
+    public var sgemm_gflops: Double?
+    public var floor_s: Double?
+    public var jemalloc_allocated_mib: Double?
+    public var jemalloc_resident_mib: Double?
+    public var jemalloc_config: String?
+    public var threads: Int?
+    public var step_times_s: [Double]?
+
+    public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
+        BenchmarkRecord(model: c.model, strategy: c.strategy.rawValue, batch: c.batch, input: input,
+                        status: "failed", reason: reason)
+    }
+}
+
+/// Runs training steps (forward + cross-entropy + backward + SGD momentum step, training mode,
+/// synthetic data) in this process and measures them. bench-memory runs each configuration in a
+/// fresh child process, so the peak RSS belongs to that configuration alone.
+public enum TrainingStepBenchmark {
+    static let mib = 1_048_576.0
+
+    public static func run(_ c: BenchmarkConfiguration) throws -> BenchmarkRecord {
+        Parallel.threadCount = max(1, c.threads)
+        let configuration = try ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input)
+        guard case .denseNet(let dense) = configuration else {
+            throw BenchmarkError.unsupportedModel(c.model)
+        }
+        let architecture = try Architecture(configuration)
+        let shape = dense.inputShape
+        let sgemm = GemmProbe.squareSgemmGFLOPS(threads: c.threads)
+
+        Initialization.seed = 42
+        let model = try DenseNet(dense, strategy: c.strategy)
+        let optimizer = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
+        let images = Tensor.randomNormal([shape.channels, c.batch, shape.height, shape.width], seed: 3)
+        var rng = SeededGenerator(seed: 4)
+        let labels = (0..<c.batch).map { _ in Int32(rng.next() % UInt64(dense.classCount)) }
+
+        // Baseline: model, optimizer state and data exist; nothing of a step yet.
+        Jemalloc.purge()
+        ProcessProbe.resetPeakResident()
+        let baseline = Double(ProcessProbe.residentBytes) / mib
+        Memory.resetPeak()
+
+        var times = [Double]()
+        for i in 0..<(c.warmup + c.steps) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            optimizer.zeroGradients()
+            let loss = Functional.crossEntropy(model(Variable(images)), labels: labels)
+            loss.backward()
+            optimizer.step()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if i >= c.warmup { times.append(seconds) }
+        }
+        let peak = Double(ProcessProbe.peakResidentBytes) / mib
+        let stats = Jemalloc.stats()
+        let sorted = times.sorted()
+        let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
+        // Training FLOPs: forward, and backward's two products (input and weight gradients).
+        let gflop = 3 * Double(architecture.forwardFLOPs) * Double(c.batch) / 1e9
+        return BenchmarkRecord(
+            model: c.model, strategy: c.strategy.rawValue, batch: c.batch, input: shape.description, status: "ok",
+            params: architecture.trainableParameters,
+            baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
+            peak_tensor_mib: Double(Memory.peak) / mib,
+            predicted_peak_tensor_mib: nil,
+            median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
+            gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
+            jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,
+            jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times)
+    }
+}
+
+public enum BenchmarkError: Error, CustomStringConvertible {
+    case unsupportedModel(String)
+    case childFailed(String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedModel(let name):
+            return "bench-memory measures DenseNets; '\(name)' is not one (try densenet-bc-100-12 or densenet121)"
+        case .childFailed(let why): return why
+        }
+    }
+}
