@@ -9,16 +9,27 @@ import Foundation
 /// is wide, by rows when it is tall, and by the inner dimension (with per-thread partial sums)
 /// when C is small and K is large, as in weight gradients.
 public enum Gemm {
-    private static let configured: Bool = {
-        openblas_set_num_threads(1)
-        return true
-    }()
+    /// OpenBLAS's thread count as last set by us (0: not yet, OpenBLAS's default applies).
+    nonisolated(unsafe) private static var blasThreads = 0
 
-    /// Sets OpenBLAS's own thread count (the square-sgemm reference uses all threads).
+    /// Sets OpenBLAS's own thread count (the square-sgemm reference uses all threads). Kernels
+    /// that split work across our threads set it back to 1 (`useOneBLASThread`).
     public static func setBLASThreads(_ n: Int) {
-        _ = configured
+        precondition(n >= 1, "Gemm.setBLASThreads: thread count must be at least 1, got \(n)")
         openblas_set_num_threads(Int32(n))
+        blasThreads = n
     }
+
+    /// Makes OpenBLAS single-threaded unless it already is: called by every kernel that runs
+    /// one-thread products on several of our threads at once (two OpenBLAS thread pools fighting
+    /// over two cores would be far slower). Cheap when nothing changes.
+    @inlinable
+    public static func useOneBLASThread() {
+        if currentBLASThreads != 1 { setBLASThreads(1) }
+    }
+
+    /// OpenBLAS's thread count as last set through `setBLASThreads` (0 before the first call).
+    public static var currentBLASThreads: Int { blasThreads }
 
     /// OpenBLAS's build description ("OpenBLAS 0.3.21 DYNAMIC_ARCH ... Zen ...").
     public static var blasConfig: String {
@@ -56,7 +67,7 @@ public enum Gemm {
                                 alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                 b: UnsafePointer<Float>, ldb: Int,
                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        _ = configured
+        useOneBLASThread()
         let threads = Parallel.threadCount
         let flops = 2.0 * Double(m) * Double(n) * Double(k)
         if threads == 1 || flops < 2e6 {
@@ -64,7 +75,12 @@ public enum Gemm {
                   b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
-        if n >= 64 * threads && n >= m {
+        if k >= 8 * max(m, n) && k >= 256 * threads {
+            // A small C with a long inner dimension (weight gradients): split k, so each thread
+            // reads only its share of both operands.
+            multiplySplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
+        } else if n >= 64 * threads && n >= m {
             // Split columns of C (and of op(B)).
             Parallel.forEach(threads) { t in
                 let cols = Parallel.chunk(t, of: threads, count: n)

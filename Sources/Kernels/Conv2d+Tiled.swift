@@ -1,0 +1,152 @@
+import Foundation
+import Runtime
+
+/// The im2col path, for every convolution but the plain 1x1 one.
+///
+/// OpenBLAS's own threads are slow on DenseNet's thin products (Cout = 12 output rows, see
+/// machine-notes.md), so each of our threads runs one-thread OpenBLAS on its own part with its
+/// own column tile: forward splits the output columns; backward splits either the input
+/// channels (each thread owns rows of the im2col matrix, so its dx channels and dW columns are
+/// its own) or whole images (col2im of different images never overlaps; dW gets per-thread
+/// partial sums added at the end).
+extension Conv2d {
+    /// How a backward pass is shared among threads.
+    public enum BackwardSplit: String, Equatable, Sendable {
+        /// Each thread owns input channels: its rows of cols, dx and dW columns. No partials.
+        case channels
+        /// Each thread owns whole images (output columns of whole images); dW partials.
+        case images
+        /// Each thread owns any output column range (no dx to scatter into); dW partials.
+        case columns
+    }
+
+    /// Columns per tile of one thread, whose tile holds `rows` rows: about `preferredTileBytes`,
+    /// never over the thread's share of `workspaceLimitBytes`, at least one.
+    static func tileColumns(rows: Int, threads: Int) -> Int {
+        let share = workspaceLimitBytes / max(threads, 1) - Memory.alignment   // byteCount rounds up
+        let byLimit = share / (rows * MemoryLayout<Float>.stride)
+        let preferred = max(preferredTileBytes / (rows * MemoryLayout<Float>.stride), 64)
+        return max(1, min(byLimit, preferred))
+    }
+
+    /// Below this many multiply-adds (Cout·Cin·kh·kw·N·Ho·Wo) a call runs on one thread: a
+    /// second thread would cost more than it saves. Tests set it to 0 to run the split paths on
+    /// tiny shapes.
+    nonisolated(unsafe) public static var parallelWorkThreshold = 1 << 18
+
+    // MARK: Forward
+
+    /// y[:, tile] = W (Cout × Cin·kh·kw) · im2col(x)[:, tile], tile by tile; each thread takes a
+    /// contiguous range of output columns. // x (Cin, N, H, W) → y (Cout, N, Ho, Wo)
+    static func tiledForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
+                             y: UnsafeMutablePointer<Float>) {
+        let work = g.cout * g.rows * g.columns
+        let parts = work < parallelWorkThreshold ? 1 : min(Parallel.threadCount, g.columns)
+        let tile = tileColumns(rows: g.rows, threads: parts)
+        let total = g.columns, rows = g.rows
+        Parallel.forEach(parts) { t in
+            let range = Parallel.chunk(t, of: parts, count: total)
+            let width = min(tile, range.count)
+            guard width > 0 else { return }
+            let workspace = Tensor(shape: [rows, width], category: .scratch)
+            let cols = workspace.pointer
+            var start = range.lowerBound
+            while start < range.upperBound {
+                let tileRange = start..<min(start + width, range.upperBound)
+                im2col(x, g, channels: 0..<g.cin, columns: tileRange, into: cols)
+                Gemm.sgemm(m: g.cout, n: tileRange.count, k: rows, a: weight, lda: rows,
+                           b: cols, ldb: tileRange.count, beta: 0, c: y + start, ldc: total)
+                start = tileRange.upperBound
+            }
+            withExtendedLifetime(workspace) {}
+        }
+    }
+
+    // MARK: Backward
+
+    /// How `backward` shares the im2col path among `Parallel.threadCount` threads for these
+    /// shapes (tests check that each split is exercised; benchmarks print it).
+    public static func backwardSplit(input: [Int], weight: [Int], _ p: ConvParameters, inputGradient: Bool) -> BackwardSplit {
+        let g = ConvGeometry(input: input, weight: weight, p)
+        return p.isPointwise ? .columns : backwardPlan(g, threads: Parallel.threadCount, inputGradient: inputGradient).0
+    }
+
+    /// The split and number of parts for a backward pass.
+    static func backwardPlan(_ g: ConvGeometry, threads: Int, inputGradient: Bool) -> (BackwardSplit, parts: Int) {
+        let work = g.cout * g.rows * g.columns
+        if threads == 1 || work < parallelWorkThreshold { return (.columns, 1) }
+        if !inputGradient { return (.columns, min(threads, g.columns)) }
+        // Channels balance whenever there are several per thread; whole images balance only
+        // when they divide evenly (3 images on 2 threads would leave one idle a third of the time).
+        if g.cin >= 4 * threads || (g.cin >= threads && g.n % threads != 0) { return (.channels, min(threads, g.cin)) }
+        if g.n >= threads { return (.images, threads) }
+        if g.cin >= threads { return (.channels, threads) }
+        return (.columns, 1)
+    }
+
+    /// dx += col2im(Wᵀ · dy), dW += dy · im2col(x)ᵀ, tile by tile.
+    /// // dy (Cout, N, Ho, Wo), x and dx (Cin, N, H, W), dW (Cout, Cin, kh, kw)
+    static func tiledBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                              _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
+        let (split, parts) = backwardPlan(g, threads: Parallel.threadCount, inputGradient: dx != nil)
+        let area = g.kernelArea, rows = g.rows, total = g.columns, plane = g.ho * g.wo
+        let needPartials = split != .channels && parts > 1 && dWeight != nil
+        let partials = needPartials ? Tensor(shape: [parts - 1, g.cout, rows], category: .scratch) : nil
+        let partial = partials?.pointer
+
+        Parallel.forEach(parts) { t in
+            let channels: Range<Int>, columns: Range<Int>
+            switch split {
+            case .channels: channels = Parallel.chunk(t, of: parts, count: g.cin); columns = 0..<total
+            case .images:
+                let images = Parallel.chunk(t, of: parts, count: g.n)
+                channels = 0..<g.cin; columns = (images.lowerBound * plane)..<(images.upperBound * plane)
+            case .columns: channels = 0..<g.cin; columns = Parallel.chunk(t, of: parts, count: total)
+            }
+            guard !channels.isEmpty && !columns.isEmpty else {
+                if let partial, t > 0 { (partial + (t - 1) * g.cout * rows).update(repeating: 0, count: g.cout * rows) }
+                return
+            }
+            let ownRows = channels.count * area, firstRow = channels.lowerBound * area
+            // This thread's dW block: its columns of dW (channel split) or a partial (others).
+            var dW: UnsafeMutablePointer<Float>? = nil
+            var zeroFirst = false
+            if let dWeight {
+                if let partial, t > 0 { dW = partial + (t - 1) * g.cout * rows; zeroFirst = true }
+                else { dW = dWeight + firstRow }
+            }
+            let width = min(tileColumns(rows: ownRows, threads: parts), columns.count)
+            let workspace = Tensor(shape: [ownRows, width], category: .scratch)
+            let cols = workspace.pointer
+            var start = columns.lowerBound
+            while start < columns.upperBound {
+                let tile = start..<min(start + width, columns.upperBound)
+                let dyTile = dy + start
+                if let dW {
+                    // dW[:, own rows] += dy[:, tile] · colsᵀ   (Cout × ownRows, inner dimension tile)
+                    im2col(x, g, channels: channels, columns: tile, into: cols)
+                    Gemm.sgemm(transB: true, m: g.cout, n: ownRows, k: tile.count, a: dyTile, lda: total,
+                               b: cols, ldb: tile.count, beta: zeroFirst ? 0 : 1, c: dW, ldc: rows)
+                    zeroFirst = false
+                }
+                if let dx {
+                    // cols = W[:, own rows]ᵀ · dy[:, tile], then scattered back onto dx.
+                    Gemm.sgemm(transA: true, m: ownRows, n: tile.count, k: g.cout, a: weight + firstRow, lda: rows,
+                               b: dyTile, ldb: total, beta: 0, c: cols, ldc: tile.count)
+                    col2imAccumulate(cols, g, channels: channels, columns: tile, into: dx)
+                }
+                start = tile.upperBound
+            }
+            withExtendedLifetime(workspace) {}
+        }
+
+        if let partial, let dWeight {
+            let size = g.cout * rows
+            for t in 0..<(parts - 1) {
+                let src = partial + t * size
+                for i in 0..<size { dWeight[i] += src[i] }
+            }
+        }
+        withExtendedLifetime(partials) {}
+    }
+}
