@@ -1,0 +1,165 @@
+import Foundation
+import Runtime
+
+/// Batch normalisation over channel-major activations, with an optional fused ReLU.
+///
+/// x is any contiguous `(C, ...)` tensor, typically `(C, N, H, W)` or a channel view of a block
+/// buffer: channel c is the contiguous row of the `columns = N·H·W` elements `x[c, ...]`, so the
+/// statistics are reductions over contiguous rows and the work is split across threads by
+/// channels. Statistics are taken in two passes (mean, then squared deviations from it) with
+/// Float vector partial sums over blocks of 512 added in Double, so rows of millions of elements
+/// with a large mean stay accurate. Each channel's row is normalised right after its statistics
+/// are taken, while it is still in cache.
+public enum BatchNorm {
+    /// Checks the shapes shared by every entry point; returns (channels, columns).
+    static func check(_ name: String, _ x: Tensor, _ perChannel: [(String, Tensor)], sameAsX: [(String, Tensor)]) -> (Int, Int) {
+        precondition(x.rank >= 1 && x.isContiguous, "BatchNorm.\(name): x \(x.shape) must be a contiguous (C, ...) tensor")
+        let channels = x.shape[0]
+        let columns = channels == 0 ? 0 : x.count / channels
+        for (label, t) in perChannel {
+            precondition(t.count == channels && t.isContiguous,
+                         "BatchNorm.\(name): \(label) \(t.shape) vs x \(x.shape): need \(channels) contiguous values")
+        }
+        for (label, t) in sameAsX {
+            precondition(t.shape == x.shape && t.isContiguous, "BatchNorm.\(name): \(label) \(t.shape) vs x \(x.shape)")
+        }
+        return (channels, columns)
+    }
+
+    /// Training mode: per-channel batch mean and invStd = 1/sqrt(biased var + eps) over all
+    /// non-channel positions, written into mean (C) and invStd (C); y = gamma·(x−mean)·invStd + beta,
+    /// then max(·,0) if relu. x may be any contiguous (C, ...) tensor. Does NOT touch running stats.
+    /// y may be x (in place).
+    // x, y (C, N, H, W); gamma, beta, mean, invStd (C).
+    public static func forwardTraining(_ x: Tensor, gamma: Tensor, beta: Tensor, eps: Float, relu: Bool,
+                                       into y: Tensor, mean: Tensor, invStd: Tensor) {
+        let (channels, columns) = check("forwardTraining", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
+                                                              ("invStd", invStd)], sameAsX: [("y", y)])
+        precondition(columns > 0, "BatchNorm.forwardTraining: x \(x.shape) has no positions per channel")
+        let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer
+        let pm = mean.pointer, pi = invStd.pointer
+        Elementwise.forRanges(channels, unitCost: 3 * columns) { cs in
+            for c in cs {
+                let row = px + c * columns
+                let mu = Elementwise.sumDouble(row, columns) / Double(columns)
+                let center = Float(mu)
+                // Σ(x−center)² = Σ(x−mu)² + n·(mu−center)²: remove the rounding of the center.
+                let offset = mu - Double(center)
+                let variance = max(Elementwise.sumSquaredDeviations(row, columns, center: center) / Double(columns)
+                                   - offset * offset, 0)
+                pm[c] = center
+                pi[c] = Float(1 / (variance + Double(eps)).squareRoot())
+                applyStatistics(x: row, channels: 1, columns: columns, ld: columns, gamma: pg + c, beta: pb + c,
+                                mean: pm + c, invStd: pi + c, relu: relu, y: py + c * columns, yLd: columns)
+            }
+        }
+    }
+
+    /// y = gamma·(x−mean)·invStd + beta (+ReLU) with the statistics given (used for recompute, and
+    /// for evaluation after converting running stats). y may be x.
+    // x, y (C, N, H, W); gamma, beta, mean, invStd (C).
+    public static func forwardWithStatistics(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
+                                             invStd: Tensor, relu: Bool, into y: Tensor) {
+        let (channels, columns) = check("forwardWithStatistics", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
+                                                                    ("invStd", invStd)], sameAsX: [("y", y)])
+        applyStatistics(x: x.pointer, channels: channels, columns: columns, ld: columns, gamma: gamma.pointer,
+                        beta: beta.pointer, mean: mean.pointer, invStd: invStd.pointer, relu: relu,
+                        y: y.pointer, yLd: columns)
+    }
+
+    /// Evaluation mode with running statistics: y = gamma·(x−runningMean)/sqrt(runningVar+eps) + beta.
+    // x, y (C, N, H, W); gamma, beta, runningMean, runningVar (C).
+    public static func forwardInference(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor,
+                                        runningVar: Tensor, eps: Float, relu: Bool, into y: Tensor) {
+        let (channels, columns) = check("forwardInference", x, [("gamma", gamma), ("beta", beta),
+                                                               ("runningMean", runningMean), ("runningVar", runningVar)],
+                                        sameAsX: [("y", y)])
+        let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer
+        let pm = runningMean.pointer, pv = runningVar.pointer
+        Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
+            for c in cs {
+                let inv = Float(1 / (Double(pv[c]) + Double(eps)).squareRoot())
+                normalizeRow(x: px + c * columns, count: columns, mean: pm[c], scale: pg[c] * inv, beta: pb[c],
+                             relu: relu, y: py + c * columns)
+            }
+        }
+    }
+
+    /// PyTorch's update: running = (1−momentum)·running + momentum·batch, using the UNBIASED batch
+    /// variance (var·n/(n−1)) for runningVar; var is recovered from invStd and eps. count = n.
+    // runningMean, runningVar, mean, invStd (C).
+    public static func updateRunningStatistics(runningMean: Tensor, runningVar: Tensor, mean: Tensor,
+                                               invStd: Tensor, eps: Float, momentum: Float, count: Int) {
+        let channels = runningMean.count
+        for (label, t) in [("runningVar", runningVar), ("mean", mean), ("invStd", invStd)] {
+            precondition(t.count == channels && t.isContiguous && runningMean.isContiguous,
+                         "BatchNorm.updateRunningStatistics: \(label) \(t.shape) vs runningMean \(runningMean.shape)")
+        }
+        precondition(count > 1, "BatchNorm.updateRunningStatistics: count \(count): the unbiased variance needs more than 1 value per channel")
+        let prm = runningMean.pointer, prv = runningVar.pointer, pm = mean.pointer, pi = invStd.pointer
+        let m = Double(momentum), bessel = Double(count) / Double(count - 1)
+        for c in 0..<channels {
+            let inv = Double(pi[c])
+            let variance = max(1 / (inv * inv) - Double(eps), 0)
+            prm[c] = Float((1 - m) * Double(prm[c]) + m * Double(pm[c]))
+            prv[c] = Float((1 - m) * Double(prv[c]) + m * variance * bessel)
+        }
+    }
+
+    /// Training-mode backward through batch statistics (and through the ReLU when relu: its mask is
+    /// recomputed from x and the statistics, so y need not be kept). Accumulates into dx, dGamma,
+    /// dBeta. Runs the raw tile functions one channel at a time, so the channel's dy and x rows
+    /// are still in cache for the second pass.
+    // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
+    public static func backward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
+                                relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+        backward("backward", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                 dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: false)
+    }
+
+    /// Backward with the statistics held constant (evaluation mode): dx += gamma·invStd·g,
+    /// dGamma += Σ g·xhat, dBeta += Σ g.
+    // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
+    public static func backwardWithFixedStatistics(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
+                                                   invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+        backward("backwardWithFixedStatistics", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                 relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: true)
+    }
+
+    static func backward(_ name: String, _ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
+                         invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
+                         fixedStatistics: Bool) {
+        var perChannel = [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)]
+        if let dGamma { perChannel.append(("dGamma", dGamma)) }
+        if let dBeta { perChannel.append(("dBeta", dBeta)) }
+        var same = [("dy", dy)]
+        if let dx { same.append(("dx", dx)) }
+        let (channels, columns) = check(name, x, perChannel, sameAsX: same)
+        let needSums = dGamma != nil || dBeta != nil || (dx != nil && !fixedStatistics)
+        if columns == 0 || (!needSums && dx == nil) { return }
+        let pdy = dy.pointer, px = x.pointer, pg = gamma.pointer, pb = beta.pointer
+        let pm = mean.pointer, pi = invStd.pointer
+        let pdx = dx?.pointer, pdg = dGamma?.pointer, pdb = dBeta?.pointer
+        Elementwise.forRanges(channels, unitCost: (needSums ? 2 : 0) * columns + (dx != nil ? 4 : 0) * columns) { cs in
+            for c in cs {
+                let offset = c * columns
+                var sums: (dy: Float, dyXhat: Float) = (0, 0)
+                if needSums {
+                    accumulateBackwardSums(dy: pdy + offset, x: px + offset, channels: 1, columns: columns, ld: columns,
+                                           gamma: pg + c, beta: pb + c, mean: pm + c, invStd: pi + c, relu: relu,
+                                           sumDy: &sums.dy, sumDyXhat: &sums.dyXhat)
+                    pdg?[c] += sums.dyXhat
+                    pdb?[c] += sums.dy
+                }
+                guard let pdx else { continue }
+                // With fixed statistics the mean and variance carry no gradient: zero totals leave
+                // dx += gamma·invStd·g.
+                var totals = fixedStatistics ? (dy: Float(0), dyXhat: Float(0)) : sums
+                accumulateInputGradient(dy: pdy + offset, x: px + offset, channels: 1, columns: columns, ld: columns,
+                                        gamma: pg + c, beta: pb + c, mean: pm + c, invStd: pi + c, relu: relu,
+                                        sumDy: &totals.dy, sumDyXhat: &totals.dyXhat, count: columns,
+                                        dx: pdx + offset, dxLd: columns)
+            }
+        }
+    }
+}

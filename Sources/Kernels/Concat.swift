@@ -1,0 +1,83 @@
+import Runtime
+
+/// Concatenation along dimension 0 (channels). With channel-major tensors each input is one
+/// contiguous block of the output, so this is a sequence of copies (split across threads by
+/// output range, not by input, so a few small inputs next to a large one still use both cores).
+public enum Concat {
+    /// Checks that `parts` stack along dim 0 into `whole`; returns each part's element offset.
+    static func offsets(_ parts: [[Int]], into whole: Tensor, _ name: String) -> [Int] {
+        precondition(whole.isContiguous, "Concat.\(name): y \(whole.shape) must be contiguous")
+        precondition(whole.rank >= 1, "Concat.\(name): y \(whole.shape) has no dimension 0")
+        var offsets = [Int]()
+        var channels = 0
+        let inner = Array(whole.shape.dropFirst())
+        let innerCount = inner.reduce(1, *)
+        for s in parts {
+            precondition(s.count == whole.rank && Array(s.dropFirst()) == inner,
+                         "Concat.\(name): part \(s) does not match y \(whole.shape) beyond dimension 0 (parts \(parts))")
+            offsets.append(channels * innerCount)
+            channels += s[0]
+        }
+        precondition(channels == whole.shape[0], "Concat.\(name): parts \(parts) have \(channels) channels, y \(whole.shape) has \(whole.shape[0])")
+        return offsets
+    }
+
+    /// Concatenates `xs` along dim 0 (channels) into y.
+    public static func forward(_ xs: [Tensor], into y: Tensor) {
+        let offsets = offsets(xs.map(\.shape), into: y, "forward")
+        for x in xs { precondition(x.isContiguous, "Concat.forward: input \(x.shape) must be contiguous") }
+        let py = y.pointer
+        let sources = xs.map { UnsafePointer($0.pointer) }
+        let counts = xs.map(\.count)
+        Elementwise.forRanges(y.count) { r in
+            for k in sources.indices {
+                let lo = max(r.lowerBound, offsets[k]), hi = min(r.upperBound, offsets[k] + counts[k])
+                if lo < hi, sources[k] + (lo - offsets[k]) != UnsafePointer(py + lo) {
+                    (py + lo).update(from: sources[k] + (lo - offsets[k]), count: hi - lo)
+                }
+            }
+        }
+        withExtendedLifetime(xs) {}
+    }
+
+    /// dxs[i] += the matching channel slice of dy (nil entries skipped).
+    ///
+    /// A nil entry's channel count is not known, so it is inferred: this works when every nil
+    /// entry comes after the last non-nil one, or when there is exactly one nil entry. Otherwise
+    /// use `backward(_:dxs:channels:)`.
+    public static func backward(_ dy: Tensor, dxs: [Tensor?]) {
+        let lastKnown = dxs.lastIndex { $0 != nil } ?? -1
+        let nilsBefore = dxs[..<max(lastKnown, 0)].filter { $0 == nil }.count
+        let nilsTotal = dxs.filter { $0 == nil }.count
+        precondition(nilsBefore == 0 || nilsTotal == 1,
+                     "Concat.backward: the channel counts of \(nilsTotal) nil gradients before the last given one cannot be inferred from dy \(dy.shape); pass channels:")
+        let knownChannels = dxs.reduce(0) { $0 + ($1?.shape[0] ?? 0) }
+        let channels = dxs.map { $0?.shape[0] ?? (nilsBefore == 1 ? dy.shape[0] - knownChannels : 0) }
+        let endsWithNil = !dxs.isEmpty && dxs[dxs.count - 1] == nil
+        backward(dy, dxs: dxs, channels: channels, trailingMayBeShort: endsWithNil)
+    }
+
+    /// dxs[i] += channels `channels[i]` wide slice of dy, in order (nil entries skipped).
+    public static func backward(_ dy: Tensor, dxs: [Tensor?], channels: [Int]) {
+        backward(dy, dxs: dxs, channels: channels, trailingMayBeShort: false)
+    }
+
+    static func backward(_ dy: Tensor, dxs: [Tensor?], channels: [Int], trailingMayBeShort: Bool) {
+        precondition(dxs.count == channels.count, "Concat.backward: \(dxs.count) gradients, \(channels.count) channel counts")
+        precondition(dy.isContiguous && dy.rank >= 1, "Concat.backward: dy \(dy.shape) must be contiguous")
+        let inner = Array(dy.shape.dropFirst())
+        let innerCount = inner.reduce(1, *)
+        var channel = 0
+        for (dx, width) in zip(dxs, channels) {
+            if let dx {
+                precondition(dx.isContiguous, "Concat.backward: dx \(dx.shape) must be contiguous")
+                precondition(dx.shape[0] == width && Array(dx.shape.dropFirst()) == inner && channel + width <= dy.shape[0],
+                             "Concat.backward: dx \(dx.shape) does not fit dy \(dy.shape) at channel \(channel) (channels \(channels))")
+                Elementwise.accumulate(dy.pointer + channel * innerCount, into: dx.pointer, count: dx.count, scale: 1)
+            }
+            channel += width
+        }
+        precondition(channel == dy.shape[0] || (trailingMayBeShort && channel < dy.shape[0]),
+                     "Concat.backward: gradients \(dxs.map { $0?.shape }) with channels \(channels) do not cover dy \(dy.shape)")
+    }
+}
