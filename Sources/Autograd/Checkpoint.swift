@@ -16,7 +16,8 @@ extension Autograd {
         let values = inputs.map { $0.value }
         let output = withoutGradient { body(inputs.map { $0.detached }) }
         let seedAfterForward = dropoutSeed
-        return record(label, output.value, inputs: inputs) { gradOutput, gradInputs in
+        // Recorded even when no input needs a gradient: the segment's parameters do.
+        return record(label, output.value, inputs: inputs, always: true) { gradOutput, gradInputs in
             // Inputs become leaves whose gradients land straight in the outer gradient buffers.
             let leaves = zip(values, gradInputs).map { value, g in
                 Variable(value, node: g.map { Node.leaf("\(label).input", gradient: $0) })

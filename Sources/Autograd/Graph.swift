@@ -99,9 +99,11 @@ public enum Autograd {
     }
 
     /// Records a node for `value` if gradients are enabled and any input needs one.
-    public static func record(_ label: String, _ value: Tensor, inputs: [Variable],
+    /// `always` records even when no input needs a gradient: a segment whose parameters are
+    /// not among its inputs (a checkpoint) still has gradients to deliver.
+    public static func record(_ label: String, _ value: Tensor, inputs: [Variable], always: Bool = false,
                               backward: @escaping (_ gradOutput: Tensor, _ gradInputs: [Tensor?]) -> Void) -> Variable {
-        guard isGradEnabled, inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
+        guard isGradEnabled, always || inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
         let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, backward: backward)
         return Variable(value, node: node)
     }

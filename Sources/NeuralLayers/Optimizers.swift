@@ -1,3 +1,4 @@
+import Foundation
 import Runtime
 
 /// An optimizer updates parameters from their accumulated gradients.
