@@ -8,6 +8,11 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
         public var name: String
         public var expected: [Int]
         public var found: [Int]
+        public init(name: String, expected: [Int], found: [Int]) {
+            self.name = name
+            self.expected = expected
+            self.found = found
+        }
         public var description: String { "\(name): file has \(found), expected \(expected)" }
     }
 

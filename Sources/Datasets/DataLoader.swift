@@ -56,7 +56,7 @@ public struct Batch: @unchecked Sendable {
 public struct DataLoaderState: Codable, Equatable, Sendable {
     public var seed: UInt64
     public var epoch: Int
-    /// Examples of this epoch already delivered (a multiple of `batchSize`).
+    /// Examples of this epoch already delivered (a multiple of `batchSize`, or all of them).
     public var position: Int
     /// Examples per epoch (after `limit`) and batch size, checked on restore.
     public var exampleCount: Int
@@ -146,8 +146,9 @@ public final class DataLoader: @unchecked Sendable {
         guard saved.batchSize == options.batchSize else {
             throw fail("it was saved with batch size \(saved.batchSize), this loader has \(options.batchSize)")
         }
-        guard saved.epoch >= 0, saved.position >= 0, saved.position % options.batchSize == 0,
-              saved.position / options.batchSize <= batchesPerEpoch else {
+        let index = (saved.position + options.batchSize - 1) / options.batchSize
+        guard saved.epoch >= 0, saved.position >= 0, index <= batchesPerEpoch,
+              saved.position == min(index * options.batchSize, exampleCount) else {
             throw fail("epoch \(saved.epoch) position \(saved.position) is not a batch boundary of this loader")
         }
         epoch = saved.epoch
@@ -159,7 +160,7 @@ public final class DataLoader: @unchecked Sendable {
     /// The next batch of the current epoch, or nil when it is over (the loader then moves to
     /// the next epoch).
     public func next() -> Batch? {
-        let index = position / options.batchSize
+        let index = (position + options.batchSize - 1) / options.batchSize
         if index >= batchesPerEpoch {
             epoch += 1
             position = 0

@@ -66,7 +66,8 @@ public enum FileBytes {
             let n = compressed.count
             let isize = Int(compressed[n - 4]) | Int(compressed[n - 3]) << 8 | Int(compressed[n - 2]) << 16
                 | Int(compressed[n - 1]) << 24
-            capacity = max(capacity, min(isize, 1 << 31))
+            // Deflate expands at most ~1032:1, so a damaged trailer cannot ask for more than that.
+            capacity = max(capacity, min(isize, compressed.count * 1032))
         }
         var out = [UInt8](repeating: 0, count: capacity)
         var produced = 0

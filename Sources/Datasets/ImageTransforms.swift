@@ -82,7 +82,7 @@ public enum ImageTransforms {
     /// `dst + c · planeStride` (so it can write straight into a `(C, N, H, W)` batch).
     public static func toFloat(_ src: UnsafePointer<UInt8>, channels: Int, height: Int, width: Int,
                                draw: CropFlip, dst: UnsafeMutablePointer<Float>, planeStride: Int) {
-        let scale: Float = 1 / 255
+        // Division, not multiplication by 1/255, to give torchvision's ToTensor bits exactly.
         let oy = draw.dy - draw.padding, ox = draw.dx - draw.padding
         for c in 0..<channels {
             let plane = src + c * height * width
@@ -96,12 +96,12 @@ public enum ImageTransforms {
                 }
                 let srcRow = plane + sy * width
                 if !draw.flip && ox == 0 {
-                    for x in 0..<width { row[x] = Float(srcRow[x]) * scale }
+                    for x in 0..<width { row[x] = Float(srcRow[x]) / 255 }
                     continue
                 }
                 for x in 0..<width {
                     let sx = (draw.flip ? width - 1 - x : x) + ox
-                    row[x] = (sx >= 0 && sx < width) ? Float(srcRow[sx]) * scale : 0
+                    row[x] = (sx >= 0 && sx < width) ? Float(srcRow[sx]) / 255 : 0
                 }
             }
         }

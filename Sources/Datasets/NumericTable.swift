@@ -35,9 +35,9 @@ public struct NumericTable: Sendable, Equatable {
         var values = [Double]()
         var rows = 0
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift, and a newline: split on `isNewline`, not on "\n".
+        for line in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             lineNumber += 1
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             let cells = line.split(separator: delimiter, omittingEmptySubsequences: false)

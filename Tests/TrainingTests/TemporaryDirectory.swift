@@ -17,7 +17,7 @@ struct TemporaryDirectory {
     @discardableResult
     func write(_ name: String, _ bytes: [UInt8]) -> String {
         let p = file(name)
-        FileManager.default.createFile(atPath: p, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: p, contents: Data(bytes))
         return p
     }
 
@@ -27,7 +27,7 @@ struct TemporaryDirectory {
 }
 
 /// Asserts that `body` throws an error of type `E` and returns it (nil, with a failure, otherwise).
-func assertThrows<E: Error, R>(_ type: E.Type, file: StaticString = #filePath, line: UInt = #line,
+func assertThrows<E: Error, R>(_ errorType: E.Type, file: StaticString = #filePath, line: UInt = #line,
                                _ body: () throws -> R) -> E? {
     do {
         _ = try body()
