@@ -61,6 +61,14 @@ public struct DataLoaderState: Codable, Equatable, Sendable {
     /// Examples per epoch (after `limit`) and batch size, checked on restore.
     public var exampleCount: Int
     public var batchSize: Int
+
+    public init(seed: UInt64, epoch: Int, position: Int, exampleCount: Int, batchSize: Int) {
+        self.seed = seed
+        self.epoch = epoch
+        self.position = position
+        self.exampleCount = exampleCount
+        self.batchSize = batchSize
+    }
 }
 
 /// Why a saved `DataLoaderState` cannot be restored into a loader.

@@ -108,6 +108,16 @@ final class DataLoaderTests: XCTestCase {
         assertSameBatches(got, expected)
         XCTAssertEqual(resumed.state.epoch, 2)
 
+        // Rewinding a loader whose prefetch has run ahead discards the prefetched batch.
+        _ = first.next()
+        try first.restore(JSONDecoder().decode(DataLoaderState.self, from: saved))
+        assertSameBatches(epochBatches(first), Array(expected[10...]))
+        // The state after the last, partial batch of an epoch restores too.
+        XCTAssertNoThrow(try DataLoader(data, options: options).restore(
+            DataLoaderState(seed: 11, epoch: 0, position: 40, exampleCount: 40, batchSize: 6)))
+        XCTAssertThrowsError(try DataLoader(data, options: options).restore(
+            DataLoaderState(seed: 11, epoch: 0, position: 7, exampleCount: 40, batchSize: 6)))
+
         // A state from another configuration is refused with a reason.
         let other = DataLoader(data, options: .init(batchSize: 5, seed: 11))
         XCTAssertThrowsError(try other.restore(first.state)) { error in

@@ -154,6 +154,13 @@ final class CIFARTests: XCTestCase {
     override func setUp() { dir = TemporaryDirectory("cifar") }
     override func tearDown() { dir.remove() }
 
+    /// The DatasetError `body` throws, after checking its message names the file.
+    func readError(file: StaticString = #filePath, line: UInt = #line, _ body: () throws -> Any) -> DatasetError? {
+        let e = assertThrows(DatasetError.self, file: file, line: line, body)
+        if let e { XCTAssertTrue(e.description.contains(e.path), "message does not name the file: \(e)", file: file, line: line) }
+        return e
+    }
+
     /// `n` images whose pixel k of image i is (i + k) mod 256.
     func pixels(_ n: Int, from first: Int = 0) -> [UInt8] {
         (first..<(first + n)).flatMap { i in (0..<3072).map { UInt8((i + $0) % 256) } }
@@ -193,30 +200,30 @@ final class CIFARTests: XCTestCase {
 
     func testPartialRecord() {
         let path = dir.write("test_batch.bin", CIFAR.encodeRecords(pixels: pixels(2), labels: [[1, 2]]) + [0])
-        let e = assertThrows(DatasetError.self) { try CIFAR.read([path], variant: .cifar10) }
+        let e = readError { try CIFAR.read([path], variant: .cifar10) }
         XCTAssertEqual(e, .partialRecord(path: path, byteCount: 2 * 3073 + 1, recordSize: 3073))
         XCTAssertTrue(e?.description.contains(path) ?? false)
         // A CIFAR-10 file read as CIFAR-100 does not divide either.
         let ten = dir.write("ten.bin", CIFAR.encodeRecords(pixels: pixels(3), labels: [[1, 2, 3]]))
-        XCTAssertEqual(assertThrows(DatasetError.self) { try CIFAR.read([ten], variant: .cifar100Fine) },
+        XCTAssertEqual(readError { try CIFAR.read([ten], variant: .cifar100Fine) },
                        .partialRecord(path: ten, byteCount: 3 * 3073, recordSize: 3074))
         let empty = dir.write("empty.bin", [])
-        XCTAssertEqual(assertThrows(DatasetError.self) { try CIFAR.read([empty], variant: .cifar10) }?.path, empty)
+        XCTAssertEqual(readError { try CIFAR.read([empty], variant: .cifar10) }?.path, empty)
     }
 
     func testLabelsOutOfRange() {
         let ten = dir.write("bad10.bin", CIFAR.encodeRecords(pixels: pixels(2), labels: [[3, 10]]))
-        XCTAssertEqual(assertThrows(DatasetError.self) { try CIFAR.read([ten], variant: .cifar10) },
+        XCTAssertEqual(readError { try CIFAR.read([ten], variant: .cifar10) },
                        .labelOutOfRange(path: ten, index: 1, label: 10, classCount: 10))
         let hundred = dir.write("bad100.bin", CIFAR.encodeRecords(pixels: pixels(2), labels: [[20, 1], [5, 6]]))
         // The coarse label is checked even when the fine labels are used.
-        XCTAssertEqual(assertThrows(DatasetError.self) { try CIFAR.read([hundred], variant: .cifar100Fine) },
+        XCTAssertEqual(readError { try CIFAR.read([hundred], variant: .cifar100Fine) },
                        .labelOutOfRange(path: hundred, index: 0, label: 20, classCount: 20))
     }
 
     func testMissingBatchIsNamed() {
         dir.write("data_batch_1.bin", CIFAR.encodeRecords(pixels: pixels(1), labels: [[1]]))
-        let e = assertThrows(DatasetError.self) { try CIFAR.load(.cifar10, .train, directory: dir.path) }
+        let e = readError { try CIFAR.load(.cifar10, .train, directory: dir.path) }
         guard case .missingFile(let path, _)? = e else { return XCTFail("expected missingFile") }
         XCTAssertEqual(path, dir.file("data_batch_2.bin"))
     }
