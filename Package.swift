@@ -34,7 +34,7 @@ let libraries: [Target] = [
     .target(name: "DenseNetModels", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],
             swiftSettings: optimized),
     .target(name: "Datasets", dependencies: ["Runtime", "CZlib"], swiftSettings: optimized),
-    .target(name: "Checkpoints", dependencies: ["Runtime", "NeuralLayers"], swiftSettings: optimized),
+    .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints"], swiftSettings: optimized),
     .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",

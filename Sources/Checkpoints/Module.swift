@@ -1,1 +1,0 @@
-// Checkpoints: scaffolding, replaced as the module is written.

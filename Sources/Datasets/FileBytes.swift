@@ -1,0 +1,153 @@
+import CZlib
+import Foundation
+
+/// Reading a whole dataset file into memory, inflating it when it is gzip'd.
+public enum FileBytes {
+    /// What to tell someone whose dataset file is missing.
+    public static let defaultMissingHint =
+        "Check the path; for Fashion-MNIST, `Scripts/setup.sh --data` installs Debian's"
+        + " dataset-fashion-mnist into /usr/share/datasets/fashion-mnist/."
+
+    /// The file's bytes, inflated when it is gzip'd: the first two bytes are gzip's magic
+    /// (1f 8b), or the name ends in ".gz" (then it must be gzip). Concatenated gzip members are
+    /// read one after another, like `gunzip`; anything else after the last member is an error.
+    public static func read(_ path: String, missingHint: String = defaultMissingHint) throws -> [UInt8] {
+        let raw = try readRaw(path, missingHint: missingHint)
+        let looksGzip = raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b
+        if looksGzip { return try gunzip(raw, path: path) }
+        if path.hasSuffix(".gz") {
+            let head = raw.prefix(2).map { String(format: "%02x", $0) }.joined(separator: " ")
+            throw DatasetError.corruptGzip(path: path, reason: "named .gz but does not start with gzip's"
+                                           + " magic 1f 8b (starts with \(head.isEmpty ? "nothing: empty file" : head))")
+        }
+        return raw
+    }
+
+    /// The file's bytes as stored, via POSIX `read` (errno becomes the error's reason).
+    public static func readRaw(_ path: String, missingHint: String = defaultMissingHint) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            let code = errno
+            if code == ENOENT || code == ENOTDIR { throw DatasetError.missingFile(path: path, hint: missingHint) }
+            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(code)))
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            throw DatasetError.unreadable(path: path, reason: "it is a directory")
+        }
+        let size = Int(info.st_size)
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        var failure: Int32 = 0
+        bytes.withUnsafeMutableBytes { buffer in
+            while done < size {
+                let n = Foundation.read(fd, buffer.baseAddress! + done, size - done)
+                if n < 0 { if errno == EINTR { continue }; failure = errno; return }
+                if n == 0 { break } // the file shrank while we read it
+                done += n
+            }
+        }
+        if failure != 0 { throw DatasetError.unreadable(path: path, reason: String(cString: strerror(failure))) }
+        if done < size { bytes.removeLast(size - done) }
+        return bytes
+    }
+
+    /// Inflates gzip data (zlib's `inflate` with windowBits 15+32, which accepts gzip and zlib
+    /// headers and checks the CRC and length trailer).
+    public static func gunzip(_ compressed: [UInt8], path: String) throws -> [UInt8] {
+        // The gzip trailer's ISIZE is the uncompressed size mod 2^32: exact for these files,
+        // only a starting capacity otherwise.
+        var capacity = 1 << 16
+        if compressed.count >= 18 {
+            let n = compressed.count
+            let isize = Int(compressed[n - 4]) | Int(compressed[n - 3]) << 8 | Int(compressed[n - 2]) << 16
+                | Int(compressed[n - 1]) << 24
+            // Deflate expands at most ~1032:1, so a damaged trailer cannot ask for more than that.
+            capacity = max(capacity, min(isize, compressed.count * 1032))
+        }
+        var out = [UInt8](repeating: 0, count: capacity)
+        var produced = 0
+        var stream = z_stream()
+        guard inflateInit2_(&stream, 15 + 32, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
+            throw DatasetError.corruptGzip(path: path, reason: "zlib could not be initialised")
+        }
+        defer { inflateEnd(&stream) }
+
+        var consumed = 0
+        var finished = false
+        while !finished {
+            if produced == out.count { out.append(contentsOf: repeatElement(0, count: max(out.count, 1 << 16))) }
+            var status: Int32 = Z_OK
+            compressed.withUnsafeBufferPointer { input in
+                out.withUnsafeMutableBufferPointer { output in
+                    let inChunk = min(input.count - consumed, Int(UInt32.max))
+                    let outChunk = min(output.count - produced, Int(UInt32.max))
+                    stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress! + consumed)
+                    stream.avail_in = UInt32(inChunk)
+                    stream.next_out = output.baseAddress! + produced
+                    stream.avail_out = UInt32(outChunk)
+                    status = inflate(&stream, Z_NO_FLUSH)
+                    consumed += inChunk - Int(stream.avail_in)
+                    produced += outChunk - Int(stream.avail_out)
+                }
+            }
+            switch status {
+            case Z_STREAM_END:
+                let rest = compressed.count - consumed
+                if rest == 0 {
+                    finished = true
+                } else if rest >= 2 && compressed[consumed] == 0x1f && compressed[consumed + 1] == 0x8b {
+                    inflateReset(&stream) // another gzip member follows
+                } else {
+                    throw DatasetError.corruptGzip(path: path, reason: "\(rest) bytes of non-gzip data after"
+                                                   + " the compressed stream")
+                }
+            case Z_OK:
+                continue
+            case Z_BUF_ERROR:
+                // No progress possible: output is full (grown above) or input ran out.
+                if consumed == compressed.count {
+                    throw DatasetError.corruptGzip(path: path, reason: "the compressed stream ends early"
+                                                   + " (after \(produced) uncompressed bytes)")
+                }
+                if produced < out.count {
+                    throw DatasetError.corruptGzip(path: path, reason: "zlib makes no progress at byte \(consumed)")
+                }
+            default:
+                let message = stream.msg.map { String(cString: $0) } ?? "zlib status \(status)"
+                throw DatasetError.corruptGzip(path: path, reason: message)
+            }
+        }
+        out.removeLast(out.count - produced)
+        return out
+    }
+
+    /// Compresses `bytes` as one gzip member (zlib's `deflate`, windowBits 15+16), for writing
+    /// test files and caches.
+    public static func gzip(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
+        var stream = z_stream()
+        let initStatus = deflateInit2_(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY,
+                                       zlibVersion(), Int32(MemoryLayout<z_stream>.size))
+        precondition(initStatus == Z_OK, "FileBytes.gzip: deflateInit2 failed with status \(initStatus)")
+        defer { deflateEnd(&stream) }
+        precondition(bytes.count < Int(UInt32.max), "FileBytes.gzip: \(bytes.count) bytes is too large")
+        var out = [UInt8](repeating: 0, count: Int(deflateBound(&stream, UInt(bytes.count))) + 64)
+        var status: Int32 = Z_OK
+        bytes.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { output in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress ?? UnsafePointer(output.baseAddress!))
+                stream.avail_in = UInt32(input.count)
+                stream.next_out = output.baseAddress!
+                stream.avail_out = UInt32(output.count)
+                status = deflate(&stream, Z_FINISH)
+            }
+        }
+        precondition(status == Z_STREAM_END, "FileBytes.gzip: deflate returned \(status)")
+        out.removeLast(out.count - Int(stream.total_out))
+        return out
+    }
+}

@@ -1,1 +1,0 @@
-// Datasets: scaffolding, replaced as the module is written.
