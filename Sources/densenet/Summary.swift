@@ -1,0 +1,7 @@
+import ArgumentParser
+
+// In progress in this revision: being written on its own branch.
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "(in progress)")
+    func run() throws { throw ValidationError("densenet summary is not built in this revision yet") }
+}
