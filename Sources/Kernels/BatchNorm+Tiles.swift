@@ -89,12 +89,12 @@ extension BatchNorm {
     // y (count) = affine(x) (+ReLU).
     static func normalizeRow(x: UnsafePointer<Float>, count: Int, mean: Float, scale: Float, beta: Float,
                              relu: Bool, y: UnsafeMutablePointer<Float>) {
-        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta), zero = V()
+        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta)
         let lanes = Elementwise.lanes
         var i = 0
         if relu {
             while i + lanes <= count {
-                Elementwise.store(pointwiseMax(affine(Elementwise.load(x, i), mean: m, scale: s, beta: b), zero), y, i)
+                Elementwise.store(Elementwise.relu(affine(Elementwise.load(x, i), mean: m, scale: s, beta: b)), y, i)
                 i += lanes
             }
             while i < count { y[i] = max(affine(x[i], mean: mean, scale: scale, beta: beta), 0); i += 1 }
