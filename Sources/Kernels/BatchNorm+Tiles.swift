@@ -116,8 +116,24 @@ extension BatchNorm {
         var start = 0
         while start < count {
             let end = min(start + Elementwise.reductionBlock, count)
-            var accDy = V(), accDyCentered = V()
+            var accDy = V(), accDyCentered = V(), accDy2 = V(), accDyCentered2 = V()
             var i = start
+            // Two vectors per step: four independent accumulation chains.
+            while i + 2 * lanes <= end {
+                let x0 = Elementwise.load(x, i), x1 = Elementwise.load(x, i + lanes)
+                var g0 = Elementwise.load(dy, i), g1 = Elementwise.load(dy, i + lanes)
+                if relu {
+                    g0.replace(with: 0, where: affine(x0, mean: m, scale: s, beta: b) .<= zero)
+                    g1.replace(with: 0, where: affine(x1, mean: m, scale: s, beta: b) .<= zero)
+                }
+                accDy += g0
+                accDy2 += g1
+                accDyCentered += g0 * (x0 - m)
+                accDyCentered2 += g1 * (x1 - m)
+                i += 2 * lanes
+            }
+            accDy += accDy2
+            accDyCentered += accDyCentered2
             while i + lanes <= end {
                 let xv = Elementwise.load(x, i)
                 var g = Elementwise.load(dy, i)

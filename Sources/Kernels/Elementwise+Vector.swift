@@ -53,14 +53,18 @@ extension Elementwise {
         var start = 0
         while start < n {
             let end = min(start + reductionBlock, n)
-            var a = Vector(), b = Vector()
+            // Four independent chains hide the add latency.
+            var a = Vector(), b = Vector(), c = Vector(), d = Vector()
             var i = start
-            while i + 2 * lanes <= end {
+            while i + 4 * lanes <= end {
                 a += load(p, i)
                 b += load(p, i + lanes)
-                i += 2 * lanes
+                c += load(p, i + 2 * lanes)
+                d += load(p, i + 3 * lanes)
+                i += 4 * lanes
             }
-            var s = (a + b).sum()
+            while i + lanes <= end { a += load(p, i); i += lanes }
+            var s = ((a + b) + (c + d)).sum()
             while i < end { s += p[i]; i += 1 }
             total += Double(s)
             start = end
@@ -75,15 +79,19 @@ extension Elementwise {
         var start = 0
         while start < n {
             let end = min(start + reductionBlock, n)
-            var a = Vector(), b = Vector()
+            var a = Vector(), b = Vector(), e = Vector(), f = Vector()
             var i = start
-            while i + 2 * lanes <= end {
+            while i + 4 * lanes <= end {
                 let d0 = load(p, i) - c, d1 = load(p, i + lanes) - c
+                let d2 = load(p, i + 2 * lanes) - c, d3 = load(p, i + 3 * lanes) - c
                 a += d0 * d0
                 b += d1 * d1
-                i += 2 * lanes
+                e += d2 * d2
+                f += d3 * d3
+                i += 4 * lanes
             }
-            var s = (a + b).sum()
+            while i + lanes <= end { let d0 = load(p, i) - c; a += d0 * d0; i += lanes }
+            var s = ((a + b) + (e + f)).sum()
             while i < end { let d = p[i] - center; s += d * d; i += 1 }
             total += Double(s)
             start = end
