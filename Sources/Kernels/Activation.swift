@@ -7,11 +7,10 @@ public enum Activation {
         precondition(x.shape == y.shape, "Activation.reluForward: x \(x.shape) vs y \(y.shape)")
         precondition(x.isContiguous && y.isContiguous, "Activation.reluForward: x \(x.shape) and y \(y.shape) must be contiguous")
         let px = x.pointer, py = y.pointer
-        let zero = Elementwise.Vector()
         Elementwise.forRanges(x.count) { r in
             var i = r.lowerBound
             while i + Elementwise.lanes <= r.upperBound {
-                Elementwise.store(pointwiseMax(Elementwise.load(px, i), zero), py, i)
+                Elementwise.store(Elementwise.relu(Elementwise.load(px, i)), py, i)
                 i += Elementwise.lanes
             }
             while i < r.upperBound { py[i] = max(px[i], 0); i += 1 }

@@ -89,12 +89,12 @@ extension BatchNorm {
     // y (count) = affine(x) (+ReLU).
     static func normalizeRow(x: UnsafePointer<Float>, count: Int, mean: Float, scale: Float, beta: Float,
                              relu: Bool, y: UnsafeMutablePointer<Float>) {
-        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta), zero = V()
+        let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta)
         let lanes = Elementwise.lanes
         var i = 0
         if relu {
             while i + lanes <= count {
-                Elementwise.store(pointwiseMax(affine(Elementwise.load(x, i), mean: m, scale: s, beta: b), zero), y, i)
+                Elementwise.store(Elementwise.relu(affine(Elementwise.load(x, i), mean: m, scale: s, beta: b)), y, i)
                 i += lanes
             }
             while i < count { y[i] = max(affine(x[i], mean: mean, scale: scale, beta: beta), 0); i += 1 }
@@ -116,8 +116,24 @@ extension BatchNorm {
         var start = 0
         while start < count {
             let end = min(start + Elementwise.reductionBlock, count)
-            var accDy = V(), accDyCentered = V()
+            var accDy = V(), accDyCentered = V(), accDy2 = V(), accDyCentered2 = V()
             var i = start
+            // Two vectors per step: four independent accumulation chains.
+            while i + 2 * lanes <= end {
+                let x0 = Elementwise.load(x, i), x1 = Elementwise.load(x, i + lanes)
+                var g0 = Elementwise.load(dy, i), g1 = Elementwise.load(dy, i + lanes)
+                if relu {
+                    g0.replace(with: 0, where: affine(x0, mean: m, scale: s, beta: b) .<= zero)
+                    g1.replace(with: 0, where: affine(x1, mean: m, scale: s, beta: b) .<= zero)
+                }
+                accDy += g0
+                accDy2 += g1
+                accDyCentered += g0 * (x0 - m)
+                accDyCentered2 += g1 * (x1 - m)
+                i += 2 * lanes
+            }
+            accDy += accDy2
+            accDyCentered += accDyCentered2
             while i + lanes <= end {
                 let xv = Elementwise.load(x, i)
                 var g = Elementwise.load(dy, i)

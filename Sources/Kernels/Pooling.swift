@@ -4,8 +4,8 @@ import Runtime
 /// C·N image planes (each plane is contiguous, so a thread streams through its own memory).
 /// Windows are clipped to the image; for max pooling the padding acts as −inf (a window always
 /// holds a real element since padding ≤ kernel/2). The common DenseNet shapes get unrolled paths:
-/// 2x2 stride 2 without padding (transition layers), 3x3 stride 2 (the ImageNet stem) in the
-/// interior of the image.
+/// 2x2 stride 2 without padding (transition layers) and full 3x3 windows (the ImageNet stem's
+/// max pool); max pooling is computed separably (rows, then columns).
 public enum Pooling {
     /// (C, N, Ho, Wo) for x (C, N, H, W).
     public static func outputShape(input: [Int], _ p: PoolParameters) -> [Int] {
@@ -44,49 +44,81 @@ public enum Pooling {
     public static func maxForward(_ x: Tensor, _ p: PoolParameters, into y: Tensor) {
         let g = check("maxForward", input: x, output: y, p)
         let px = x.pointer, py = y.pointer
-        Elementwise.forRanges(g.count, unitCost: g.inSize) { planes in
-            for plane in planes {
-                maxForwardPlane(px + plane * g.inSize, g, p, py + plane * g.outSize)
+        let threads = Elementwise.parts(g.count, unitCost: g.inSize)
+        // One row of column maxima per thread.
+        let scratch = Tensor(shape: [threads, g.width], category: .scratch)
+        let rows = scratch.pointer
+        Parallel.forEach(threads) { part in
+            for plane in Parallel.chunk(part, of: threads, count: g.count) {
+                maxForwardPlane(px + plane * g.inSize, g, p, py + plane * g.outSize, columnMax: rows + part * g.width)
             }
         }
+        withExtendedLifetime(scratch) {}
     }
 
+    @inline(__always)
+    static func larger(_ a: Float, _ b: Float) -> Float { b > a ? b : a }
+
+    /// One plane, separably: for each output row, the vector maximum over the window's input
+    /// rows (contiguous, eight lanes at a time), then the maxima over each window's columns.
+    // x (H, W) → y (Ho, Wo); columnMax (W) scratch.
     static func maxForwardPlane(_ x: UnsafePointer<Float>, _ g: Planes, _ p: PoolParameters,
-                                _ y: UnsafeMutablePointer<Float>) {
+                                _ y: UnsafeMutablePointer<Float>, columnMax col: UnsafeMutablePointer<Float>) {
         let w = g.width
         if p.kernel == 2 && p.stride == 2 && p.padding == 0 {
             for oh in 0..<g.outHeight {
                 let r0 = x + 2 * oh * w, r1 = r0 + w, out = y + oh * g.outWidth
                 for ow in 0..<g.outWidth {
-                    out[ow] = max(max(r0[2 * ow], r0[2 * ow + 1]), max(r1[2 * ow], r1[2 * ow + 1]))
+                    out[ow] = larger(larger(r0[2 * ow], r0[2 * ow + 1]), larger(r1[2 * ow], r1[2 * ow + 1]))
                 }
             }
             return
         }
         for oh in 0..<g.outHeight {
             let (h0, h1) = window(oh, g.height, p)
-            let out = y + oh * g.outWidth
-            if p.kernel == 3 && h1 - h0 == 3 {
-                // Interior rows of a 3x3 window: three rows, columns clipped only at the ends.
-                let r0 = x + h0 * w, r1 = r0 + w, r2 = r1 + w
-                for ow in 0..<g.outWidth {
-                    let (w0, w1) = window(ow, w, p)
-                    if w1 - w0 == 3 {
-                        let a = max(max(r0[w0], r0[w0 + 1]), r0[w0 + 2])
-                        let b = max(max(r1[w0], r1[w0 + 1]), r1[w0 + 2])
-                        let c = max(max(r2[w0], r2[w0 + 1]), r2[w0 + 2])
-                        out[ow] = max(max(a, b), c)
-                    } else {
-                        out[ow] = windowMax(x, w, h0, h1, w0, w1).value
-                    }
+            // Plain select loops: LLVM turns them into vector max instructions.
+            let r0 = x + h0 * w
+            switch h1 - h0 {
+            case 3:
+                let r1 = r0 + w, r2 = r1 + w
+                for c in 0..<w { col[c] = larger(larger(r0[c], r1[c]), r2[c]) }
+            case 2:
+                let r1 = r0 + w
+                for c in 0..<w { col[c] = larger(r0[c], r1[c]) }
+            default:
+                for c in 0..<w { col[c] = r0[c] }
+                for h in (h0 + 1)..<h1 {
+                    let r = x + h * w
+                    for c in 0..<w { col[c] = larger(col[c], r[c]) }
                 }
-                continue
             }
-            for ow in 0..<g.outWidth {
-                let (w0, w1) = window(ow, w, p)
-                out[ow] = windowMax(x, w, h0, h1, w0, w1).value
+            let out = y + oh * g.outWidth
+            // Windows [first, last) lie inside the row; only the ones before and after are clipped.
+            let first = min((p.padding + p.stride - 1) / p.stride, g.outWidth)
+            let last = max(first, min(g.outWidth, (w - p.kernel + p.padding) / p.stride + 1))
+            for ow in 0..<first { out[ow] = clippedMax(col, ow, w, p) }
+            if p.kernel == 3 && p.stride == 2 {
+                // Constant stride and width: vectorised with interleaved loads.
+                let c = col - p.padding
+                for ow in first..<last { out[ow] = larger(larger(c[2 * ow], c[2 * ow + 1]), c[2 * ow + 2]) }
+            } else {
+                for ow in first..<last {
+                    let c = col + ow * p.stride - p.padding
+                    var m = c[0]
+                    for k in 1..<p.kernel { m = larger(m, c[k]) }
+                    out[ow] = m
+                }
             }
+            for ow in last..<g.outWidth { out[ow] = clippedMax(col, ow, w, p) }
         }
+    }
+
+    @inline(__always)
+    static func clippedMax(_ col: UnsafePointer<Float>, _ ow: Int, _ width: Int, _ p: PoolParameters) -> Float {
+        let (w0, w1) = window(ow, width, p)
+        var m = col[w0]
+        for c in (w0 + 1)..<w1 { m = larger(m, col[c]) }
+        return m
     }
 
     /// The largest element of a window and its offset in the plane; the first one in row-major
@@ -105,20 +137,52 @@ public enum Pooling {
         return (best, at)
     }
 
+    /// The offset of the first largest element of a full k×k window at `base` (k = 2 or 3),
+    /// unrolled: the same row-major scan as `windowMax`, with selects instead of loop control.
+    @inline(__always)
+    static func fullWindowArgmax(_ x: UnsafePointer<Float>, _ width: Int, base: Int, kernel: Int) -> Int {
+        var best = x[base], at = base
+        @inline(__always) func visit(_ o: Int) {
+            let v = x[o]
+            at = v > best ? o : at
+            best = v > best ? v : best
+        }
+        if kernel == 2 {
+            visit(base + 1); visit(base + width); visit(base + width + 1)
+        } else {
+            visit(base + 1); visit(base + 2)
+            visit(base + width); visit(base + width + 1); visit(base + width + 2)
+            visit(base + 2 * width); visit(base + 2 * width + 1); visit(base + 2 * width + 2)
+        }
+        return at
+    }
+
     /// dx[argmax of each window] += dy, the argmax recomputed from x (ties → first in window).
     // dy (C, N, Ho, Wo), x and dx (C, N, H, W).
     public static func maxBackward(_ dy: Tensor, x: Tensor, _ p: PoolParameters, dx: Tensor) {
         let g = check("maxBackward", input: x, output: dy, p)
         precondition(dx.shape == x.shape && dx.isContiguous, "Pooling.maxBackward: dx \(dx.shape) vs x \(x.shape)")
         let px = x.pointer, pdy = dy.pointer, pdx = dx.pointer
+        let unrolled = p.kernel == 2 || p.kernel == 3
+        // Output columns whose windows lie inside the row (as in maxForwardPlane).
+        let first = min((p.padding + p.stride - 1) / p.stride, g.outWidth)
+        let last = max(first, min(g.outWidth, (g.width - p.kernel + p.padding) / p.stride + 1))
         Elementwise.forRanges(g.count, unitCost: 2 * g.inSize) { planes in
             for plane in planes {
                 let xs = px + plane * g.inSize, dxs = pdx + plane * g.inSize, dys = pdy + plane * g.outSize
                 for oh in 0..<g.outHeight {
                     let (h0, h1) = window(oh, g.height, p)
+                    let d = dys + oh * g.outWidth
+                    let interiorRows = unrolled && h1 - h0 == p.kernel
                     for ow in 0..<g.outWidth {
-                        let (w0, w1) = window(ow, g.width, p)
-                        dxs[windowMax(xs, g.width, h0, h1, w0, w1).index] += dys[oh * g.outWidth + ow]
+                        let at: Int
+                        if interiorRows && ow >= first && ow < last {
+                            at = fullWindowArgmax(xs, g.width, base: h0 * g.width + ow * p.stride - p.padding, kernel: p.kernel)
+                        } else {
+                            let (w0, w1) = window(ow, g.width, p)
+                            at = windowMax(xs, g.width, h0, h1, w0, w1).index
+                        }
+                        dxs[at] += d[ow]
                     }
                 }
             }
