@@ -21,8 +21,10 @@ public enum ModelFactory {
         switch configuration {
         case .denseNet(let c):
             return try DenseNet(c, strategy: strategy)
-        case .resNet, .denseMLP:
-            throw ConfigurationError.unknownModel(configuration.name, known: ["(only DenseNets are buildable in this revision)"])
+        case .resNet(let c):
+            return try ResNet(c, strategy: strategy)
+        case .denseMLP(let c):
+            return try DenseMLP(c, strategy: strategy)
         }
     }
 
