@@ -65,19 +65,26 @@ public enum TrainingStepBenchmark {
     public static func run(_ c: BenchmarkConfiguration) throws -> BenchmarkRecord {
         Parallel.threadCount = max(1, c.threads)
         let configuration = try ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input)
-        guard case .denseNet(let dense) = configuration else {
-            throw BenchmarkError.unsupportedModel(c.model)
-        }
         let architecture = try Architecture(configuration)
-        let shape = dense.inputShape
+        let shape = configuration.inputShape
+        let isRegression: Bool
+        if case .denseMLP = configuration { isRegression = true } else { isRegression = false }
         let sgemm = GemmProbe.squareSgemmGFLOPS(threads: c.threads)
 
         Initialization.seed = 42
-        let model = try DenseNet(dense, strategy: c.strategy)
+        let model = try ModelFactory.build(configuration, strategy: c.strategy)
         let optimizer = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
-        let images = Tensor.randomNormal([shape.channels, c.batch, shape.height, shape.width], seed: 3)
+        let images = isRegression
+            ? Tensor.randomNormal([shape.channels, c.batch], seed: 3)
+            : Tensor.randomNormal([shape.channels, c.batch, shape.height, shape.width], seed: 3)
         var rng = SeededGenerator(seed: 4)
-        let labels = (0..<c.batch).map { _ in Int32(rng.next() % UInt64(dense.classCount)) }
+        let classes = configuration.outputCount
+        let labels = (0..<c.batch).map { _ in Int32(rng.next() % UInt64(classes)) }
+        let targets = (0..<c.batch).map { _ in rng.nextNormal() }
+        func loss(_ output: Variable) -> Variable {
+            isRegression ? Functional.meanSquaredError(output, targets: targets)
+                         : Functional.crossEntropy(output, labels: labels)
+        }
 
         // Baseline: model, optimizer state and data exist; nothing of a step yet.
         Jemalloc.purge()
@@ -89,8 +96,7 @@ public enum TrainingStepBenchmark {
         for i in 0..<(c.warmup + c.steps) {
             let start = DispatchTime.now().uptimeNanoseconds
             optimizer.zeroGradients()
-            let loss = Functional.crossEntropy(model(Variable(images)), labels: labels)
-            loss.backward()
+            loss(model(Variable(images))).backward()
             optimizer.step()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if i >= c.warmup { times.append(seconds) }
@@ -121,7 +127,7 @@ public enum BenchmarkError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unsupportedModel(let name):
-            return "bench-memory measures DenseNets; '\(name)' is not one (try densenet-bc-100-12 or densenet121)"
+            return "bench-memory cannot measure '\(name)' (try densenet-bc-100-12 or densenet121)"
         case .childFailed(let why): return why
         }
     }
