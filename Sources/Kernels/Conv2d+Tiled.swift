@@ -93,6 +93,10 @@ extension Conv2d {
         let needPartials = split != .channels && parts > 1 && dWeight != nil
         let partials = needPartials ? Tensor(shape: [parts - 1, g.cout, rows], category: .scratch) : nil
         let partial = partials?.pointer
+        // Stride 1, Wo = W: dx by per-tap products (Conv2d+Shifted.swift), cols only for dW.
+        let shifted = dx != nil && g.hasUnitStrideRows
+        let taps = shifted ? tapMajorWeights(weight, g) : nil
+        let tapWeights = taps.map { UnsafePointer($0.pointer) }
 
         Parallel.forEach(parts) { t in
             let channels: Range<Int>, columns: Range<Int>
@@ -115,8 +119,10 @@ extension Conv2d {
                 if let partial, t > 0 { dW = partial + (t - 1) * g.cout * rows; zeroFirst = true }
                 else { dW = dWeight + firstRow }
             }
-            let width = min(tileColumns(rows: ownRows, threads: parts), columns.count)
-            let workspace = Tensor(shape: [ownRows, width], category: .scratch)
+            let colsRows = dW != nil || !shifted ? ownRows : 0
+            let workRows = colsRows + (shifted ? maskedRows(g) : 0)
+            let width = min(tileColumns(rows: workRows, threads: parts), columns.count)
+            let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
             var start = columns.lowerBound
             while start < columns.upperBound {
@@ -129,7 +135,10 @@ extension Conv2d {
                                b: cols, ldb: tile.count, beta: zeroFirst ? 0 : 1, c: dW, ldc: rows)
                     zeroFirst = false
                 }
-                if let dx {
+                if let dx, let tapWeights {
+                    shiftedInputGradient(dy, tapWeights: tapWeights, g, channels: channels, columns: tile,
+                                         masked: cols + colsRows * width, into: dx)
+                } else if let dx {
                     // cols = W[:, own rows]ᵀ · dy[:, tile], then scattered back onto dx.
                     Gemm.sgemm(transA: true, m: ownRows, n: tile.count, k: g.cout, a: weight + firstRow, lda: rows,
                                b: dyTile, ldb: total, beta: 0, c: cols, ldc: tile.count)
@@ -148,5 +157,6 @@ extension Conv2d {
             }
         }
         withExtendedLifetime(partials) {}
+        withExtendedLifetime(taps) {}
     }
 }

@@ -15,16 +15,18 @@ import Runtime
 public enum Conv2d {
     /// Bound on im2col workspace bytes per call (columns are tiled to stay under it). Default 16 MiB.
     ///
-    /// The bound covers all threads' column tiles together (each thread gets an equal share).
-    /// Peak scratch of one call is at most
-    ///   max(workspaceLimitBytes, threads · Memory.byteCount(Cin·kh·kw))  (at least one column each)
-    ///   + (threads − 1) · Memory.byteCount(Cout·Cin·kh·kw)               (per-thread dW partials)
-    /// where the second term appears only in backward passes that split the output columns.
+    /// The bound covers all threads' tiles together (each thread gets an equal share). Peak
+    /// scratch of one call is at most
+    ///   max(workspaceLimitBytes, threads · Memory.byteCount(Cin·kh·kw + kw·Cout))   (tiles, ≥ 1 column each)
+    ///   + Memory.byteCount(Cout·Cin·kh·kw)               (tap-major weight copy: stride-1 backward with dx)
+    ///   + Memory.byteCount((threads − 1) · Cout·Cin·kh·kw)   (per-thread dW partials: backward split by
+    ///                                                         images or columns, and 1x1 dW split by columns)
+    /// The weight-sized terms are independent of the batch and image size.
     nonisolated(unsafe) public static var workspaceLimitBytes: Int = 16 << 20
 
     /// Preferred bytes of one thread's column tile: small enough to stay in the L2 cache between
     /// the gather and the product that reads it (measured with bench-kernels).
-    nonisolated(unsafe) static var preferredTileBytes: Int = 512 << 10
+    nonisolated(unsafe) public static var preferredTileBytes: Int = 512 << 10
 
     /// Output shape (Cout, N, Ho, Wo) for x (Cin, N, H, W) and weight (Cout, Cin, kh, kw).
     public static func outputShape(input: [Int], weight: [Int], _ p: ConvParameters) -> [Int] {
@@ -131,7 +133,7 @@ public enum Conv2d {
 }
 
 /// Sizes of one convolution, checked once per call.
-struct ConvGeometry {
+public struct ConvGeometry {
     let cin: Int, cout: Int, n: Int, h: Int, w: Int, ho: Int, wo: Int
     let kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int
 
@@ -151,7 +153,7 @@ struct ConvGeometry {
         self.init(input: x.shape, weight: weight.shape, p)
     }
 
-    init(input: [Int], weight: [Int], _ p: ConvParameters) {
+    public init(input: [Int], weight: [Int], _ p: ConvParameters) {
         let out = Conv2d.outputShape(input: input, weight: weight, p)
         cin = input[0]; n = input[1]; h = input[2]; w = input[3]
         cout = weight[0]; ho = out[2]; wo = out[3]
@@ -159,6 +161,9 @@ struct ConvGeometry {
     }
 
     var outputShape: [Int] { [cout, n, ho, wo] }
+
+    /// Stride 1 and output rows as wide as input rows: im2col rows are shifted input planes.
+    var hasUnitStrideRows: Bool { sh == 1 && sw == 1 && wo == w }
 
     func check(output y: Tensor, name: String, kernel: String) {
         precondition(y.shape == outputShape && y.isContiguous,

@@ -8,10 +8,10 @@ import Kernels
 ///                + byteCount((threads − 1) · Cout·Cin·kh·kw)            (dW partials, backward only)
 final class Conv2dMemoryTests: XCTestCase {
     func bound(_ c: ConvCase, limit: Int, threads: Int, backward: Bool) -> Int {
-        let rows = c.cin * c.p.kernelH * c.p.kernelW
-        let tiles = max(limit, threads * Memory.byteCount(elements: rows))
-        let partials = backward ? Memory.byteCount(elements: (threads - 1) * c.cout * rows) : 0
-        return tiles + partials
+        let rows = c.cin * c.p.kernelH * c.p.kernelW, weights = c.cout * rows
+        let tiles = max(limit, threads * Memory.byteCount(elements: rows + c.p.kernelW * c.cout))
+        guard backward else { return tiles }
+        return tiles + Memory.byteCount(elements: weights) + Memory.byteCount(elements: (threads - 1) * weights)
     }
 
     /// Runs forward and backward, checking scratch returns to its starting value and the peak.

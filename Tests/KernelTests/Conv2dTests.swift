@@ -26,7 +26,8 @@ func withConvSettings(threads: Int, workspace: Int, parallelWork: Int = 0, _ bod
 
 final class Conv2dTests: XCTestCase {
     /// Shapes covering every path: 1x1 (one product), 3x3 pad 1, 7x7 stride 2 pad 3, 3x3 stride 2,
-    /// 1x1 stride 2 (im2col), a non-square kernel and stride, odd sizes, batch 1, 2 and 3.
+    /// 1x1 stride 2 (im2col), a non-square kernel and stride, stride 1 with Wo = W but Ho ≠ H,
+    /// a 5x5 kernel on a 3x2 image, odd sizes, batch 1, 2 and 3.
     static let cases: [ConvCase] = [
         ConvCase(cin: 5, cout: 7, n: 3, h: 6, w: 5, p: ConvParameters(kernel: 1), bias: false),
         ConvCase(cin: 4, cout: 6, n: 3, h: 7, w: 9, p: ConvParameters(kernel: 3, padding: 1), bias: true),
@@ -37,6 +38,10 @@ final class Conv2dTests: XCTestCase {
         ConvCase(cin: 9, cout: 2, n: 1, h: 6, w: 5, p: ConvParameters(kernel: 3, padding: 1), bias: true),
         ConvCase(cin: 2, cout: 3, n: 3, h: 6, w: 7,
                  p: ConvParameters(kernelH: 3, kernelW: 2, strideH: 1, strideW: 2, padH: 2, padW: 1), bias: true),
+        // Stride 1 with Wo = W (the shifted-plane gather) but Ho ≠ H, and a kernel wider than the image.
+        ConvCase(cin: 3, cout: 4, n: 2, h: 5, w: 6,
+                 p: ConvParameters(kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padH: 0, padW: 1), bias: false),
+        ConvCase(cin: 2, cout: 3, n: 3, h: 3, w: 2, p: ConvParameters(kernel: 5, padding: 2), bias: true),
     ]
 
     // MARK: Parameters and shapes
