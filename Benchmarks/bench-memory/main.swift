@@ -30,7 +30,7 @@ struct BenchMemory: ParsableCommand {
     @Option(help: "Input CxHxW (default: the model's).")
     var input: String?
 
-    @Option(help: "Strategies, comma-separated: naive,checkpoint,shared,minimal.")
+    @Option(help: "Strategies, comma-separated: naive,checkpoint,shared,minimal (and the ablation step shared-concat).")
     var strategies = "naive,checkpoint,shared,minimal"
 
     @Option(help: "Measured steps per configuration.")

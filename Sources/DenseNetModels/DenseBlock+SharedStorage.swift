@@ -18,14 +18,21 @@ import Runtime
 ///
 /// `shared` keeps each layer's bottleneck half (conv1 output and BN2/ReLU output, bn_size·k
 /// channels each); `minimal` keeps nothing per layer but the batch statistics and recomputes it.
+/// The `shared-concat` ablation also keeps each layer's own BN1/ReLU output instead of sharing it.
 struct SharedDenseBlock {
     let block: DenseBlock
     let keepBottleneck: Bool
+    var keepNormalized = false
+
+    private var label: String {
+        keepNormalized ? "denseblock(shared-concat)" : keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)"
+    }
 
     /// What one layer keeps between forward and backward.
     private final class Saved {
         var mean1: Tensor, invStd1: Tensor
         var mean2: Tensor?, invStd2: Tensor?
+        var normalized: Tensor?         // BN1/ReLU output (shared-concat ablation only)
         var bottleneckOutput: Tensor?   // conv1 output (shared strategy only)
         var normalizedBottleneck: Tensor? // BN2/ReLU output (shared strategy only)
         var dropoutSeed: UInt64?
@@ -42,11 +49,14 @@ struct SharedDenseBlock {
         var saved = [Saved]()
         do {
             // The BN1/ReLU storage shared by every layer of the block.
-            let shared = Tensor(shape: [block.outputWidth - k, n, h, w], category: .scratch)
+            let shared = Tensor(shape: keepNormalized ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
             for layer in block.layers {
                 let cl = layer.inputWidth
                 let s = Saved(mean1: Tensor(shape: [cl]), invStd1: Tensor(shape: [cl]))
-                let input = buffer.channels(0..<cl), normalized = shared.channels(0..<cl)
+                let input = buffer.channels(0..<cl)
+                let normalized = keepNormalized ? Tensor(shape: [cl, n, h, w], category: .activations)
+                                                : shared.channels(0..<cl)
+                if keepNormalized { s.normalized = normalized }
                 normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1,
                           training: training, recordRunning: recordRunning)
                 let newFeatures = buffer.channels(cl..<(cl + k))
@@ -73,10 +83,8 @@ struct SharedDenseBlock {
         }
         let parameters = block.layers.flatMap { layerParameters($0) }
         let inputs = [x] + parameters.map { $0.variable }
-        return Autograd.record(keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)", buffer,
-                               inputs: inputs) { [block, keepBottleneck] gradOutput, gradInputs in
-            SharedDenseBlock(block: block, keepBottleneck: keepBottleneck)
-                .backward(gradOutput, buffer: buffer, saved: saved, training: training,
+        return Autograd.record(label, buffer, inputs: inputs) { [self] gradOutput, gradInputs in
+            self.backward(gradOutput, buffer: buffer, saved: saved, training: training,
                           inputWidth: c0, gradInputs: gradInputs)
         }
     }
@@ -141,7 +149,7 @@ struct SharedDenseBlock {
             slots.append(Array(gradInputs[slot..<(slot + count)]))
             slot += count
         }
-        let shared = Tensor(shape: [block.outputWidth - k, n, h, w], category: .scratch)
+        let shared = Tensor(shape: keepNormalized ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
         for (index, layer) in block.layers.enumerated().reversed() {
             let s = saved[index], g = slots[index]
             let cl = layer.inputWidth
@@ -152,8 +160,14 @@ struct SharedDenseBlock {
                 Dropout.backward(gradNew, p: layer.dropRate, seed: seed, dx: masked)
                 gradNew = masked
             }
-            let normalized = shared.channels(0..<cl)
-            reapply(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1)
+            let normalized: Tensor
+            if let kept = s.normalized {
+                normalized = kept
+                s.normalized = nil
+            } else {
+                normalized = shared.channels(0..<cl)
+                reapply(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1)
+            }
             var i = 0
             func nextSlot() -> Tensor? { defer { i += 1 }; return g[i] }
             let (dGamma1, dBeta1, dWeight1) = (nextSlot(), nextSlot(), nextSlot())

@@ -40,8 +40,9 @@ public final class DenseBlock: Module {
             var features = [x]
             for layer in layers { features.append(layer(features, checkpointed: strategy == .checkpoint)) }
             return Functional.concat(features)
-        case .shared, .minimal:
-            return SharedDenseBlock(block: self, keepBottleneck: strategy == .shared)(x)
+        case .shared, .minimal, .sharedConcatenation:
+            return SharedDenseBlock(block: self, keepBottleneck: strategy != .minimal,
+                                    keepNormalized: strategy == .sharedConcatenation)(x)
         }
     }
 }

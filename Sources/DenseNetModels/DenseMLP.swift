@@ -82,7 +82,7 @@ public final class DenseMLPBlock: Module {
                 features.append(Autograd.checkpoint("dense-mlp.layer", features) { layer(Self.joined($0)) })
             }
             return Functional.concat(features)
-        case .shared, .minimal:
+        case .shared, .minimal, .sharedConcatenation:
             let buffer = Tensor(shape: [outputWidth, x.shape[1]], category: .activations)
             var pieces = [SharedFeatures.place(x, into: buffer.channels(0..<inputWidth))]
             for layer in layers {

@@ -14,7 +14,14 @@ public enum MemoryStrategy: String, CaseIterable, Sendable, Codable {
     /// Beyond the paper: only the block buffers and per-channel batch statistics are kept;
     /// everything else in a layer is recomputed in backward.
     case minimal
+    /// Ablation only (the "shared concat output" rung of the original authors' ladder): the
+    /// block's feature buffer removes the concatenation copies, but every layer keeps its own
+    /// BN/ReLU output (not shared, not recomputed) and its bottleneck half.
+    case sharedConcatenation = "shared-concat"
+
+    /// The four strategies of the framework; `sharedConcatenation` is an ablation step.
+    public static let standard: [MemoryStrategy] = [.naive, .checkpoint, .shared, .minimal]
 
     /// Whether the block runs as one fused operation over a shared feature buffer.
-    public var usesSharedBuffer: Bool { self == .shared || self == .minimal }
+    public var usesSharedBuffer: Bool { self == .shared || self == .minimal || self == .sharedConcatenation }
 }
