@@ -47,7 +47,8 @@ public struct MetricRecord: Codable, Equatable, Sendable {
 
     static let csvHeader = "phase,epoch,step,loss,accuracy,learning_rate,images_per_second,elapsed_seconds,peak_rss_bytes,runtime_peak_bytes"
 
-    /// Losses and rates with 17 significant digits, so the text reads back to the same bits.
+    /// Losses and accuracies with 17 significant digits and rates (Floats) with 9, so the text
+    /// reads back to the same bits.
     var csvLine: String {
         [phase.rawValue, String(epoch), String(step), String(format: "%.17g", loss), String(format: "%.17g", accuracy),
          String(format: "%.9g", learningRate), String(format: "%.1f", imagesPerSecond),
@@ -58,10 +59,11 @@ public struct MetricRecord: Codable, Equatable, Sendable {
     init?(csvLine line: Substring) {
         let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard f.count == 10, let phase = Phase(rawValue: f[0]), let epoch = Int(f[1]), let step = Int(f[2]),
-              let loss = Double(f[3]), let accuracy = Double(f[4]), let rate = Double(f[5]),
+              let loss = Double(f[3]), let accuracy = Double(f[4]), let rate = Float(f[5]),
               let speed = Double(f[6]), let elapsed = Double(f[7]), let rss = Int(f[8]), let peak = Int(f[9])
         else { return nil }
-        self.init(phase: phase, epoch: epoch, step: step, loss: loss, accuracy: accuracy, learningRate: rate,
+        // Rates are Floats written with 9 digits: read back as the same Float.
+        self.init(phase: phase, epoch: epoch, step: step, loss: loss, accuracy: accuracy, learningRate: Double(rate),
                   imagesPerSecond: speed, elapsedSeconds: elapsed, peakResidentBytes: rss, runtimePeakBytes: peak)
     }
 }
