@@ -53,15 +53,17 @@ public enum CurvePlot {
 
         """
         out += panel(x: 60, y: 40, width: 400, height: 300, title: "loss", yMax: lossMax, xMax: Double(maxStep),
-                     series: lossSeries, epochEnds: epochEnds, percent: false)
+                     series: lossSeries, epochEnds: epochEnds, percent: false, legendAtBottom: false)
         out += panel(x: 540, y: 40, width: 400, height: 300, title: "accuracy", yMax: 1, xMax: Double(maxStep),
-                     series: accuracySeries, epochEnds: epochEnds, percent: true)
+                     series: accuracySeries, epochEnds: epochEnds, percent: true, legendAtBottom: true)
         out += "</svg>\n"
         return out
     }
 
     static func panel(x: Double, y: Double, width: Double, height: Double, title: String, yMax: Double, xMax: Double,
-                      series: [Series], epochEnds: [Double], percent: Bool) -> String {
+                      series: [Series], epochEnds: [Double], percent: Bool, legendAtBottom: Bool) -> String {
+        // The legend goes in the corner the curves leave free: top right for a falling loss,
+        // bottom right for a rising accuracy.
         func px(_ v: Double) -> Double { x + width * v / xMax }
         func py(_ v: Double) -> Double { y + height * (1 - min(max(v / yMax, 0), 1)) }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
@@ -89,9 +91,10 @@ public enum CurvePlot {
             if line.markers {
                 for p in kept { s += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(line.color)\"/>\n" }
             }
-            let ly = y + 14 + Double(i) * 14
-            s += "<line x1=\"\(f(x + 8))\" y1=\"\(f(ly - 4))\" x2=\"\(f(x + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(line.color)\" stroke-width=\"2\" stroke-opacity=\"\(max(line.opacity, 0.5))\"/>\n"
-            s += "<text x=\"\(f(x + 32))\" y=\"\(f(ly))\">\(escape(line.label))</text>\n"
+            let ly = legendAtBottom ? y + height - 8 - Double(series.count - 1 - i) * 14 : y + 14 + Double(i) * 14
+            let lx = x + width - 160
+            s += "<line x1=\"\(f(lx))\" y1=\"\(f(ly - 4))\" x2=\"\(f(lx + 20))\" y2=\"\(f(ly - 4))\" stroke=\"\(line.color)\" stroke-width=\"2\" stroke-opacity=\"\(max(line.opacity, 0.5))\"/>\n"
+            s += "<text x=\"\(f(lx + 24))\" y=\"\(f(ly))\">\(escape(line.label))</text>\n"
         }
         return s + "</g>\n"
     }

@@ -122,7 +122,7 @@ struct Train: ParsableCommand {
                          + " batch \(c.batchSize), \(c.optimizer.kind.rawValue) lr \(c.optimizer.learningRate) (\(c.schedule.rawValue)),"
                          + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)")
         let summary = try run.run()
-        var line = "done: \(summary.epochsCompleted)/\(c.epochs) epoch(s), \(summary.globalStep) steps in \(ConsoleProgress.clock(summary.seconds))"
+        var line = "\(summary.stoppedEarly ? "stopped" : "done"): \(summary.epochsCompleted)/\(c.epochs) epoch(s), \(summary.globalStep) steps in \(ConsoleProgress.clock(summary.seconds))"
         if let test = summary.lastTest {
             line += ", test accuracy \(String(format: "%.2f%%", 100 * test.accuracy)), test loss \(String(format: "%.4f", test.loss))"
         }
@@ -130,6 +130,8 @@ struct Train: ParsableCommand {
             + " peak RSS \(ConsoleProgress.bytes(summary.peakResidentBytes)), tensor peak \(ConsoleProgress.bytes(summary.runtimePeakBytes))"
         progress.message(line)
         progress.message("checkpoint: \(run.outputDirectory)/\(TrainingCheckpoint.modelFileName), metrics: \(run.outputDirectory)/\(MetricsLog.csvFileName), curves: \(run.outputDirectory)/\(MetricsLog.plotFileName)")
+        // Interrupted (Ctrl-C): the checkpoint is saved, but the run is not finished.
+        if TrainingRun.stopRequested { throw ExitCode(130) }
     }
 
     func freshConfiguration() throws -> TrainingConfiguration {
