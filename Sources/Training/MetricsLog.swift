@@ -114,7 +114,7 @@ public final class MetricsLog {
             var records: [MetricRecord]
         }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(Document(configuration: configuration, run: extra, records: records))
         try AtomicFile.write(to: jsonPath) { try $0.write(Array(json)) }
         let title = "\(configuration.model.name) on \(configuration.data.name), \(configuration.strategy.rawValue)"

@@ -96,7 +96,7 @@ struct Evaluate: ParsableCommand {
                 var seconds: Double
             }
             let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let report = Report(checkpoint: path, model: configuration.name, data: spec.name, examples: result.examples,
                                 loss: result.loss, accuracy: result.accuracy, classNames: names,
                                 confusion: result.confusion.counts, recall: result.confusion.recall, seconds: seconds)
