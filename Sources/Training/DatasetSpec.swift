@@ -1,0 +1,66 @@
+import Datasets
+import Foundation
+
+/// Which dataset to train or evaluate on: `fashion-mnist` (from `--data-dir`), `cifar10:DIR`
+/// or `cifar100:DIR` (the extracted binary distributions).
+public enum DatasetSpec: Codable, Equatable, Sendable, CustomStringConvertible {
+    case fashionMNIST(directory: String)
+    case cifar10(directory: String)
+    case cifar100(directory: String)
+
+    /// Parses `--data`; `dataDirectory` is where Fashion-MNIST is read from.
+    public static func parse(_ text: String, dataDirectory: String = FashionMNIST.defaultDirectory) throws -> DatasetSpec {
+        let lower = text.lowercased()
+        if lower == "fashion-mnist" || lower == "fashionmnist" { return .fashionMNIST(directory: dataDirectory) }
+        for (prefix, make) in [("cifar10:", DatasetSpec.cifar10), ("cifar100:", DatasetSpec.cifar100)] as [(String, (String) -> DatasetSpec)] {
+            if lower.hasPrefix(prefix) {
+                let dir = String(text.dropFirst(prefix.count))
+                guard !dir.isEmpty else { throw TrainingError.unknownDataset(text) }
+                return make(dir)
+            }
+        }
+        throw TrainingError.unknownDataset(text)
+    }
+
+    public var name: String {
+        switch self {
+        case .fashionMNIST: return "fashion-mnist"
+        case .cifar10: return "cifar10"
+        case .cifar100: return "cifar100"
+        }
+    }
+
+    public var directory: String {
+        switch self {
+        case .fashionMNIST(let d), .cifar10(let d), .cifar100(let d): return d
+        }
+    }
+
+    public var description: String { "\(name) (\(directory))" }
+
+    public func load(_ split: DatasetSplit) throws -> ImageDataset {
+        switch self {
+        case .fashionMNIST(let d): return try FashionMNIST.load(split, directory: d)
+        case .cifar10(let d): return try CIFAR.load(.cifar10, split, directory: d)
+        case .cifar100(let d): return try CIFAR.load(.cifar100Fine, split, directory: d)
+        }
+    }
+
+    /// The per-channel normalisation of the usual training recipes.
+    public var normalization: Normalization {
+        switch self {
+        case .fashionMNIST: return .fashionMNIST
+        case .cifar10: return .cifar10
+        case .cifar100: return Normalization(mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762])
+        }
+    }
+
+    /// Training augmentation: none for Fashion-MNIST (as in the textbook), the standard
+    /// crop-and-flip for CIFAR.
+    public var trainAugmentation: Augmentation {
+        switch self {
+        case .fashionMNIST: return .none
+        case .cifar10, .cifar100: return .cifar
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// Training: scaffolding, replaced as the module is written.

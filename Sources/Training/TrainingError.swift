@@ -1,0 +1,64 @@
+import Foundation
+
+/// What a user can get wrong when training or evaluating: each case says what is wrong and
+/// what to do instead.
+public enum TrainingError: Error, Equatable, CustomStringConvertible {
+    /// `--data` text that names no dataset.
+    case unknownDataset(String)
+    /// The model's input channels differ from the data's.
+    case channelMismatch(model: String, modelChannels: Int, data: String, dataChannels: Int)
+    /// Fewer classifier outputs than the dataset has classes.
+    case tooFewClasses(classes: Int, dataset: String, datasetClasses: Int)
+    /// An option value out of range.
+    case invalidOption(String, reason: String)
+    /// `--max-memory` given before the memory planner is wired in.
+    case plannerUnavailable(limitBytes: Int)
+    /// The planner predicts more than `--max-memory`.
+    case exceedsMemoryLimit(predictedBytes: Int, limitBytes: Int)
+    /// A checkpoint without a metadata field this command needs.
+    case missingCheckpointMetadata(path: String, field: String, hint: String)
+    case invalidCheckpointMetadata(field: String, reason: String)
+    /// `--resume` given a path with no checkpoint.
+    case noCheckpoint(path: String)
+    /// model.safetensors and training-state.safetensors were written at different steps.
+    case checkpointPairMismatch(modelPath: String, modelStep: String, statePath: String, stateStep: String)
+    /// A resumed run given an option that contradicts the saved configuration.
+    case resumeConflict(option: String, saved: String, given: String)
+    /// A resumed run that has already trained `epochs` epochs.
+    case alreadyFinished(epochs: Int, path: String)
+
+    public var description: String {
+        switch self {
+        case .unknownDataset(let text):
+            return "unknown dataset '\(text)': use fashion-mnist, cifar10:DIR (cifar-10-batches-bin) or cifar100:DIR (cifar-100-binary)"
+        case .channelMismatch(let model, let mc, let data, let dc):
+            return "\(model) takes \(mc)-channel input but \(data) has \(dc) channel(s): give --input \(dc)xHxW"
+        case .tooFewClasses(let classes, let dataset, let dc):
+            return "--classes \(classes) is fewer than the \(dc) classes of \(dataset): give --classes \(dc) or more"
+        case .invalidOption(let option, let reason):
+            return "\(option): \(reason)"
+        case .plannerUnavailable(let limit):
+            return "--max-memory \(limit) bytes: the memory planner is not wired into `densenet train` in this revision,"
+                + " so the limit cannot be checked before allocating; run without --max-memory"
+                + " (`densenet summary` and bench-memory report the memory of a configuration)"
+        case .exceedsMemoryLimit(let predicted, let limit):
+            return "the planner predicts a peak of \(predicted) bytes, more than --max-memory \(limit):"
+                + " use a smaller --batch, a leaner --strategy (minimal), or a smaller --input"
+        case .missingCheckpointMetadata(let path, let field, let hint):
+            return "\(path): checkpoint metadata has no '\(field)'; \(hint)"
+        case .invalidCheckpointMetadata(let field, let reason):
+            return "checkpoint metadata '\(field)' is invalid: \(reason)"
+        case .noCheckpoint(let path):
+            return "\(path): no checkpoint here: --resume takes a run folder (with model.safetensors and"
+                + " training-state.safetensors) or one of those two files"
+        case .checkpointPairMismatch(let mp, let ms, let sp, let ss):
+            return "\(mp) (step \(ms)) and \(sp) (step \(ss)) were not saved together (was a save interrupted?);"
+                + " restore both files from the same save"
+        case .resumeConflict(let option, let saved, let given):
+            return "\(option) \(given) differs from the resumed run's \(saved): a resumed run keeps its configuration"
+                + " (start a new run with --out to change it)"
+        case .alreadyFinished(let epochs, let path):
+            return "\(path): the run has already trained \(epochs) epoch(s); give a larger --epochs to continue it"
+        }
+    }
+}

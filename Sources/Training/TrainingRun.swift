@@ -1,0 +1,228 @@
+import Autograd
+import Checkpoints
+import Datasets
+import DenseNetModels
+import Foundation
+import NeuralLayers
+import Runtime
+
+/// What a finished (or stopped) run reports.
+public struct TrainingSummary: Sendable {
+    public var outputDirectory: String
+    /// Epochs completed in total (including those before a resume).
+    public var epochsCompleted: Int
+    public var globalStep: Int
+    /// True when the run stopped early (`stopAfterEpoch`, `stopAfterStep` or an interrupt).
+    public var stoppedEarly: Bool
+    public var lastTest: EvaluationResult?
+    /// Seconds of this invocation.
+    public var seconds: Double
+    /// Training images per second of the last epoch trained in this invocation.
+    public var imagesPerSecond: Double
+    public var peakResidentBytes: Int
+    public var runtimePeakBytes: Int
+    public var records: [MetricRecord]
+}
+
+/// A whole training run: builds the model, trains epoch after epoch with a test evaluation
+/// at each end, logs metrics, and checkpoints to its folder; or continues one from its
+/// checkpoint, reproducing the uninterrupted run's losses bit for bit (same thread count).
+///
+/// `init` reads the datasets and resolves the configuration but allocates no tensor, so a
+/// memory check can come between it and `run()`.
+public final class TrainingRun {
+    public enum Start {
+        case fresh(TrainingConfiguration)
+        /// A run folder or one of its checkpoint files; `epochs` raises the total (the schedule
+        /// is then recomputed for it); `data` points at the same dataset in another place.
+        case resume(path: String, epochs: Int?, data: DatasetSpec?)
+    }
+
+    public let configuration: TrainingConfiguration
+    public let modelConfiguration: ModelConfiguration
+    public let outputDirectory: String
+    public let trainSet: ImageDataset
+    public let testSet: ImageDataset
+    /// Set for a resumed run.
+    public let resumed: (model: String, state: String, progress: TrainingProgress)?
+    public var stopAfterEpoch: Int?
+    public var stopAfterStep: Int?
+    public weak var observer: TrainingObserver?
+
+    nonisolated(unsafe) private static var stopFlag: Int32 = 0
+    /// Asks the running loop to save a checkpoint after the current step and stop (SIGINT).
+    public static func requestStop() { stopFlag = 1 }
+    public static var stopRequested: Bool { stopFlag != 0 }
+
+    public init(_ start: Start, outputDirectory: String? = nil) throws {
+        switch start {
+        case .fresh(let c):
+            try c.validate()
+            configuration = c
+            resumed = nil
+            guard let outputDirectory else {
+                throw TrainingError.invalidOption("--out", reason: "a new run needs an output folder")
+            }
+            self.outputDirectory = outputDirectory
+        case .resume(let path, let epochs, let data):
+            let files = try TrainingCheckpoint.locate(path)
+            var progress = try TrainingCheckpoint.readProgress(model: files.model, state: files.state)
+            if let epochs { progress.configuration.epochs = epochs }
+            if let data {
+                guard data.name == progress.configuration.data.name else {
+                    throw TrainingError.resumeConflict(option: "--data", saved: progress.configuration.data.name, given: data.name)
+                }
+                progress.configuration.data = data
+            }
+            try progress.configuration.validate()
+            guard progress.loader.epoch < progress.configuration.epochs else {
+                throw TrainingError.alreadyFinished(epochs: progress.loader.epoch, path: path)
+            }
+            configuration = progress.configuration
+            resumed = (files.model, files.state, progress)
+            self.outputDirectory = outputDirectory ?? (files.model as NSString).deletingLastPathComponent
+        }
+        modelConfiguration = try configuration.model.configuration()
+        trainSet = try configuration.data.load(.train)
+        testSet = try configuration.data.load(.test)
+        for (set, split) in [(trainSet, "training"), (testSet, "test")] where set.classCount > modelConfiguration.outputCount {
+            throw TrainingError.tooFewClasses(classes: modelConfiguration.outputCount,
+                                              dataset: "\(configuration.data.name) (\(split))", datasetClasses: set.classCount)
+        }
+    }
+
+    /// A well-mixed seed for stream `stream` of the run's seed.
+    static func streamSeed(_ seed: UInt64, _ stream: UInt64) -> UInt64 {
+        var g = SeededGenerator(seed: seed ^ (stream &* 0x9E37_79B9_7F4A_7C15))
+        return g.next()
+    }
+
+    // MARK: The loop
+
+    public func run() throws -> TrainingSummary {
+        TrainingRun.stopFlag = 0
+        let c = configuration
+        let clockStart = Date()
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+
+        Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
+        let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)
+        let parameterNames = model.namedParameters().map(\.name)
+        let optimizer = c.optimizer.make(model.parameters)
+        let trainLoader = c.loader(for: trainSet, model: modelConfiguration, split: .train)
+        let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test)
+        let stepsPerEpoch = trainLoader.batchesPerEpoch
+        guard stepsPerEpoch > 0 else {
+            throw TrainingError.invalidOption("--limit", reason: "no training example is left to train on")
+        }
+        let schedule = c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
+        let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule)
+
+        var lossSum = 0.0, correct = 0, examples = 0
+        var epochSecondsBefore = 0.0, runSecondsBefore = 0.0
+        if let resumed {
+            let p = resumed.progress
+            try TrainingCheckpoint.loadModel(model, from: resumed.model)
+            try TrainingCheckpoint.loadOptimizer(optimizer, parameterNames: parameterNames, from: resumed.state,
+                                                 stepCount: p.optimizerStepCount)
+            guard let loaderState = p.loader.state, let seed = UInt64(p.dropoutSeed) else {
+                throw TrainingError.invalidCheckpointMetadata(field: "training_progress", reason: "seed is not a UInt64")
+            }
+            try trainLoader.restore(loaderState)
+            Autograd.dropoutSeed = seed
+            trainer.globalStep = p.globalStep
+            (lossSum, correct, examples) = (p.epochLossSum, p.epochCorrect, p.epochExamples)
+            (epochSecondsBefore, runSecondsBefore) = (p.epochSeconds, p.runSeconds)
+            observer?.message("resuming \(c.model.name) at epoch \(loaderState.epoch + 1), step \(p.globalStep) from \(resumed.model)")
+        } else {
+            Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
+        }
+        let log = try MetricsLog(directory: outputDirectory, resumingAtStep: resumed?.progress.globalStep)
+        let runInfo = ["parameters": String(model.parameterCount), "threads": String(Parallel.threadCount),
+                       "model": modelConfiguration.name, "input": modelConfiguration.inputShape.description]
+
+        func elapsed() -> Double { runSecondsBefore + Date().timeIntervalSince(clockStart) }
+        func progress(epochSeconds: Double) -> TrainingProgress {
+            TrainingProgress(configuration: c, globalStep: trainer.globalStep, optimizerStepCount: optimizer.stepCount,
+                             loader: DataLoaderStateRecord(trainLoader.state), dropoutSeed: String(Autograd.dropoutSeed),
+                             epochLossSumBits: String(lossSum.bitPattern, radix: 16), epochCorrect: correct,
+                             epochExamples: examples, epochSeconds: epochSeconds, runSeconds: elapsed())
+        }
+
+        var lastTest: EvaluationResult? = nil
+        var lastSpeed = 0.0
+        var stopped = false
+        epochs: while trainLoader.state.epoch < c.epochs {
+            let epoch = trainLoader.state.epoch + 1
+            let epochStart = Date()
+            var sessionExamples = 0, sessionSteps = 0
+            let firstStep = (trainLoader.state.position + c.batchSize - 1) / c.batchSize
+            while let batch = trainLoader.next() {
+                let m = trainer.step(batch)
+                lossSum += Double(m.loss) * Double(m.examples)
+                correct += m.correct
+                examples += m.examples
+                sessionExamples += m.examples
+                sessionSteps += 1
+                let seconds = Date().timeIntervalSince(epochStart)
+                let speed = Double(sessionExamples) / max(seconds, 1e-9)
+                let stepInEpoch = batch.index + 1
+                let (rss, peak) = (ProcessProbe.peakResidentBytes, Memory.peak)
+                log.append(MetricRecord(phase: .train, epoch: epoch, step: trainer.globalStep, loss: Double(m.loss),
+                                        accuracy: Double(m.correct) / Double(m.examples), learningRate: Double(m.learningRate),
+                                        imagesPerSecond: speed, elapsedSeconds: elapsed(), peakResidentBytes: rss,
+                                        runtimePeakBytes: peak))
+                let remaining = seconds / Double(sessionSteps) * Double(stepsPerEpoch - stepInEpoch)
+                observer?.step(StepProgress(
+                    epoch: epoch, epochs: c.epochs, stepInEpoch: stepInEpoch, stepsPerEpoch: stepsPerEpoch,
+                    globalStep: trainer.globalStep, loss: m.loss, epochLoss: lossSum / Double(examples),
+                    epochAccuracy: Double(correct) / Double(examples), learningRate: m.learningRate,
+                    imagesPerSecond: speed, epochSeconds: epochSecondsBefore + seconds, remainingSeconds: remaining,
+                    peakResidentBytes: rss, runtimePeakBytes: peak))
+                if TrainingRun.stopRequested || stopAfterStep == trainer.globalStep {
+                    let p = progress(epochSeconds: epochSecondsBefore + seconds)
+                    try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p)
+                    try log.writeSummaries(configuration: c, extra: runInfo)
+                    observer?.message("stopped at epoch \(epoch), step \(trainer.globalStep) (\(firstStep + sessionSteps)/\(stepsPerEpoch) of the epoch);"
+                                      + " continue with --resume \(outputDirectory)")
+                    lastSpeed = speed
+                    stopped = true
+                    break epochs
+                }
+            }
+            // The epoch is over: its training mean, then the test set in evaluation mode.
+            let seconds = epochSecondsBefore + Date().timeIntervalSince(epochStart)
+            lastSpeed = Double(sessionExamples) / max(Date().timeIntervalSince(epochStart), 1e-9)
+            let trainLoss = lossSum / Double(max(examples, 1)), trainAccuracy = Double(correct) / Double(max(examples, 1))
+            log.append(MetricRecord(phase: .trainEpoch, epoch: epoch, step: trainer.globalStep, loss: trainLoss,
+                                    accuracy: trainAccuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
+                                    peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak))
+            let test = Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount) { [observer] in
+                observer?.evaluating(batch: $0, of: $1)
+            }
+            model.train()
+            lastTest = test
+            let (rss, peak) = (ProcessProbe.peakResidentBytes, Memory.peak)
+            log.append(MetricRecord(phase: .test, epoch: epoch, step: trainer.globalStep, loss: test.loss,
+                                    accuracy: test.accuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
+                                    peakResidentBytes: rss, runtimePeakBytes: peak))
+            (lossSum, correct, examples, epochSecondsBefore) = (0, 0, 0, 0)
+            try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer,
+                                        progress: progress(epochSeconds: 0))
+            try log.writeSummaries(configuration: c, extra: runInfo)
+            observer?.epochFinished(EpochReport(epoch: epoch, epochs: c.epochs, trainLoss: trainLoss,
+                                                trainAccuracy: trainAccuracy, test: test, seconds: seconds,
+                                                imagesPerSecond: lastSpeed, peakResidentBytes: rss, runtimePeakBytes: peak))
+            if let stop = stopAfterEpoch, epoch >= stop, epoch < c.epochs {
+                observer?.message("stopped after epoch \(epoch) of \(c.epochs); continue with --resume \(outputDirectory)")
+                stopped = true
+                break
+            }
+        }
+        return TrainingSummary(outputDirectory: outputDirectory, epochsCompleted: trainLoader.state.epoch,
+                               globalStep: trainer.globalStep, stoppedEarly: stopped, lastTest: lastTest,
+                               seconds: Date().timeIntervalSince(clockStart), imagesPerSecond: lastSpeed,
+                               peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak,
+                               records: log.records)
+    }
+}
