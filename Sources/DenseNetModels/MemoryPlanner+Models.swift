@@ -73,8 +73,9 @@ extension PlanAutograd {
             let out = concat(features, label: b.name)
             drop(features)
             return out
-        case .shared, .minimal:
-            return sharedDenseBlock(b, c, keepBottleneck: strategy == .shared, x)
+        case .shared, .minimal, .sharedConcatenation:
+            return sharedDenseBlock(b, c, keepBottleneck: strategy != .minimal,
+                                    keepNormalized: strategy == .sharedConcatenation, x)
         }
     }
 
@@ -128,9 +129,10 @@ extension PlanAutograd {
 
     /// `SharedDenseBlock`: one feature buffer per block, one BN1/ReLU storage shared by its
     /// layers (scratch, freed after the forward pass and allocated again in backward), the
-    /// bottleneck half kept (`shared`, activations) or recomputed (`minimal`, scratch).
+    /// bottleneck half kept (`shared`, activations) or recomputed (`minimal`, scratch); the
+    /// `shared-concat` ablation keeps every layer's own BN1/ReLU output instead of the shared one.
     func sharedDenseBlock(_ b: Architecture.DenseBlock, _ c: DenseNetConfiguration, keepBottleneck: Bool,
-                          _ x: PlanVariable) -> PlanVariable {
+                          keepNormalized: Bool, _ x: PlanVariable) -> PlanVariable {
         let (n, h, w) = (x.shape[1], x.shape[2], x.shape[3])
         let k = b.growthRate, positions = n * h * w
         let (threads, concurrentTiles) = (threads, concurrentTiles)
@@ -139,10 +141,13 @@ extension PlanAutograd {
         sim.phase = "forward \(b.name)"
         var statistics = [Int]()          // mean and invStd of every BN (activations), kept to the end
         var kept = [(Int, Int)?]()        // the bottleneck half of each layer (shared only)
-        let shared = sim.allocate((b.outputChannels - k) * positions, .scratch)
+        var keptNormalized = [Int?]()     // each layer's BN1/ReLU output (shared-concat only)
+        let sharedWidth = keepNormalized ? 0 : b.outputChannels - k
+        let shared = sim.allocate(sharedWidth * positions, .scratch)
         for i in 0..<b.layerCount {
             let cl = b.layerInputChannels(i)
             statistics += [sim.allocate(cl, .activations), sim.allocate(cl, .activations)]
+            keptNormalized.append(keepNormalized ? sim.allocate(cl * positions, .activations) : nil)
             if let width = b.bottleneckWidth {
                 let category: MemoryCategory = keepBottleneck ? .activations : .scratch
                 let out = sim.allocate(width * positions, category)
@@ -171,10 +176,12 @@ extension PlanAutograd {
         defer { statistics.forEach(sim.release) }
         return record(b.name, buffer, inputs: [x.node], parameters: true, saved: [buffer.buffer] + statistics) {
             [unowned self] _, _ in
-            let shared = sim.allocate((b.outputChannels - k) * positions, .scratch)
+            let shared = sim.allocate(sharedWidth * positions, .scratch)
             for i in (0..<b.layerCount).reversed() {
                 let cl = b.layerInputChannels(i)
                 let masked = dropRate > 0 ? sim.allocate(k * positions, .scratch) : nil
+                // A kept BN1/ReLU output moves to a local that lives to the end of the iteration.
+                defer { if let normalized = keptNormalized[i] { sim.release(normalized) } }
                 if let width = b.bottleneckWidth {
                     let gradBottleneck = sim.allocate(width * positions, .scratch)
                     var recomputed = [Int]()
@@ -314,7 +321,7 @@ extension PlanAutograd {
             let out = concat(features, label: b.name)
             drop(features)
             return out
-        case .shared, .minimal:
+        case .shared, .minimal, .sharedConcatenation:
             let n = x.shape[1]
             let buffer = allocate([b.outputChannels, n])
             // `SharedFeatures.place`: the slice, recorded with the placed value as input.

@@ -149,14 +149,23 @@ public enum MemoryPlanner {
         return (sim, baseline, activations, forwardPeak)
     }
 
-    /// Plans for every strategy, in `MemoryStrategy.allCases` order.
-    public static func plans(_ configuration: ModelConfiguration, batch: Int, threads: Int = Parallel.threadCount,
+    /// Plans for each of `strategies` (the four standard ones by default), in that order.
+    public static func plans(_ configuration: ModelConfiguration, batch: Int,
+                             strategies: [MemoryStrategy] = MemoryStrategy.standard, threads: Int = Parallel.threadCount,
                              optimizer: PlannedOptimizer = .sgdMomentum) throws(ConfigurationError) -> [MemoryPlan] {
         var out = [MemoryPlan]()
-        for s in MemoryStrategy.allCases {
+        for s in strategies {
             out.append(try plan(configuration, batch: batch, strategy: s, threads: threads, optimizer: optimizer))
         }
         return out
+    }
+
+    /// The predicted `Memory.peak` of a training step (`plan(...).peakBytes`), for limits such
+    /// as `densenet train --max-memory`: checked before anything is allocated.
+    public static func predictedPeakBytes(model configuration: ModelConfiguration, batch: Int, strategy: MemoryStrategy,
+                                          optimizer: PlannedOptimizer = .sgdMomentum,
+                                          threads: Int = Parallel.threadCount) throws(ConfigurationError) -> Int {
+        try plan(configuration, batch: batch, strategy: strategy, threads: threads, optimizer: optimizer).peakBytes
     }
 
     /// Every tensor a built model allocates in `.parameters`, each its own storage: weights and
