@@ -42,6 +42,10 @@ struct BenchMemory: ParsableCommand {
     @Option(help: "Threads (kernels and GEMM).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(name: .customLong("max-rss"),
+            help: "Memory budget in MiB: configurations whose predicted peak tensor memory (MemoryPlanner, as densenet summary; the process RSS is larger) exceeds it are skipped, not run.")
+    var maxRSS: Double?
+
     @Option(help: "Also write the JSON records here.")
     var json: String?
 
@@ -58,6 +62,7 @@ struct BenchMemory: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let maxRSS, !(maxRSS > 0) { throw ValidationError("--max-rss takes a positive number of MiB, got \(maxRSS)") }
         _ = try parsedBatches()
         _ = try parsedStrategies()
     }
@@ -119,6 +124,17 @@ struct BenchMemory: ParsableCommand {
         print(Reports.tableHeader)
         var records = [BenchmarkRecord]()
         for (i, c) in configurations.enumerated() {
+            if let budget = maxRSS, let (predicted, shape) = predictedPeakMiB(c), predicted > budget {
+                // Over budget: say so in the row instead of running a child that may not fit.
+                var record = BenchmarkRecord.failed(c, input: shape, reason: String(
+                    format: "skipped: predicted peak tensor memory %.0f MiB exceeds --max-rss %.0f MiB", predicted, budget))
+                record.status = "skipped"
+                record.predicted_peak_tensor_mib = predicted
+                records.append(record)
+                print(Reports.tableRow(record))
+                try write(records, to: folder)
+                continue
+            }
             FileHandle.standardError.write(Data("[\(i + 1)/\(configurations.count)] \(c.model) \(c.strategy.rawValue) batch \(c.batch)…\n".utf8))
             let record = ChildProcess.measure(c, inputLabel: input ?? "default")
             records.append(record)
@@ -126,6 +142,15 @@ struct BenchMemory: ParsableCommand {
             try write(records, to: folder)
         }
         print("wrote \(folder.path)/{results.json,results.csv,results.md,peak-memory.svg}")
+    }
+
+    /// The planner's peak tensor MiB of one configuration's training step and its input shape
+    /// (nil if it cannot plan it).
+    func predictedPeakMiB(_ c: BenchmarkConfiguration) -> (Double, String)? {
+        guard let configuration = try? ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input),
+              let plan = try? MemoryPlanner.plan(configuration, batch: c.batch, strategy: c.strategy, threads: c.threads)
+        else { return nil }
+        return (Double(plan.peakBytes) / 1_048_576, configuration.inputShape.description)
     }
 
     func write(_ records: [BenchmarkRecord], to folder: URL) throws {

@@ -112,7 +112,7 @@ public enum TrainingStepBenchmark {
             params: architecture.trainableParameters,
             baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
             peak_tensor_mib: Double(Memory.peak) / mib,
-            predicted_peak_tensor_mib: nil,
+            predicted_peak_tensor_mib: (try? MemoryPlanner.plan(configuration, batch: c.batch, strategy: c.strategy, threads: max(1, c.threads))).map { Double($0.peakBytes) / mib },
             median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
             gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,

@@ -40,8 +40,7 @@ extension Conv2d {
     /// contiguous range of output columns. // x (Cin, N, H, W) → y (Cout, N, Ho, Wo)
     static func tiledForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                              y: UnsafeMutablePointer<Float>) {
-        let work = g.cout * g.rows * g.columns
-        let parts = work < parallelWorkThreshold ? 1 : min(Parallel.threadCount, g.columns)
+        let parts = forwardParts(g, threads: Parallel.threadCount)
         let tile = tileColumns(rows: g.rows, threads: parts)
         let total = g.columns, rows = g.rows
         Parallel.forEach(parts) { t in
@@ -119,8 +118,7 @@ extension Conv2d {
                 if let partial, t > 0 { dW = partial + (t - 1) * g.cout * rows; zeroFirst = true }
                 else { dW = dWeight + firstRow }
             }
-            let colsRows = dW != nil || !shifted ? ownRows : 0
-            let workRows = colsRows + (shifted ? maskedRows(g) : 0)
+            let (colsRows, workRows) = backwardWorkspaceRows(g, ownRows: ownRows, weightGradient: dW != nil, shifted: shifted)
             let width = min(tileColumns(rows: workRows, threads: parts), columns.count)
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer

@@ -1,7 +1,220 @@
 import ArgumentParser
+import DenseNetModels
+import Foundation
 
-// In progress in this revision: being written on its own branch.
+/// `densenet summary --model NAME [--input CxHxW] [--batch N] [--classes C] [--json]`: the
+/// per-layer table (torchsummary / Keras style), parameter totals, and the predicted tensor
+/// memory of one training step under each memory strategy (`MemoryPlanner`).
 struct Summary: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "(in progress)")
-    func run() throws { throw ValidationError("densenet summary is not built in this revision yet") }
+    static let configuration = CommandConfiguration(
+        abstract: "Layer table, parameter counts and predicted training memory of a model.",
+        discussion: """
+        The memory prediction is the peak of live tensor bytes the runtime counts (Memory.peak,
+        bench-memory's peak_tensor_mib) over one training step with SGD momentum: parameters,
+        gradients, optimizer state and the batch, plus what the step allocates (activations kept
+        for backward, gradient buffers, recompute buffers, kernel scratch). On several threads
+        it assumes a kernel's threads hold their column tiles at once (an upper bound; the JSON
+        also gives the lower bound). Process RSS adds the allocator's and libraries' overhead.
+        """)
+
+    @Option(help: "A model of the zoo: densenet121, densenet161, densenet169, densenet201, densenet264, densenet83, densenet-bc-L-k, d2l, resnet18, dense-mlp.")
+    var model: String
+
+    @Option(help: "Input CxHxW for image models (F for dense-mlp); default: the model's.")
+    var input: String?
+
+    @Option(help: "Batch size of the shapes and of the memory prediction.")
+    var batch = 64
+
+    @Option(help: "Classes (outputs for dense-mlp); default: the model's.")
+    var classes: Int?
+
+    @Option(help: "Threads the kernels run on (their scratch depends on it).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Strategies to predict, comma-separated: naive,checkpoint,shared,minimal.")
+    var strategies = "naive,checkpoint,shared,minimal"
+
+    @Option(help: "Optimizer whose state is counted: sgd-momentum, sgd or adam.")
+    var optimizer = "sgd-momentum"
+
+    @Flag(help: "Also list composite entries (dense blocks, dense layers, transitions) in the table.")
+    var nested = false
+
+    @Flag(help: "Print one JSON object (layers, parameter totals, per-strategy prediction) instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let classes, classes < 1 { throw ValidationError("--classes must be at least 1, got \(classes)") }
+        _ = try parsedStrategies()
+        _ = try parsedOptimizer()
+    }
+
+    func parsedStrategies() throws -> [MemoryStrategy] {
+        try strategies.split(separator: ",").map { name in
+            let trimmed = name.trimmingCharacters(in: .whitespaces)
+            guard let s = MemoryStrategy(rawValue: trimmed) else {
+                throw ValidationError("unknown strategy '\(trimmed)'; use \(MemoryStrategy.allCases.map(\.rawValue).joined(separator: ","))")
+            }
+            return s
+        }
+    }
+
+    func parsedOptimizer() throws -> PlannedOptimizer {
+        guard let o = PlannedOptimizer(rawValue: optimizer) else {
+            throw ValidationError("unknown optimizer '\(optimizer)'; use \(PlannedOptimizer.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return o
+    }
+
+    func run() throws {
+        let configuration = try ModelZoo.configuration(named: model, classes: classes, input: input)
+        let architecture = try Architecture(configuration)
+        let optimizer = try parsedOptimizer()
+        var plans = [MemoryPlan]()
+        for s in try parsedStrategies() {
+            plans.append(try MemoryPlanner.plan(configuration, batch: batch, strategy: s, threads: threads,
+                                                optimizer: optimizer))
+        }
+        if json {
+            let report = SummaryReport(configuration, architecture, batch: batch, threads: threads,
+                                       optimizer: optimizer, plans: plans)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print(architecture.summaryTable(batchSize: batch, includeComposites: nested), terminator: "")
+            print(Self.memoryTable(plans, optimizer: optimizer))
+        }
+    }
+
+    static func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
+
+    /// One row per strategy: the parts of the peak, the peak, and where it occurs.
+    static func memoryTable(_ plans: [MemoryPlan], optimizer: PlannedOptimizer) -> String {
+        guard let first = plans.first else { return "" }
+        let optimizerName: String
+        switch optimizer {
+        case .sgd: optimizerName = "SGD"
+        case .sgdMomentum: optimizerName = "SGD with momentum"
+        case .adam: optimizerName = "Adam"
+        }
+        var lines = ["Predicted training memory per step (tensor bytes the runtime counts, Memory.peak), batch "
+                     + "\(first.batch), \(first.threads) thread\(first.threads == 1 ? "" : "s"), \(optimizerName):"]
+        let header = ["strategy", "parameters", "gradients", "optimizer", "input", "activations kept",
+                      "peak scratch", "predicted peak", "peak during"]
+        let rows = plans.map { p in
+            [p.strategy.rawValue, mib(p.parameterBytes), mib(p.gradientBytes), mib(p.optimizerStateBytes),
+             mib(p.inputBytes), mib(p.activationBytes), mib(p.peakScratchBytes), mib(p.peakBytes), p.peakPhase]
+        }
+        let widths = header.indices.map { i in max(header[i].count, rows.map { $0[i].count }.max() ?? 0) }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                let pad = String(repeating: " ", count: widths[i] - cell.count)
+                if i == cells.count - 1 { return cell }
+                return i == 0 ? cell + pad : pad + cell
+            }.joined(separator: "  ")
+        }
+        lines.append(line(header))
+        lines += rows.map(line)
+        lines.append("parameters: weights and BN running statistics; activations kept: what the forward pass leaves "
+                     + "for backward; predicted peak: baseline (parameters, gradients, optimizer, input) + the step's peak.")
+        let spread = plans.map { $0.peakBytes - $0.sequentialPeakBytes }.max() ?? 0
+        if spread > 0 {
+            lines.append("On \(first.threads) threads the peak assumes each kernel's threads hold their column tiles at once; "
+                         + "calls too short for that need up to \(mib(spread)) less.")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The JSON form of `densenet summary`.
+struct SummaryReport: Encodable {
+    struct Layer: Encodable {
+        var name: String
+        var type: String
+        var output_shape: [Int]
+        var params: Int
+    }
+
+    struct StrategyPlan: Encodable {
+        var predicted_peak_bytes: Int
+        var predicted_peak_lower_bound_bytes: Int
+        var parameters_bytes: Int
+        var gradients_bytes: Int
+        var optimizer_state_bytes: Int
+        var input_bytes: Int
+        var activations_kept_bytes: Int
+        var peak_scratch_bytes: Int
+        var forward_peak_bytes: Int
+        var bytes_at_peak: [String: Int]
+        var peak_during: String
+    }
+
+    var model: String
+    var input: String
+    var batch: Int
+    var classes: Int
+    var threads: Int
+    var optimizer: String
+    var params_trainable: Int
+    var params_non_trainable: Int
+    var params_total: Int
+    var forward_flops_per_example: Int
+    var layers: [Layer]
+    var strategies: [String: StrategyPlan]
+
+    init(_ configuration: ModelConfiguration, _ architecture: Architecture, batch: Int, threads: Int,
+         optimizer: PlannedOptimizer, plans: [MemoryPlan]) {
+        model = configuration.name
+        input = configuration.inputShape.description
+        self.batch = batch
+        classes = configuration.outputCount
+        self.threads = threads
+        self.optimizer = optimizer.rawValue
+        params_trainable = architecture.trainableParameters
+        params_non_trainable = architecture.nonTrainableParameters
+        params_total = architecture.totalParameters
+        forward_flops_per_example = architecture.forwardFLOPs
+        layers = architecture.leaves.map { layer in
+            let s = layer.outputShape
+            let flat = s.height == 1 && s.width == 1
+            let isLinear: Bool
+            if case .linear = layer.kind { isLinear = true } else { isLinear = false }
+            return Layer(name: layer.name, type: Self.typeName(layer.kind, flat: flat),
+                         output_shape: isLinear || flat ? [batch, s.channels] : [batch, s.channels, s.height, s.width],
+                         params: layer.trainableParameters)
+        }
+        var strategies = [String: StrategyPlan]()
+        for p in plans {
+            strategies[p.strategy.rawValue] = StrategyPlan(
+                predicted_peak_bytes: p.peakBytes, predicted_peak_lower_bound_bytes: p.sequentialPeakBytes,
+                parameters_bytes: p.parameterBytes, gradients_bytes: p.gradientBytes,
+                optimizer_state_bytes: p.optimizerStateBytes, input_bytes: p.inputBytes,
+                activations_kept_bytes: p.activationBytes, peak_scratch_bytes: p.peakScratchBytes,
+                forward_peak_bytes: p.forwardPeakBytes, bytes_at_peak: p.bytesAtPeak, peak_during: p.peakPhase)
+        }
+        self.strategies = strategies
+    }
+
+    /// PyTorch's class names, as the text table prints them.
+    static func typeName(_ kind: Architecture.Layer.Kind, flat: Bool) -> String {
+        switch kind {
+        case .convolution: return "Conv2d"
+        case .batchNorm: return flat ? "BatchNorm1d" : "BatchNorm2d"
+        case .relu: return "ReLU"
+        case .dropout: return "Dropout"
+        case .maxPool: return "MaxPool2d"
+        case .avgPool: return "AvgPool2d"
+        case .globalAvgPool: return "AdaptiveAvgPool2d"
+        case .linear: return "Linear"
+        case .add: return "Add"
+        case .denseBlock: return "_DenseBlock"
+        case .denseLayer: return "_DenseLayer"
+        case .transition: return "_Transition"
+        case .residual: return "Residual"
+        }
+    }
 }
