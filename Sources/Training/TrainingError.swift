@@ -11,8 +11,6 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case tooFewClasses(classes: Int, dataset: String, datasetClasses: Int)
     /// An option value out of range.
     case invalidOption(String, reason: String)
-    /// `--max-memory` given before the memory planner is wired in.
-    case plannerUnavailable(limitBytes: Int)
     /// The planner predicts more than `--max-memory`.
     case exceedsMemoryLimit(predictedBytes: Int, limitBytes: Int)
     /// A checkpoint without a metadata field this command needs.
@@ -37,10 +35,6 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
             return "--classes \(classes) is fewer than the \(dc) classes of \(dataset): give --classes \(dc) or more"
         case .invalidOption(let option, let reason):
             return "\(option): \(reason)"
-        case .plannerUnavailable(let limit):
-            return "--max-memory \(limit) bytes: the memory planner is not wired into `densenet train` in this revision,"
-                + " so the limit cannot be checked before allocating; run without --max-memory"
-                + " (`densenet summary` and bench-memory report the memory of a configuration)"
         case .exceedsMemoryLimit(let predicted, let limit):
             return "the planner predicts a peak of \(predicted) bytes, more than --max-memory \(limit):"
                 + " use a smaller --batch, a leaner --strategy (minimal), or a smaller --input"

@@ -97,14 +97,15 @@ struct Train: ParsableCommand {
 
         if let maxMemory {
             let limit = try Train.parseBytes(maxMemory)
-            // planner: MemoryPlanner.predictedPeakBytes(...)
-            // The lead wires the planner here, before anything is allocated:
-            //   let predicted = MemoryPlanner.predictedPeakBytes(model: run.modelConfiguration,
-            //       batch: run.configuration.batchSize, strategy: run.configuration.strategy,
-            //       optimizer: run.configuration.optimizer.kind)
-            //   guard predicted <= limit else {
-            //       throw TrainingError.exceedsMemoryLimit(predictedBytes: predicted, limitBytes: limit) }
-            throw TrainingError.plannerUnavailable(limitBytes: limit)
+            // The planner replays a training step's allocations; the model is built only in run().
+            let o = run.configuration.optimizer
+            let planned: PlannedOptimizer = o.kind == .adam ? .adam : (o.momentum > 0 ? .sgdMomentum : .sgd)
+            let predicted = try MemoryPlanner.predictedPeakBytes(model: run.modelConfiguration,
+                                                                 batch: run.configuration.batchSize,
+                                                                 strategy: run.configuration.strategy, optimizer: planned)
+            guard predicted <= limit else {
+                throw TrainingError.exceedsMemoryLimit(predictedBytes: predicted, limitBytes: limit)
+            }
         }
 
         let c = run.configuration
