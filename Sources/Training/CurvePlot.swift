@@ -29,7 +29,7 @@ public enum CurvePlot {
         let train = records.filter { $0.phase == .train }
         let test = records.filter { $0.phase == .test }
         let steps = train.map { Double($0.step) }
-        let weight = train.count < 20 ? 0.0 : min(0.98, 1 - 10 / Double(train.count))
+        let weight = train.count < 40 ? 0.0 : min(0.95, 1 - 20 / Double(train.count))
         let lossAverage = smoothed(train.map(\.loss), weight: weight)
         let accuracyAverage = smoothed(train.map(\.accuracy), weight: weight)
         let maxStep = max(1, (records.map(\.step).max() ?? 1))
