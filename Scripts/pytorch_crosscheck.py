@@ -19,9 +19,8 @@ For each model it
 Models: densenet121 (torchvision's, with Fashion-MNIST's 1 input channel and 10 classes:
 1x224x224) and densenet-bc-100-12 (the CIFAR DenseNet-BC: torchvision's DenseNet class with
 growth 12, blocks (16, 16, 16), 24 stem channels, bn_size 4, the stem replaced by one 3x3
-convolution; 1x32x32). torchvision names the final BatchNorm `features.norm5` whatever the
-number of blocks; densenet-swift names it `features.norm{blocks + 1}` (norm4 for the
-3-block CIFAR net), so this script renames it when loading.
+convolution; 1x32x32). Both name the final BatchNorm `features.norm5` whatever the number
+of blocks, so our file loads into torchvision's network strictly, as it is.
 
 Usage: python3 Scripts/pytorch_crosscheck.py [--densenet .build/release/densenet]
        [--models densenet121,densenet-bc-100-12] [--batch 2] [--tolerance 1e-4] [--keep DIR]
@@ -74,10 +73,6 @@ def check(name, args, work):
     # 2. The same weights in torchvision's network, strictly.
     model, shape = torchvision_model(name, channels=1, classes=10)
     state = load_file(weights)
-    blocks = sum(1 for key in model.state_dict() if key.startswith("features.denseblock") and key.endswith("denselayer1.norm1.weight"))
-    ours = f"features.norm{blocks + 1}."
-    if ours != "features.norm5.":
-        state = {("features.norm5." + k[len(ours):] if k.startswith(ours) else k): v for k, v in state.items()}
     missing = [k for k in model.state_dict() if k not in state]
     assert all(k.endswith("num_batches_tracked") for k in missing), missing
     model.load_state_dict(state, strict=True)  # num_batches_tracked absent: filled in by PyTorch

@@ -200,7 +200,7 @@ struct ArchitectureBuilder {
                 try transition(blockIndex, compressedTo: c.compressed(shape.channels), configuration: c)
             }
         }
-        batchNorm("features.norm\(c.blockConfig.count + 1)")
+        batchNorm("features.norm5")
         leaf("relu", .relu)
         classifierHead(pool: "avgpool", linear: "classifier", classes: c.classCount)
     }

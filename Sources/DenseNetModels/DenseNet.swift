@@ -88,7 +88,7 @@ public final class DenseNet: Module {
             }
         }
         finalNorm = BatchNormLayer(width)
-        features.register("norm\(c.blockConfig.count + 1)", finalNorm)
+        features.register("norm5", finalNorm)   // torchvision names it norm5 whatever the block count
         classifier = LinearLayer(width, c.classCount, zeroBias: !c.convBias)
         self.blocks = blocks
         self.transitions = transitions

@@ -12,7 +12,8 @@
 ///   The block's output is the concatenation of its input and all layers' outputs, `c0 + n·k`.
 /// - transition `b` between blocks (`transition{b}`): `norm` → `relu` → `conv` 1x1
 ///   (c → ⌊θ·c⌋) → `pool` 2/2 (average, or max for the ablation).
-/// - head: `norm{B+1}` → `relu` → global average pool (`avgpool`) → `classifier` linear with bias.
+/// - head: `norm5` (torchvision's name whatever the block count) → `relu` → global average pool
+///   (`avgpool`) → `classifier` linear with bias.
 public struct DenseNetConfiguration: Hashable, Sendable {
     /// The stem before the first dense block.
     public enum Stem: String, Hashable, Sendable {

@@ -25,7 +25,7 @@ extension PlanAutograd {
                 h = next
             }
         }
-        let normalized = batchNorm(h, label: "features.norm\(c.blockConfig.count + 1)")
+        let normalized = batchNorm(h, label: "features.norm5")
         let pooled = globalAvgPool(normalized, label: "avgpool")
         drop(normalized)
         let logits = linear(pooled, outFeatures: c.classCount, label: "classifier")

@@ -40,7 +40,7 @@ final class ArchitectureTests: XCTestCase {
         // The CIFAR stem is one conv: no norm0, relu0 or pool0.
         XCTAssertNil(a.layer(named: "features.norm0"))
         XCTAssertNil(a.layer(named: "features.pool0"))
-        XCTAssertNotNil(a.layer(named: "features.norm4"))
+        XCTAssertNotNil(a.layer(named: "features.norm5"), "torchvision names the final norm norm5 for any block count")
         XCTAssertEqual(a.minimumInputHeight, 4)   // two 2/2 pools: 4 → 2 → 1
     }
 

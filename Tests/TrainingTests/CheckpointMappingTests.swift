@@ -43,7 +43,7 @@ final class CheckpointMappingTests: XCTestCase {
         XCTAssertEqual(shapes["features.denseblock1.denselayer2.conv2.weight"], [4, 8, 3, 3])
         XCTAssertEqual(shapes["features.transition1.conv.weight"], [8, 16, 1, 1])
         XCTAssertEqual(shapes["features.denseblock2.denselayer2.norm1.running_var"], [12])
-        XCTAssertEqual(shapes["features.norm3.weight"], [16])   // norm{blocks + 1}: norm5 in the 4-block torchvision nets
+        XCTAssertEqual(shapes["features.norm5.weight"], [16])   // torchvision: norm5 whatever the block count
         XCTAssertEqual(shapes["classifier.weight"], [10, 16])
         XCTAssertEqual(shapes["classifier.bias"], [10])
         XCTAssertEqual(Set(shapes.keys), Set(model.stateDict().map(\.name)), "weights only, nothing else")
