@@ -21,6 +21,8 @@ public enum Safetensors {
         /// Byte range in the data buffer.
         public var begin: Int
         public var end: Int
+        /// "F32", or "I64" for a PyTorch batch-norm `num_batches_tracked` counter (skipped on load).
+        public var dtype: String = "F32"
         public var elementCount: Int { shape.reduce(1, *) }
     }
 
@@ -31,6 +33,9 @@ public enum Safetensors {
         /// File offset of the data buffer: 8 + header length.
         public var dataStart: Int
         public var fileSize: Int
+        /// PyTorch's int64 `*.num_batches_tracked` scalars: checked like every entry, then left
+        /// out of `entries`, since they hold no weights (a torchvision `state_dict` has them).
+        public var skipped: [String] = []
 
         /// Names to shapes, for comparison with a model's expectation.
         public var shapes: [String: [Int]] {
@@ -81,7 +86,9 @@ public enum Safetensors {
         }
         try checkTiling(entries, dataSize: dataSize, path: path)
         entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
-        return Header(entries: entries, metadata: metadata, dataStart: 0, fileSize: 0)
+        let skipped = entries.filter { $0.dtype != "F32" }.map(\.name)
+        entries.removeAll { $0.dtype != "F32" }
+        return Header(entries: entries, metadata: metadata, dataStart: 0, fileSize: 0, skipped: skipped)
     }
 
     static func parseEntry(_ name: String, _ value: JSONValue, dataSize: Int, path: String) throws -> Entry {
@@ -97,7 +104,9 @@ public enum Safetensors {
         guard case .string(let dtype) = try field("dtype") else {
             throw CheckpointError.invalidField(path: path, tensor: name, field: "dtype", reason: "is \(try field("dtype").kind), not a string")
         }
-        guard dtype == "F32" else {
+        // PyTorch's batch-norm counter is the one non-float tensor a torchvision state_dict has.
+        let isBatchCounter = dtype == "I64" && name.hasSuffix(".num_batches_tracked")
+        guard dtype == "F32" || isBatchCounter else {
             throw CheckpointError.unsupportedDtype(path: path, tensor: name,
                                                    dtype: knownDtypes.contains(dtype) ? dtype : "\(dtype) (not a safetensors dtype)")
         }
@@ -137,14 +146,19 @@ public enum Safetensors {
         guard begin >= 0, begin <= end, end <= dataSize else {
             throw CheckpointError.offsetsOutOfRange(path: path, tensor: name, begin: begin, end: end, dataSize: dataSize)
         }
-        guard end - begin == elements * 4 else {
-            throw CheckpointError.sizeMismatch(path: path, tensor: name, shape: shape, expectedBytes: elements * 4,
+        if isBatchCounter && elements != 1 {
+            throw CheckpointError.invalidShape(path: path, tensor: name, shape: shape,
+                                               reason: "a num_batches_tracked counter is one int64")
+        }
+        let elementBytes = isBatchCounter ? 8 : 4
+        guard end - begin == elements * elementBytes else {
+            throw CheckpointError.sizeMismatch(path: path, tensor: name, shape: shape, expectedBytes: elements * elementBytes,
                                                actualBytes: end - begin)
         }
         if let unknown = fields.first(where: { !["dtype", "shape", "data_offsets"].contains($0.key) }) {
             throw CheckpointError.invalidField(path: path, tensor: name, field: unknown.key, reason: "is not a field of a tensor entry")
         }
-        return Entry(name: name, shape: shape, begin: begin, end: end)
+        return Entry(name: name, shape: shape, begin: begin, end: end, dtype: dtype)
     }
 
     /// The tensors must cover the data buffer exactly once, like the reference implementation

@@ -241,3 +241,38 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 }
+
+/// A torchvision `state_dict` saved with safetensors has an int64 `num_batches_tracked` scalar per
+/// batch norm: it is checked, then skipped; any other int64 tensor is still refused.
+final class SafetensorsBatchCounterTests: XCTestCase {
+    func testTorchvisionBatchCountersAreSkipped() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("st-counter-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // "bn.weight": F32 [2] at [0, 8); "bn.num_batches_tracked": I64 [] at [8, 16) holding 7.
+        let header = #"{"bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[8,16]},"bn.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+        var bytes = withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian, Array.init) + Array(header.utf8)
+        bytes += withUnsafeBytes(of: Float(1.5).bitPattern.littleEndian, Array.init)
+        bytes += withUnsafeBytes(of: Float(-2).bitPattern.littleEndian, Array.init)
+        bytes += withUnsafeBytes(of: Int64(7).littleEndian, Array.init)
+        let path = dir.appendingPathComponent("tv.safetensors").path
+        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+
+        let target = Tensor.zeros([2], category: .parameters)
+        _ = try Safetensors.load(path, into: ["bn.weight": target])
+        XCTAssertEqual(target.array, [1.5, -2])
+        XCTAssertEqual(try Safetensors.readHeader(path).skipped, ["bn.num_batches_tracked"])
+
+        // An int64 tensor under any other name, or a counter that is not a scalar, is refused.
+        for (name, shape, end) in [("bn.steps", "[]", 16), ("bn.num_batches_tracked", "[2]", 24)] {
+            let h = #"{"\#(name)":{"dtype":"I64","shape":\#(shape),"data_offsets":[8,\#(end)]},"bn.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+            var b = withUnsafeBytes(of: UInt64(h.utf8.count).littleEndian, Array.init) + Array(h.utf8)
+            b += [UInt8](repeating: 0, count: end)
+            let bad = dir.appendingPathComponent("bad-\(end).safetensors").path
+            FileManager.default.createFile(atPath: bad, contents: Data(b))
+            XCTAssertThrowsError(try Safetensors.read(bad), "\(name) \(shape)") { error in
+                XCTAssertTrue("\(error)".contains(name), "the error names the tensor: \(error)")
+            }
+        }
+    }
+}
