@@ -173,6 +173,10 @@ public final class RegressionRun {
                 let rows = order[start..<min(start + c.batchSize, order.count)]
                 let batch = trainSet.batch(rows)
                 let m = trainer.regressionStep(features: batch.features, targets: batch.targets)
+                guard m.loss.isFinite else {
+                    throw TrainingError.invalidOption("--lr", reason: "the loss diverged (MSE \(m.loss) at epoch \(epoch), step"
+                                                      + " \(trainer.globalStep)): use a smaller --lr, or --optimizer adam")
+                }
                 sum += Double(m.loss) * Double(m.examples)
                 log.append(MetricRecord(phase: .train, epoch: epoch, step: trainer.globalStep, loss: Double(m.loss),
                                         accuracy: 0, learningRate: Double(m.learningRate),
