@@ -2,117 +2,87 @@
 # d2l "Densely Connected Networks", exercise 2: DenseNet has fewer parameters than ResNet. Why?
 # Prints the exact trainable parameter counts of the textbook DenseNet (`d2l`) and ResNet-18
 # (`resnet18`) from `densenet summary --json`, checks them against the published figures
-# (758,226 and 11,178,378), then trains both the same way on Fashion-MNIST and reports their
-# test accuracy and time.
+# (758,226 and 11,178,378), breaks them down by layer kind (3x3 convs, 1x1 convs, BN, linear),
+# then trains both the same way on Fashion-MNIST and reports test accuracy, peak memory and time.
 #
-#   Scripts/exercise2_densenet_vs_resnet.sh            defaults below (a short, CPU-sized run)
-#   EPOCHS=10 BATCH=128 LIMIT=0 Scripts/exercise2_densenet_vs_resnet.sh   the textbook's run (hours)
+#   Scripts/exercise2_densenet_vs_resnet.sh            defaults below (a short run, about 6 minutes on 2 cores)
+#   EPOCHS=10 BATCH=128 LIMIT=0 TEST_LIMIT=0 Scripts/exercise2_densenet_vs_resnet.sh   the textbook's run (hours)
 #
-# Environment: EPOCHS (2), BATCH (64), LIMIT training examples (6000; 0 = all 60,000),
-# STRATEGY (naive), DENSENET (a built densenet binary; default: build it), MODELS ("d2l resnet18"), EXTRA_ARGS (passed to every `densenet train`, e.g.
-# "--input 1x32x32" if the train command accepts it), OUT (results/exercise2-<time>).
-# Needs: Scripts/setup.sh (Fashion-MNIST package), swift, python3.
-set -euo pipefail
+# Environment: EPOCHS (2), BATCH (64), LIMIT training images (4000; 0 = all 60,000), TEST_LIMIT
+# (2000; 0 = all 10,000), SEED (0), STRATEGY (naive), MODELS ("d2l resnet18"), EXTRA_ARGS (passed
+# to every `densenet train`, e.g. "--input 1x32x32"), DENSENET (a built densenet binary; default:
+# build it), OUT (results/exercise2-<time>).
+source "$(dirname "$0")/exercise_common.sh"
+EPOCHS="${EPOCHS:-2}"; BATCH="${BATCH:-64}"; LIMIT="${LIMIT:-4000}"; TEST_LIMIT="${TEST_LIMIT:-2000}"
+SEED="${SEED:-0}"; STRATEGY="${STRATEGY:-naive}"; MODELS="${MODELS:-d2l resnet18}"; EXTRA_ARGS="${EXTRA_ARGS:-}"
+exercise_setup exercise2 densenet
 
-cd "$(dirname "$0")/.."
-EPOCHS="${EPOCHS:-2}"
-BATCH="${BATCH:-64}"
-LIMIT="${LIMIT:-6000}"
-STRATEGY="${STRATEGY:-naive}"
-MODELS="${MODELS:-d2l resnet18}"
-EXTRA_ARGS="${EXTRA_ARGS:-}"
-OUT="${OUT:-results/exercise2-$(date +%Y%m%d-%H%M%S)}"
-mkdir -p "$OUT"
-
-Scripts/setup.sh
-if [ -n "${DENSENET:-}" ]; then
-    BIN="$DENSENET"
-else
-    echo "exercise2: building densenet (release)" >&2
-    swift build -c release --product densenet >&2
-    BIN="$(swift build -c release --show-bin-path)/densenet"
-fi
-
-limit_args=()
-[ "$LIMIT" != "0" ] && limit_args=(--limit "$LIMIT")
-
+limits=()
+[ "$LIMIT" != "0" ] && limits+=(--limit "$LIMIT")
+[ "$TEST_LIMIT" != "0" ] && limits+=(--test-limit "$TEST_LIMIT")
 for model in $MODELS; do
-    echo "exercise2: $model: summary" >&2
-    "$BIN" summary --model "$model" --json > "$OUT/summary-$model.json"
-    echo "exercise2: $model: training $EPOCHS epoch(s), batch $BATCH, limit $LIMIT, strategy $STRATEGY" >&2
-    start=$(date +%s)
+    run "$DENSENET" summary --model "$model" --batch "$BATCH" --json > "$OUT/summary-$model.json"
     # shellcheck disable=SC2086  # EXTRA_ARGS is a list of words on purpose
-    "$BIN" train --model "$model" --data fashion-mnist --epochs "$EPOCHS" --batch "$BATCH" \
-        --strategy "$STRATEGY" "${limit_args[@]}" --out "$OUT/train-$model" $EXTRA_ARGS \
+    run "$DENSENET" train --model "$model" --data fashion-mnist --epochs "$EPOCHS" --batch "$BATCH" --seed "$SEED" \
+        --strategy "$STRATEGY" "${limits[@]}" --out "$OUT/train-$model" $EXTRA_ARGS \
         2>&1 | tee "$OUT/train-$model.log" >&2
-    echo $(( $(date +%s) - start )) > "$OUT/seconds-$model.txt"
 done
 
-# The report: counts from the summaries, accuracy from the training output (a JSON file in the
-# --out folder with an "accuracy" key, else the last "accuracy" figure in the log).
-python3 - "$OUT" "$EPOCHS" "$BATCH" "$LIMIT" "$STRATEGY" $MODELS <<'EOF'
-import glob, json, os, re, sys
-
-out, epochs, batch, limit, strategy, models = sys.argv[1], *sys.argv[2:6], sys.argv[6:]
+# The report: counts from the summaries (params_trainable, and per layer), accuracy, memory and
+# time from each run's metrics.json (its last "test" record).
+python3 - "$OUT" "$EPOCHS" "$BATCH" "$LIMIT" "$TEST_LIMIT" "$SEED" "$STRATEGY" $MODELS <<'PY'
+import json, os, sys
+out, epochs, batch, limit, test_limit, seed, strategy, models = *sys.argv[1:8], sys.argv[8:]
 published = {"d2l": 758_226, "resnet18": 11_178_378}   # shared/reference/densenet-facts.md
+mib = lambda b: b / 1048576
 
-def find(obj, want):
-    """First value whose key, lower-cased without '_', equals one of `want` (depth-first, last wins for lists)."""
-    found = None
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k.lower().replace("_", "") in want and isinstance(v, (int, float)):
-                found = v
-            else:
-                inner = find(v, want)
-                found = inner if inner is not None else found
-    elif isinstance(obj, list):
-        for v in obj:
-            inner = find(v, want)
-            found = inner if inner is not None else found
-    return found
+def breakdown(summary):
+    """Trainable parameters by kind: 3x3 (and larger) convs, 1x1 convs, batch norm, linear."""
+    kinds = {"conv kxk (k>1)": 0, "conv 1x1": 0, "batch norm": 0, "linear": 0}
+    for layer in summary["layers"]:
+        t, name = layer["type"], layer["name"]
+        if t == "Conv2d":
+            # 1x1: transition convs (DenseNet) and projections (ResNet); every other conv is 3x3 or the 7x7 stem.
+            kinds["conv 1x1" if (name.endswith("downsample.0") or "transition" in name) else "conv kxk (k>1)"] += layer["params"]
+        elif t.startswith("BatchNorm"):
+            kinds["batch norm"] += layer["params"]
+        elif t == "Linear":
+            kinds["linear"] += layer["params"]
+    return kinds
 
-def accuracy(model):
-    for path in sorted(glob.glob(os.path.join(out, f"train-{model}", "**", "*.json"), recursive=True)):
-        try:
-            a = find(json.load(open(path)), {"testaccuracy", "accuracy", "valaccuracy"})
-        except (OSError, ValueError):
-            continue
-        if a is not None:
-            return float(a), os.path.relpath(path, out)
-    log = open(os.path.join(out, f"train-{model}.log"), errors="replace").read()
-    hits = re.findall(r"acc(?:uracy)?[^0-9\n]{0,20}([0-9]*\.?[0-9]+)\s*(%?)", log, re.IGNORECASE)
-    if hits:
-        value, percent = hits[-1]
-        return float(value) / (100 if percent else 1), f"train-{model}.log"
-    return None, "(no accuracy found)"
-
-rows = []
+rows, results = [], {}
 for m in models:
     summary = json.load(open(os.path.join(out, f"summary-{m}.json")))
-    params = find(summary, {"trainableparameters", "trainable"})
-    acc, source = accuracy(m)
-    seconds = open(os.path.join(out, f"seconds-{m}.txt")).read().strip()
-    rows.append((m, params, published.get(m), acc, seconds, source))
-
-lines = [f"# Exercise 2: DenseNet vs ResNet-18 on Fashion-MNIST",
-         "",
-         f"Same training for both: {epochs} epoch(s), batch {batch}, limit {limit or 'all'}, strategy {strategy}.",
-         "",
-         "| model | trainable parameters | published | test accuracy | seconds | accuracy from |",
-         "|---|---:|---:|---:|---:|---|"]
-for m, p, pub, a, s, src in rows:
-    check = "" if p is None or pub is None else (" ✓" if int(p) == pub else " ✗")
-    lines.append(f"| {m} | {p if p is not None else '?'}{check} | {pub if pub else '-'} | "
-                 f"{'%.4f' % a if a is not None else '?'} | {s} | {src} |")
-counts = {m: p for m, p, *_ in rows}
-if counts.get("d2l") and counts.get("resnet18"):
-    lines += ["", f"ResNet-18 has {counts['resnet18'] / counts['d2l']:.1f}x the parameters of the d2l DenseNet: "
-              "every 3x3 conv of a dense block has only k = 32 outputs (it reuses the earlier maps through "
-              "concatenation instead of re-learning them), and the transitions are 1x1 convs that halve the width; "
-              "ResNet-18's 3x3 convs reach 512 -> 512 channels, 2,359,296 weights each."]
-report = os.path.join(out, "report.md")
-open(report, "w").write("\n".join(lines) + "\n")
+    metrics = json.load(open(os.path.join(out, f"train-{m}", "metrics.json")))
+    recs = metrics["records"]
+    test = [r for r in recs if r["phase"] == "test"][-1]
+    convs = [l for l in summary["layers"] if l["type"] == "Conv2d"]
+    biggest = max(convs, key=lambda l: l["params"])
+    results[m] = dict(parameters=summary["params_trainable"], published=published.get(m), accuracy=test["accuracy"],
+                      test_loss=test["loss"], seconds=test["elapsedSeconds"],
+                      peak_rss_mib=mib(max(r["peakResidentBytes"] for r in recs)),
+                      tensor_peak_mib=mib(max(r["runtimePeakBytes"] for r in recs)),
+                      flops_per_example=summary["forward_flops_per_example"], breakdown=breakdown(summary),
+                      largest_conv=(biggest["name"], biggest["params"]))
+lines = ["# Exercise 2: DenseNet vs ResNet-18 on Fashion-MNIST", "",
+         f"Machine: {open(os.path.join(out, 'machine.txt')).read().strip()}.",
+         f"Same training for both: {epochs} epoch(s), batch {batch}, {limit if limit != '0' else 'all'} training / "
+         f"{test_limit if test_limit != '0' else 'all'} test images, seed {seed}, strategy {strategy}, input 1x96x96.", "",
+         "| model | trainable parameters | published | forward GFLOP/image | test accuracy | test loss | peak RSS (MiB) | tensor peak (MiB) | seconds |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+for m, r in results.items():
+    check = "" if r["published"] is None else (" ✓" if r["parameters"] == r["published"] else " ✗")
+    lines.append(f"| {m} | {r['parameters']:,}{check} | {r['published']:,} | {r['flops_per_example'] / 1e9:.3f} | "
+                 f"{100 * r['accuracy']:.2f}% | {r['test_loss']:.4f} | {r['peak_rss_mib']:.0f} | {r['tensor_peak_mib']:.0f} | {r['seconds']:.0f} |")
+lines += ["", "| model | " + " | ".join(next(iter(results.values()))["breakdown"]) + " | largest conv |",
+          "|---|" + "---:|" * (len(next(iter(results.values()))["breakdown"]) + 1)]
+for m, r in results.items():
+    lines.append(f"| {m} | " + " | ".join(f"{v:,}" for v in r["breakdown"].values())
+                 + f" | {r['largest_conv'][0]} ({r['largest_conv'][1]:,}) |")
+if "d2l" in results and "resnet18" in results:
+    lines += ["", f"ResNet-18 has {results['resnet18']['parameters'] / results['d2l']['parameters']:.1f}x the parameters of the d2l DenseNet."]
+json.dump(results, open(os.path.join(out, "results.json"), "w"), indent=2)
+open(os.path.join(out, "report.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
-EOF
-echo "exercise2: results in $OUT (report.md, summaries, training logs)"
+PY
+echo "exercise2: results in $OUT (report.md, results.json, commands.sh, summaries, training logs)" >&2

@@ -7,9 +7,9 @@ depth (`mlp`: 10 -> 48 -> 48 -> 48 -> 48 -> 1, 7,633 parameters) the same way on
 diabetes regression set (442 x 10), and reports their test mean squared error beside an
 ordinary least-squares baseline.
 
-    Scripts/exercise5_dense_mlp.py                      train both, write results/exercise5-<time>/
+    Scripts/exercise5_dense_mlp.py                      train both (5 seeds, 50 and 200 epochs; about a minute)
     Scripts/exercise5_dense_mlp.py --dry-run            export the data and print the commands only
-    Scripts/exercise5_dense_mlp.py --epochs 300 --batch 16 --extra "--lr 0.01"
+    Scripts/exercise5_dense_mlp.py --epochs 100 --batch 16 --extra "--weight-decay 0.01"
 
 Data: the raw table shipped in scikit-learn's wheel (sklearn/datasets/data/diabetes_data_raw.csv.gz
 and diabetes_target.csv.gz), or `load_diabetes(scaled=False)` when those files are not there;
@@ -18,17 +18,16 @@ and diabetes_target.csv.gz), or `load_diabetes(scaled=False)` when those files a
 so the MSE the command line reports is in units of the target's variance (the report converts
 it back). Files: diabetes-train.csv and diabetes-test.csv, a header row, the target last.
 
-Command-line support this needs (see the report of the models branch):
-`densenet train --data csv:PATH --test-data csv:PATH` (numeric table, header, last column the
-regression target, mean squared error loss for a model with one output) and the zoo model `mlp`.
+Uses `densenet train --data csv:TRAIN.csv --test-data csv:TEST.csv` (numeric table, header, last
+column the regression target, mean squared error loss for a model with one output; `test_mse` in
+the run's metrics.json) and the zoo models `dense-mlp` and `mlp`. Each model is trained with
+several seeds for each budget; the report gives mean ± standard deviation of the test MSE.
 """
 import argparse
 import datetime
-import glob
 import gzip
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -109,124 +108,115 @@ def least_squares_mse(data):
     return float(((prediction - data["y_test"]) ** 2).mean())
 
 
-def find_number(obj, keys):
-    """The last numeric value under a key in `keys` (lower-case, '_' removed), searched depth-first."""
-    found = None
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k.lower().replace("_", "") in keys and isinstance(v, (int, float)):
-                found = v
-            else:
-                inner = find_number(v, keys)
-                found = inner if inner is not None else found
-    elif isinstance(obj, list):
-        for v in obj:
-            inner = find_number(v, keys)
-            found = inner if inner is not None else found
-    return found
-
-
-def test_mse(out_dir, log_path):
-    """Test MSE from a JSON file the train command wrote, else the last 'test mse'/'test loss' in its log."""
-    for path in sorted(glob.glob(os.path.join(out_dir, "**", "*.json"), recursive=True)):
-        try:
-            value = find_number(json.load(open(path)), {"testmse", "testloss", "mse"})
-        except (OSError, ValueError):
-            continue
-        if value is not None:
-            return float(value), os.path.relpath(path, os.path.dirname(out_dir))
-    log = open(log_path, errors="replace").read()
-    hits = re.findall(r"test[ _-]*(?:mse|loss)[^0-9\n-]{0,10}(-?[0-9]*\.?[0-9]+(?:e-?[0-9]+)?)", log, re.IGNORECASE)
-    if hits:
-        return float(hits[-1]), os.path.basename(log_path)
-    return None, "(no test MSE found)"
+def mean_std(values):
+    m = sum(values) / len(values)
+    return m, (sum((v - m) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", default="50,200", help="comma-separated budgets; every model and seed is trained for each")
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="weight-initialisation and shuffle seeds (the data split is fixed)")
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--lr", default="0.001")
     parser.add_argument("--strategy", default="naive")
     parser.add_argument("--models", default="dense-mlp,mlp", help="zoo names, comma-separated")
-    parser.add_argument("--extra", default="", help="more arguments for every `densenet train`")
+    parser.add_argument("--extra", default="", help="more arguments for every `densenet train`, e.g. \"--weight-decay 0.01\"")
     parser.add_argument("--out", default=None, help="default results/exercise5-<time>")
-    parser.add_argument("--densenet", default="swift run -c release densenet",
-                        help="the command line to run (e.g. a built .build/release/densenet)")
+    parser.add_argument("--densenet", default=None,
+                        help="the command line to run (default: build and use .build/release/densenet)")
     parser.add_argument("--dry-run", action="store_true", help="export the data and print the commands only")
     args = parser.parse_args()
 
     os.chdir(ROOT)
     out = args.out or os.path.join("results", "exercise5-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     os.makedirs(out, exist_ok=True)
+    if args.densenet is None:
+        subprocess.run(["swift", "build", "-c", "release", "--product", "densenet"], check=True, stdout=sys.stderr)
+        args.densenet = os.path.join(subprocess.run(["swift", "build", "-c", "release", "--show-bin-path"], check=True,
+                                                    capture_output=True, text=True).stdout.strip(), "densenet")
     ensure_sklearn()
     data = export(out)
     baseline = least_squares_mse(data)
+    machine = "unknown CPU"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            machine = line.split(":", 1)[1].strip()
+            break
+    machine += f" ({os.cpu_count()} cores)"
     print(f"exercise5: {data['train_rows']} train / {data['test_rows']} test rows from {data['source']}; "
           f"least squares test MSE {baseline:.4f} (standardised)", file=sys.stderr)
 
     models = [m for m in args.models.split(",") if m]
+    budgets = [int(e) for e in args.epochs.split(",") if e]
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     swift = shlex.split(args.densenet)
-    commands = {}
+    summaries, runs = {}, []
     for m in models:
-        commands[m] = {
-            "summary": swift + ["summary", "--model", m, "--json"],
-            "train": swift + ["train", "--model", m, "--data", "csv:" + data["paths"]["train"],
-                              "--test-data", "csv:" + data["paths"]["test"], "--epochs", str(args.epochs),
-                              "--batch", str(args.batch), "--strategy", args.strategy,
-                              "--out", os.path.join(out, "train-" + m)] + shlex.split(args.extra),
-        }
+        summaries[m] = swift + ["summary", "--model", m, "--json"]
+        for epochs in budgets:
+            for seed in seeds:
+                folder = os.path.join(out, f"train-{m}-e{epochs}-s{seed}")
+                runs.append((m, epochs, seed, folder, swift + [
+                    "train", "--model", m, "--data", "csv:" + data["paths"]["train"],
+                    "--test-data", "csv:" + data["paths"]["test"], "--epochs", str(epochs), "--batch", str(args.batch),
+                    "--seed", str(seed), "--optimizer", args.optimizer, "--lr", args.lr, "--strategy", args.strategy,
+                    "--out", folder] + shlex.split(args.extra)))
+    with open(os.path.join(out, "commands.sh"), "w") as f:
+        for c in list(summaries.values()) + [r[4] for r in runs]:
+            f.write(shlex.join(c) + "\n")
     if args.dry_run:
-        for m in models:
-            for c in commands[m].values():
-                print(shlex.join(c))
+        print(open(os.path.join(out, "commands.sh")).read(), end="")
         print(f"exercise5: data in {out} (dry run: nothing trained)")
         return
 
-    rows = []
+    parameters = {}
     for m in models:
-        summary = subprocess.run(commands[m]["summary"], check=True, capture_output=True, text=True).stdout
+        summary = subprocess.run(summaries[m], check=True, capture_output=True, text=True).stdout
         open(os.path.join(out, f"summary-{m}.json"), "w").write(summary)
-        parameters = find_number(json.loads(summary), {"trainableparameters", "trainable"})
-        log_path = os.path.join(out, f"train-{m}.log")
-        print(f"exercise5: training {m}: {shlex.join(commands[m]['train'])}", file=sys.stderr)
-        started = datetime.datetime.now()
-        with open(log_path, "w") as log:
-            process = subprocess.Popen(commands[m]["train"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in process.stdout:
-                sys.stderr.write(line)
-                log.write(line)
-            if process.wait() != 0:
+        parameters[m] = json.loads(summary)["params_trainable"]
+    results = {}
+    log_path = os.path.join(out, "train.log")
+    with open(log_path, "w") as log:
+        for m, epochs, seed, folder, command in runs:
+            print(f"exercise5: {shlex.join(command)}", file=sys.stderr)
+            process = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            log.write(process.stdout)
+            if process.returncode != 0:
                 sys.exit(f"exercise5: training {m} failed (exit {process.returncode}); see {log_path}")
-        seconds = (datetime.datetime.now() - started).total_seconds()
-        mse, source = test_mse(os.path.join(out, "train-" + m), log_path)
-        rows.append({"model": m, "parameters": parameters, "test_mse": mse, "seconds": round(seconds, 1), "from": source})
+            metrics = json.load(open(os.path.join(folder, "metrics.json")))
+            results.setdefault((m, epochs), []).append(
+                {"seed": seed, "test_mse": metrics["test_mse"], "train_mse": metrics["train_mse"],
+                 "seconds": float(metrics["run"]["seconds"])})
 
     # Standardised MSE → original units (× σ²) and R² on the test rows.
     variance = data["target_std"] ** 2
-    def described(mse):
-        if mse is None:
-            return {"mse": None, "rmse": None, "r2": None}
-        original = mse * variance
-        return {"mse": original, "rmse": original ** 0.5, "r2": 1 - original / data["test_target_variance"]}
+    r2 = lambda mse: 1 - mse * variance / data["test_target_variance"]
     lines = ["# Exercise 5: a DenseNet-style MLP on scikit-learn's diabetes set", "",
-             f"{data['train_rows']} training / {data['test_rows']} test rows (seed {data['seed']}), from {data['source']}; "
-             f"{args.epochs} epochs, batch {args.batch}, strategy {args.strategy}, extra `{args.extra}`.", "",
-             "| model | parameters | test MSE (standardised) | test MSE | RMSE | R² | seconds | from |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in rows + [{"model": "least squares (baseline)", "parameters": 11, "test_mse": baseline, "seconds": "-", "from": "numpy"}]:
-        d = described(r["test_mse"])
-        fmt = lambda v, f: (f % v) if v is not None else "?"
-        lines.append(f"| {r['model']} | {r['parameters'] if r['parameters'] is not None else '?'} | "
-                     f"{fmt(r['test_mse'], '%.4f')} | {fmt(d['mse'], '%.1f')} | {fmt(d['rmse'], '%.2f')} | "
-                     f"{fmt(d['r2'], '%.3f')} | {r['seconds']} | {r['from']} |")
-        r.update(d)
-    report = "\n".join(lines) + "\n"
-    open(os.path.join(out, "report.md"), "w").write(report)
-    json.dump({"rows": rows, "baseline_standardised_mse": baseline,
-               "target_std": data["target_std"], "test_target_variance": data["test_target_variance"]},
-              open(os.path.join(out, "results.json"), "w"), indent=2)
-    print(report)
-    print(f"exercise5: results in {out} (report.md, results.json, logs)")
+             f"Machine: {machine}. {data['train_rows']} training / {data['test_rows']} test rows (split seed {data['seed']}), "
+             f"from {data['source']}, features and target standardised with the training rows' statistics.",
+             f"Every run: batch {args.batch}, {args.optimizer} lr {args.lr} (cosine), strategy {args.strategy}, extra `{args.extra}`; "
+             f"seeds {args.seeds} (initialisation and shuffles). Mean ± standard deviation over the seeds.", "",
+             "| model | parameters | epochs | test MSE (standardised) | test MSE | test RMSE | R² | train MSE (standardised) | seconds per run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    report = []
+    for (m, epochs), rs in results.items():
+        test_m, test_s = mean_std([r["test_mse"] for r in rs])
+        train_m, train_s = mean_std([r["train_mse"] for r in rs])
+        seconds = sum(r["seconds"] for r in rs) / len(rs)
+        lines.append(f"| {m} | {parameters[m]:,} | {epochs} | {test_m:.4f} ± {test_s:.4f} | {test_m * variance:.0f} | "
+                     f"{(test_m * variance) ** 0.5:.1f} | {r2(test_m):.3f} | {train_m:.4f} ± {train_s:.4f} | {seconds:.2f} |")
+        report.append({"model": m, "parameters": parameters[m], "epochs": epochs, "runs": rs,
+                       "test_mse_mean": test_m, "test_mse_std": test_s, "train_mse_mean": train_m, "r2": r2(test_m)})
+    lines.append(f"| least squares (baseline) | 11 | - | {baseline:.4f} | {baseline * variance:.0f} | {(baseline * variance) ** 0.5:.1f} | "
+                 f"{r2(baseline):.3f} | - | - |")
+    text = "\n".join(lines) + "\n"
+    open(os.path.join(out, "report.md"), "w").write(text)
+    json.dump({"results": report, "baseline_standardised_mse": baseline, "target_std": data["target_std"],
+               "test_target_variance": data["test_target_variance"]}, open(os.path.join(out, "results.json"), "w"), indent=2)
+    print(text)
+    print(f"exercise5: results in {out} (report.md, results.json, commands.sh, train.log)")
 
 
 if __name__ == "__main__":

@@ -262,6 +262,16 @@ struct ArchitectureBuilder {
 
     mutating func buildDenseMLP(_ c: DenseMLPConfiguration) throws(ConfigurationError) {
         let k = c.growthRate
+        if !c.denseConnections {
+            // The plain MLP: hidden layers in a row, each reading only the previous output.
+            for j in 1...c.hiddenLayerCount {
+                leaf("features.layer\(j).fc", .linear(LinearSpec(inFeatures: shape.channels, outFeatures: k)))
+                if c.batchNorm { batchNorm("features.layer\(j).norm") }
+                leaf("features.layer\(j).relu", .relu)
+            }
+            leaf("output", .linear(LinearSpec(inFeatures: shape.channels, outFeatures: c.outputCount)))
+            return
+        }
         for (b, layerCount) in c.blockConfig.enumerated() {
             let blockIndex = b + 1
             let blockName = "features.denseblock\(blockIndex)"

@@ -109,6 +109,12 @@ public struct ResNetConfiguration: Hashable, Sendable {
 /// Defaults: 10 input features (scikit-learn's diabetes set), growth 32, one block of 4 layers
 /// (final width 10 + 4·32 = 138), no batch norm (442 rows are too few for stable batch
 /// statistics), θ = 0.5, 1 output: 7,691 parameters.
+///
+/// With `denseConnections` false the same numbers describe the plain MLP the dense one is
+/// compared with (the zoo's `mlp`): Σ blockConfig hidden layers of `growthRate` units, each
+/// reading only the previous layer's output (no concatenation, no transitions, `compression`
+/// unused): `features.layer{j}.{fc,norm,relu}`, then `output`. The zoo's `mlp`
+/// (10 → 48 → 48 → 48 → 48 → 1) has 7,633 parameters.
 public struct DenseMLPConfiguration: Hashable, Sendable {
     public var name: String
     public var inputFeatures: Int
@@ -117,10 +123,12 @@ public struct DenseMLPConfiguration: Hashable, Sendable {
     public var compression: Double
     public var batchNorm: Bool
     public var outputCount: Int
+    /// True: the DenseNet idea (each layer sees every earlier output). False: a plain MLP.
+    public var denseConnections: Bool
 
     public init(name: String = "dense-mlp", inputFeatures: Int = 10, growthRate: Int = 32,
                 blockConfig: [Int] = [4], compression: Double = 0.5, batchNorm: Bool = false,
-                outputCount: Int = 1) {
+                outputCount: Int = 1, denseConnections: Bool = true) {
         self.name = name
         self.inputFeatures = inputFeatures
         self.growthRate = growthRate
@@ -128,7 +136,16 @@ public struct DenseMLPConfiguration: Hashable, Sendable {
         self.compression = compression
         self.batchNorm = batchNorm
         self.outputCount = outputCount
+        self.denseConnections = denseConnections
     }
+
+    /// The zoo's `mlp`: the plain MLP of about dense-mlp's size and the same depth.
+    public static var plain: DenseMLPConfiguration {
+        DenseMLPConfiguration(name: "mlp", growthRate: 48, blockConfig: [4], denseConnections: false)
+    }
+
+    /// Hidden layers of the plain MLP (all blocks in a row).
+    public var hiddenLayerCount: Int { blockConfig.reduce(0, +) }
 
     public func validate() throws(ConfigurationError) {
         guard inputFeatures >= 1 else {

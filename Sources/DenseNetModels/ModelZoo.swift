@@ -17,7 +17,7 @@ public enum ModelZoo {
     public static let names: [String] = [
         "densenet121", "densenet161", "densenet169", "densenet201", "densenet264", "densenet83",
         "densenet-bc-100-12", "densenet-bc-250-24", "densenet-bc-190-40", "densenet-bc-40-12",
-        "d2l", "resnet18", "dense-mlp",
+        "d2l", "resnet18", "dense-mlp", "mlp",
     ]
 
     /// Name families with parameters.
@@ -25,7 +25,7 @@ public enum ModelZoo {
 
     /// The configuration for `name` (case-insensitive), with optional overrides:
     /// `classes` replaces the class (or MLP output) count; `input` is `CxHxW` for the image
-    /// models (e.g. `3x32x32`) and `F` (or `Fx1x1`) input features for `dense-mlp`.
+    /// models (e.g. `3x32x32`) and `F` (or `Fx1x1`) input features for `dense-mlp` and `mlp`.
     /// The result is validated; shapes are checked when an `Architecture` is derived from it.
     public static func configuration(named name: String, classes: Int? = nil,
                                      input: String? = nil) throws(ConfigurationError) -> ModelConfiguration {
@@ -59,6 +59,7 @@ public enum ModelZoo {
         case "d2l": return .denseNet(.d2l)
         case "resnet18": return .resNet(.d2l)
         case "dense-mlp": return .denseMLP(DenseMLPConfiguration())
+        case "mlp": return .denseMLP(.plain)
         default: break
         }
         let prefix = "densenet-bc-"

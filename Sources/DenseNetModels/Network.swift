@@ -24,7 +24,7 @@ public enum ModelFactory {
         case .resNet(let c):
             return try ResNet(c, strategy: strategy)
         case .denseMLP(let c):
-            return try DenseMLP(c, strategy: strategy)
+            return c.denseConnections ? try DenseMLP(c, strategy: strategy) : try PlainMLP(c, strategy: strategy)
         }
     }
 

@@ -41,6 +41,8 @@ public enum ModelDescription: Codable, Equatable, Sendable {
         public var compression: Double
         public var batchNorm: Bool
         public var outputCount: Int
+        /// nil (checkpoints from before the plain `mlp` existed) means true.
+        public var denseConnections: Bool?
     }
 
     public init(_ configuration: ModelConfiguration) {
@@ -59,7 +61,8 @@ public enum ModelDescription: Codable, Equatable, Sendable {
         case .denseMLP(let c):
             self = .denseMLP(DenseMLPFields(
                 name: c.name, inputFeatures: c.inputFeatures, growthRate: c.growthRate, blockConfig: c.blockConfig,
-                compression: c.compression, batchNorm: c.batchNorm, outputCount: c.outputCount))
+                compression: c.compression, batchNorm: c.batchNorm, outputCount: c.outputCount,
+                denseConnections: c.denseConnections))
         }
     }
 
@@ -101,7 +104,8 @@ public enum ModelDescription: Codable, Equatable, Sendable {
         case .denseMLP(let f):
             model = .denseMLP(DenseMLPConfiguration(
                 name: f.name, inputFeatures: f.inputFeatures, growthRate: f.growthRate, blockConfig: f.blockConfig,
-                compression: f.compression, batchNorm: f.batchNorm, outputCount: f.outputCount))
+                compression: f.compression, batchNorm: f.batchNorm, outputCount: f.outputCount,
+                denseConnections: f.denseConnections ?? true))
         }
         try model.validate()
         return model

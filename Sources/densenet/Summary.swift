@@ -1,6 +1,7 @@
 import ArgumentParser
 import DenseNetModels
 import Foundation
+import Training
 
 /// `densenet summary --model NAME [--input CxHxW] [--batch N] [--classes C] [--json]`: the
 /// per-layer table (torchsummary / Keras style), parameter totals, and the predicted tensor
@@ -28,6 +29,9 @@ struct Summary: ParsableCommand {
 
     @Option(help: "Classes (outputs for dense-mlp); default: the model's.")
     var classes: Int?
+
+    @Option(name: .customLong("transition-pooling"), help: "DenseNet transition pooling: avg (default) or max.")
+    var transitionPooling: String?
 
     @Option(help: "Threads the kernels run on (their scratch depends on it).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -70,11 +74,18 @@ struct Summary: ParsableCommand {
     }
 
     func run() throws {
-        let configuration = try ModelZoo.configuration(named: model, classes: classes, input: input)
+        let configuration = try ModelOptions.applying(
+            transitionPooling: transitionPooling, to: try ModelZoo.configuration(named: model, classes: classes, input: input))
         let architecture = try Architecture(configuration)
         let optimizer = try parsedOptimizer()
         var plans = [MemoryPlan]()
-        for s in try parsedStrategies() {
+        // The planner replays the dense MLP's block structure; it has no model of the plain `mlp`.
+        let plannable: Bool
+        if case .denseMLP(let c) = configuration { plannable = c.denseConnections } else { plannable = true }
+        if !plannable {
+            FileHandle.standardError.write(Data("summary: no memory prediction for \(configuration.name): the planner does not model the plain MLP\n".utf8))
+        }
+        for s in try parsedStrategies() where plannable {
             plans.append(try MemoryPlanner.plan(configuration, batch: batch, strategy: s, threads: threads,
                                                 optimizer: optimizer))
         }

@@ -9,7 +9,7 @@ import Training
 /// metrics (CSV, JSON, SVG curves) and resumable checkpoints in the run's folder.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train a model of the zoo on Fashion-MNIST or CIFAR.",
+        abstract: "Train a model of the zoo on Fashion-MNIST or CIFAR, or an MLP on a CSV table (regression).",
         discussion: """
         The data are resized to the model's input (1x96x96 for d2l, as in the textbook). A model \
         whose default input has 3 channels (densenet121: 3x224x224, densenet-bc-100-12: 3x32x32) \
@@ -23,12 +23,24 @@ struct Train: ParsableCommand {
         (optimizer and progress). Ctrl-C saves a checkpoint after the current step and stops; \
         --resume DIR continues the run exactly where it stopped (bit-identical losses at the \
         same --threads).
+
+        --transition-pooling avg|max sets the pooling of a DenseNet's transitions (the d2l \
+        exercise; avg is the paper's and torchvision's).
+
+        Regression: --data csv:TRAIN.csv --test-data csv:TEST.csv trains an MLP of the zoo \
+        (dense-mlp, the default, or mlp) with one output on a numeric table (a header row, the \
+        target in the last column, the features in the others, used as they are: standardise \
+        them first), mean squared error loss; --input defaults to the table's feature count. \
+        The folder receives metrics.csv (loss = MSE, accuracy 0), metrics.json (with train_mse \
+        and test_mse of the last epoch) and model.safetensors; no curves, no --resume.
         """)
 
     @Option(help: "Model: \(ModelZoo.names.joined(separator: ", ")), or densenet-bc-L-k.")
     var model: String?
-    @Option(help: "fashion-mnist, cifar10:DIR (cifar-10-batches-bin) or cifar100:DIR (cifar-100-binary).")
+    @Option(help: "fashion-mnist, cifar10:DIR (cifar-10-batches-bin), cifar100:DIR (cifar-100-binary) or csv:TRAIN.csv (regression).")
     var data: String?
+    @Option(name: .customLong("test-data"), help: "With --data csv:…: the test table, csv:TEST.csv.")
+    var testData: String?
     @Option(name: .customLong("data-dir"), help: "Where Fashion-MNIST is.")
     var dataDirectory: String = FashionMNIST.defaultDirectory
     @Option(help: "Total epochs (default 10). With --resume: the total to reach.")
@@ -71,6 +83,8 @@ struct Train: ParsableCommand {
     var classes: Int?
     @Option(help: "Model input CxHxW (default: the model's H×W with the data's channels).")
     var input: String?
+    @Option(name: .customLong("transition-pooling"), help: "DenseNet transition pooling: avg (default) or max.")
+    var transitionPooling: String?
     @Flag(name: .customLong("no-augment"), help: "No CIFAR crop-and-flip augmentation.")
     var noAugment = false
     @Option(help: "The run's folder (default runs/MODEL-DATA-STRATEGY-TIME).")
@@ -84,6 +98,10 @@ struct Train: ParsableCommand {
         if let threads {
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
             Parallel.threadCount = threads
+        }
+        if let data, data.lowercased().hasPrefix("csv:") { return try runRegression(trainPath: String(data.dropFirst(4))) }
+        if testData != nil {
+            throw TrainingError.invalidOption("--test-data", reason: "only for tables (--data csv:TRAIN.csv); image data sets bring their test split")
         }
         let start: TrainingRun.Start
         if let resume {
@@ -139,8 +157,9 @@ struct Train: ParsableCommand {
         let spec = try DatasetSpec.parse(data ?? "fashion-mnist", dataDirectory: dataDirectory)
         // The test split is enough to know the data's channels, size and classes.
         let probe = try spec.load(.test)
-        let modelConfiguration = try ModelInput.resolveModel(named: model ?? "d2l", classes: classes, input: input,
-                                                             dataset: probe, datasetName: spec.name)
+        let resolved = try ModelInput.resolveModel(named: model ?? "d2l", classes: classes, input: input,
+                                                   dataset: probe, datasetName: spec.name)
+        let modelConfiguration = try ModelOptions.applying(transitionPooling: transitionPooling, to: resolved)
         let kind = try Train.choice(optimizer ?? "sgd", OptimizerSettings.Kind.self, option: "--optimizer")
         let settings = OptimizerSettings(kind: kind, learningRate: lr ?? (kind == .sgd ? 0.1 : 1e-3),
                                          momentum: momentum ?? (kind == .sgd ? 0.9 : 0), weightDecay: weightDecay ?? 1e-4,
@@ -172,6 +191,10 @@ struct Train: ParsableCommand {
             ("--limit", limit.map(String.init), saved.limit.map(String.init) ?? "none"),
         ]
         if nesterov { given.append(("--nesterov", "true", "\(saved.optimizer.nesterov)")) }
+        if let transitionPooling, case .denseNet(let f) = saved.model {
+            let wanted = try ModelOptions.transitionPooling(transitionPooling).rawValue
+            given.append(("--transition-pooling", wanted, f.transitionPooling))
+        }
         if noAugment { given.append(("--no-augment", "false", "\(saved.augment)")) }
         for (option, value, savedValue) in given {
             if let value, value.lowercased() != savedValue.lowercased() {
@@ -182,6 +205,59 @@ struct Train: ParsableCommand {
             throw TrainingError.invalidOption("--resume", reason: "--classes, --input, --milestones, --test-limit and --eval-batch"
                                               + " cannot change in a resumed run")
         }
+    }
+
+    /// `--data csv:TRAIN.csv --test-data csv:TEST.csv`: an MLP with one output, mean squared error.
+    func runRegression(trainPath: String) throws {
+        guard resume == nil, stopAfterEpoch == nil else {
+            throw TrainingError.invalidOption(resume != nil ? "--resume" : "--stop-after-epoch",
+                                              reason: "regression runs (csv data) take seconds and are not resumable")
+        }
+        guard let testData, testData.lowercased().hasPrefix("csv:"), testData.count > 4 else {
+            throw TrainingError.invalidOption("--test-data", reason: "csv training data needs its test table: --test-data csv:TEST.csv")
+        }
+        guard !trainPath.isEmpty else { throw TrainingError.invalidOption("--data", reason: "csv: needs a path, e.g. csv:train.csv") }
+        let probe = try RegressionTable.read(trainPath)
+        let modelConfiguration = try ModelOptions.applying(
+            transitionPooling: transitionPooling,
+            to: try ModelZoo.configuration(named: model ?? "dense-mlp", classes: classes ?? 1, input: input ?? "\(probe.featureCount)"))
+        let kind = try Train.choice(optimizer ?? "sgd", OptimizerSettings.Kind.self, option: "--optimizer")
+        let settings = OptimizerSettings(kind: kind, learningRate: lr ?? (kind == .sgd ? 0.1 : 1e-3),
+                                         momentum: momentum ?? (kind == .sgd ? 0.9 : 0), weightDecay: weightDecay ?? 1e-4,
+                                         nesterov: nesterov)
+        let c = RegressionConfiguration(
+            model: ModelDescription(modelConfiguration),
+            strategy: try Train.choice(strategy ?? "shared", MemoryStrategy.self, option: "--strategy"),
+            trainPath: trainPath, testPath: String(testData.dropFirst(4)), epochs: epochs ?? 10, batchSize: batch ?? 128,
+            evaluationBatchSize: evaluationBatch, optimizer: settings,
+            schedule: try Train.choice(schedule ?? "cosine", LearningRateSchedule.Kind.self, option: "--schedule"),
+            warmupEpochs: warmupEpochs ?? 0, milestones: try milestones.map(Train.parseMilestones), gamma: gamma ?? 0.1,
+            seed: seed ?? 0, limit: limit, testLimit: testLimit ?? limit)
+        let run = try RegressionRun(c, outputDirectory: out ?? defaultFolder())
+        if let maxMemory {
+            let limit = try Train.parseBytes(maxMemory)
+            guard case .denseMLP(let m) = modelConfiguration, m.denseConnections else {
+                throw TrainingError.invalidOption("--max-memory", reason: "the memory planner does not model \(modelConfiguration.name)"
+                                                  + " (a plain MLP); leave --max-memory out")
+            }
+            let planned: PlannedOptimizer = kind == .adam ? .adam : (settings.momentum > 0 ? .sgdMomentum : .sgd)
+            let predicted = try MemoryPlanner.predictedPeakBytes(model: modelConfiguration, batch: c.batchSize,
+                                                                 strategy: c.strategy, optimizer: planned)
+            guard predicted <= limit else { throw TrainingError.exceedsMemoryLimit(predictedBytes: predicted, limitBytes: limit) }
+        }
+        let progress = ConsoleProgress()
+        run.observer = progress
+        progress.message("run folder: \(run.outputDirectory)")
+        progress.message("\(modelConfiguration.name) (\(modelConfiguration.inputShape.channels) features, 1 output), strategy"
+                         + " \(c.strategy.rawValue), regression on \(trainPath): \(run.trainSet.rowCount) training / \(run.testSet.rowCount)"
+                         + " test rows, batch \(c.batchSize), \(settings.kind.rawValue) lr \(settings.learningRate) (\(c.schedule.rawValue)),"
+                         + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)")
+        let summary = try run.run()
+        progress.message("done: \(summary.epochs) epoch(s), \(summary.globalStep) steps in \(ConsoleProgress.clock(summary.seconds)),"
+                         + " \(summary.parameterCount) parameters, train MSE \(String(format: "%.4f", summary.trainMSE)),"
+                         + " test MSE \(String(format: "%.4f", summary.testMSE)),"
+                         + " peak RSS \(ConsoleProgress.bytes(summary.peakResidentBytes)), tensor peak \(ConsoleProgress.bytes(summary.runtimePeakBytes))")
+        progress.message("model: \(run.outputDirectory)/\(TrainingCheckpoint.modelFileName), metrics: \(run.outputDirectory)/\(MetricsLog.jsonFileName)")
     }
 
     func defaultFolder() -> String {

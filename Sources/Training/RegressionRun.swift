@@ -1,0 +1,265 @@
+import Autograd
+import Checkpoints
+import DenseNetModels
+import Foundation
+import NeuralLayers
+import Runtime
+
+/// Everything that determines a regression run's numbers (`densenet train --data csv:…`): an
+/// MLP of the zoo with one output, the two tables, and the optimizer, schedule, batch and seed
+/// as in `TrainingConfiguration`.
+public struct RegressionConfiguration: Codable, Equatable, Sendable {
+    public var model: ModelDescription
+    public var strategy: MemoryStrategy
+    public var trainPath: String
+    public var testPath: String
+    public var epochs: Int
+    public var batchSize: Int
+    public var evaluationBatchSize: Int
+    public var optimizer: OptimizerSettings
+    public var schedule: LearningRateSchedule.Kind
+    public var warmupEpochs: Double
+    public var milestones: [Int]?
+    public var gamma: Float
+    /// Seeds weight initialisation and the shuffles.
+    public var seed: UInt64
+    /// Use only the first `limit` training rows.
+    public var limit: Int?
+    /// Use only the first `testLimit` test rows.
+    public var testLimit: Int?
+
+    public init(model: ModelDescription, strategy: MemoryStrategy = .shared, trainPath: String, testPath: String,
+                epochs: Int = 1, batchSize: Int = 32, evaluationBatchSize: Int? = nil,
+                optimizer: OptimizerSettings = OptimizerSettings(), schedule: LearningRateSchedule.Kind = .cosine,
+                warmupEpochs: Double = 0, milestones: [Int]? = nil, gamma: Float = 0.1, seed: UInt64 = 0,
+                limit: Int? = nil, testLimit: Int? = nil) {
+        self.model = model
+        self.strategy = strategy
+        self.trainPath = trainPath
+        self.testPath = testPath
+        self.epochs = epochs
+        self.batchSize = batchSize
+        self.evaluationBatchSize = evaluationBatchSize ?? batchSize
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.warmupEpochs = warmupEpochs
+        self.milestones = milestones
+        self.gamma = gamma
+        self.seed = seed
+        self.limit = limit
+        self.testLimit = testLimit
+    }
+
+    public func validate() throws {
+        guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
+        guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
+        guard evaluationBatchSize >= 1 else {
+            throw TrainingError.invalidOption("--eval-batch", reason: "\(evaluationBatchSize) must be at least 1")
+        }
+        guard warmupEpochs >= 0, warmupEpochs <= Double(epochs) else {
+            throw TrainingError.invalidOption("--warmup-epochs", reason: "\(warmupEpochs) must be in 0...\(epochs)")
+        }
+        guard gamma > 0 else { throw TrainingError.invalidOption("--gamma", reason: "\(gamma) must be positive") }
+        if let m = milestones, m.contains(where: { $0 < 1 }) {
+            throw TrainingError.invalidOption("--milestones", reason: "epochs \(m) must be at least 1")
+        }
+        if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
+        if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
+        try optimizer.validate()
+        let m = try model.configuration()
+        guard case .denseMLP = m else {
+            throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"
+                                              + " (dense-mlp, mlp), not \(m.name), an image model")
+        }
+        guard m.outputCount == 1 else {
+            throw TrainingError.invalidOption("--classes", reason: "regression trains a model with one output (mean squared"
+                                              + " error against the last column); \(m.name) has \(m.outputCount): give --classes 1")
+        }
+    }
+
+    public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {
+        LearningRateSchedule(kind: schedule, baseRate: optimizer.learningRate, epochs: epochs,
+                             stepsPerEpoch: max(stepsPerEpoch, 1), warmupEpochs: warmupEpochs,
+                             milestones: milestones, gamma: gamma)
+    }
+}
+
+/// What a regression run reports.
+public struct RegressionSummary: Sendable {
+    public var outputDirectory: String
+    public var epochs: Int
+    public var globalStep: Int
+    /// Mean squared error over the last epoch's training batches (before each update).
+    public var trainMSE: Double
+    /// Mean squared error over the test rows after the last epoch, in evaluation mode.
+    public var testMSE: Double
+    public var testRows: Int
+    public var trainRows: Int
+    public var parameterCount: Int
+    public var seconds: Double
+    public var peakResidentBytes: Int
+    public var runtimePeakBytes: Int
+    public var records: [MetricRecord]
+}
+
+/// Trains an MLP of the zoo with one output on a numeric table, mean squared error against its
+/// last column (the d2l exercise: the DenseNet idea on an MLP for tabular regression).
+///
+/// Each epoch visits the training rows in a seeded shuffle (batches of `batchSize`, the last
+/// one smaller), then measures the test rows in evaluation mode. The run's folder receives
+/// `metrics.csv` (the columns of `MetricRecord`; `loss` is the MSE and `accuracy` is 0),
+/// `metrics.json` (configuration, records, and `train_mse` / `test_mse` of the last epoch) and
+/// `model.safetensors` (the weights, as `densenet train` writes them). No `--resume`: a run
+/// takes seconds.
+public final class RegressionRun {
+    public let configuration: RegressionConfiguration
+    public let modelConfiguration: ModelConfiguration
+    public let outputDirectory: String
+    public let trainSet: RegressionTable
+    public let testSet: RegressionTable
+    public weak var observer: TrainingObserver?
+
+    public init(_ configuration: RegressionConfiguration, outputDirectory: String) throws {
+        try configuration.validate()
+        self.configuration = configuration
+        self.outputDirectory = outputDirectory
+        modelConfiguration = try configuration.model.configuration()
+        var train = try RegressionTable.read(configuration.trainPath)
+        var test = try RegressionTable.read(configuration.testPath)
+        if let l = configuration.limit { train = train.prefix(l) }
+        if let l = configuration.testLimit { test = test.prefix(l) }
+        let f = modelConfiguration.inputShape.channels
+        for (table, path) in [(train, configuration.trainPath), (test, configuration.testPath)] where table.featureCount != f {
+            throw TrainingError.invalidOption("--data", reason: "\(path) has \(table.featureCount) feature columns (and the target);"
+                                              + " \(modelConfiguration.name) takes \(f): give --input \(table.featureCount)")
+        }
+        trainSet = train
+        testSet = test
+    }
+
+    /// The rows of epoch `epoch` (0-based) in their seeded order: a Fisher–Yates shuffle.
+    public static func order(rows: Int, seed: UInt64, epoch: Int) -> [Int] {
+        var g = SeededGenerator(seed: TrainingRun.streamSeed(seed, 3 + UInt64(epoch) &* 0x100))
+        var order = Array(0..<rows)
+        if rows > 1 {
+            for i in stride(from: rows - 1, to: 0, by: -1) {
+                let j = Int(g.next() % UInt64(i + 1))
+                order.swapAt(i, j)
+            }
+        }
+        return order
+    }
+
+    public func run() throws -> RegressionSummary {
+        let c = configuration
+        let clockStart = Date()
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
+        Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
+        let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)
+        let optimizer = c.optimizer.make(model.parameters)
+        let stepsPerEpoch = (trainSet.rowCount + c.batchSize - 1) / c.batchSize
+        let trainer = Trainer(model: model, optimizer: optimizer, schedule: c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch))
+        let log = try MetricsLog(directory: outputDirectory)
+        func elapsed() -> Double { Date().timeIntervalSince(clockStart) }
+
+        var trainMSE = 0.0, testMSE = 0.0
+        let reportEvery = max(1, c.epochs / 10)
+        for epoch in 1...c.epochs {
+            let order = RegressionRun.order(rows: trainSet.rowCount, seed: c.seed, epoch: epoch - 1)
+            var sum = 0.0
+            let epochStart = Date()
+            for start in stride(from: 0, to: order.count, by: c.batchSize) {
+                let rows = order[start..<min(start + c.batchSize, order.count)]
+                let batch = trainSet.batch(rows)
+                let m = trainer.regressionStep(features: batch.features, targets: batch.targets)
+                guard m.loss.isFinite else {
+                    throw TrainingError.invalidOption("--lr", reason: "the loss diverged (MSE \(m.loss) at epoch \(epoch), step"
+                                                      + " \(trainer.globalStep)): use a smaller --lr, or --optimizer adam")
+                }
+                sum += Double(m.loss) * Double(m.examples)
+                log.append(MetricRecord(phase: .train, epoch: epoch, step: trainer.globalStep, loss: Double(m.loss),
+                                        accuracy: 0, learningRate: Double(m.learningRate),
+                                        imagesPerSecond: Double(start + rows.count) / max(Date().timeIntervalSince(epochStart), 1e-9),
+                                        elapsedSeconds: elapsed(), peakResidentBytes: ProcessProbe.peakResidentBytes,
+                                        runtimePeakBytes: Memory.peak))
+            }
+            trainMSE = sum / Double(trainSet.rowCount)
+            log.append(MetricRecord(phase: .trainEpoch, epoch: epoch, step: trainer.globalStep, loss: trainMSE, accuracy: 0,
+                                    elapsedSeconds: elapsed(), peakResidentBytes: ProcessProbe.peakResidentBytes,
+                                    runtimePeakBytes: Memory.peak))
+            testMSE = Trainer.meanSquaredError(model, table: testSet, batchSize: c.evaluationBatchSize)
+            log.append(MetricRecord(phase: .test, epoch: epoch, step: trainer.globalStep, loss: testMSE, accuracy: 0,
+                                    elapsedSeconds: elapsed(), peakResidentBytes: ProcessProbe.peakResidentBytes,
+                                    runtimePeakBytes: Memory.peak))
+            if epoch % reportEvery == 0 || epoch == c.epochs {
+                observer?.message("epoch \(epoch)/\(c.epochs): train MSE \(String(format: "%.4f", trainMSE))"
+                                  + " | test MSE \(String(format: "%.4f", testMSE)) (\(testSet.rowCount) rows)")
+            }
+        }
+        try TrainingCheckpoint.saveModel(model, to: (outputDirectory as NSString).appendingPathComponent(TrainingCheckpoint.modelFileName),
+                                         metadata: ["epoch": String(c.epochs), "step": String(trainer.globalStep)])
+        let summary = RegressionSummary(
+            outputDirectory: outputDirectory, epochs: c.epochs, globalStep: trainer.globalStep, trainMSE: trainMSE,
+            testMSE: testMSE, testRows: testSet.rowCount, trainRows: trainSet.rowCount, parameterCount: model.parameterCount,
+            seconds: elapsed(), peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak,
+            records: log.records)
+        try writeSummary(summary, log: log)
+        return summary
+    }
+
+    /// `metrics.json`: the configuration, the run, every record, and the final MSEs.
+    func writeSummary(_ s: RegressionSummary, log: MetricsLog) throws {
+        struct Document: Encodable {
+            var configuration: RegressionConfiguration
+            var run: [String: String]
+            var train_mse: Double
+            var test_mse: Double
+            var records: [MetricRecord]
+        }
+        let run = ["parameters": String(s.parameterCount), "threads": String(Parallel.threadCount),
+                   "model": modelConfiguration.name, "input": String(modelConfiguration.inputShape.channels),
+                   "train_rows": String(s.trainRows), "test_rows": String(s.testRows), "task": "regression",
+                   "seconds": String(format: "%.3f", s.seconds)]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let json = try encoder.encode(Document(configuration: configuration, run: run, train_mse: s.trainMSE,
+                                               test_mse: s.testMSE, records: s.records))
+        try AtomicFile.write(to: log.jsonPath) { try $0.write(Array(json)) }
+    }
+}
+
+extension Trainer {
+    /// Forward, mean squared error against `targets`, backward and one update at the
+    /// schedule's rate: the regression twin of `step(images:labels:)`. `features` is the MLP's
+    /// input `(F, N)`; `correct` is 0.
+    public func regressionStep(features: Tensor, targets: [Float]) -> StepMetrics {
+        model.train()
+        optimizer.zeroGradients()
+        let output = model(Variable(features))
+        let loss = Functional.meanSquaredError(output, targets: targets)
+        loss.backward()
+        let rate = schedule.rate(atStep: globalStep)
+        optimizer.learningRate = rate
+        optimizer.step()
+        globalStep += 1
+        return StepMetrics(loss: loss.value.pointer[0], correct: 0, examples: targets.count, learningRate: rate)
+    }
+
+    /// Mean squared error of `model` (one output) over every row of `table`, in evaluation
+    /// mode, without a graph. The model is left in evaluation mode.
+    public static func meanSquaredError(_ model: any Network, table: RegressionTable, batchSize: Int) -> Double {
+        precondition(batchSize >= 1, "Trainer.meanSquaredError: batch \(batchSize)")
+        model.eval()
+        var sum = 0.0
+        for start in stride(from: 0, to: table.rowCount, by: batchSize) {
+            let batch = table.batch(start..<min(start + batchSize, table.rowCount))
+            let prediction = logits(model, flatFeatures: batch.features)
+            precondition(prediction.count == batch.targets.count,
+                         "Trainer.meanSquaredError: \(prediction.shape) predictions for \(batch.targets.count) targets")
+            let p = prediction.array
+            for (a, t) in zip(p, batch.targets) { sum += Double(a - t) * Double(a - t) }
+        }
+        return sum / Double(max(table.rowCount, 1))
+    }
+}
