@@ -97,8 +97,11 @@ extension Conv2d {
         let work = g.cout * g.rows * g.columns
         if threads == 1 || work < parallelWorkThreshold { return (.columns, 1) }
         if !inputGradient { return (.columns, min(threads, g.columns)) }
-        // Channels balance whenever there are several per thread; whole images balance only
-        // when they divide evenly (3 images on 2 threads would leave one idle a third of the time).
+        // Whole images give each thread the longest products, which the per-tap path prefers
+        // (3x3 48→12 backward: 9.4 ms by images, 9.6–10.7 by channels), but they balance only
+        // when they divide evenly (3 images on 2 threads would leave one idle a third of the
+        // time). Channels balance whenever there are several per thread.
+        if g.hasUnitStrideRows && g.n % threads == 0 { return (.images, threads) }
         if g.cin >= 4 * threads || (g.cin >= threads && g.n % threads != 0) { return (.channels, min(threads, g.cin)) }
         if g.n >= threads { return (.images, threads) }
         if g.cin >= threads { return (.channels, threads) }

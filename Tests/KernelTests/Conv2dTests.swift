@@ -93,7 +93,7 @@ final class Conv2dTests: XCTestCase {
     /// by columns (no dx).
     func testBackwardSplits() {
         let split = [
-            ConvCase(cin: 16, cout: 5, n: 2, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
+            ConvCase(cin: 16, cout: 5, n: 3, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
             ConvCase(cin: 3, cout: 12, n: 4, h: 10, w: 9, p: ConvParameters(kernel: 3, padding: 1), bias: true),
             ConvCase(cin: 3, cout: 8, n: 1, h: 23, w: 21, p: ConvParameters(kernel: 7, stride: 2, padding: 3), bias: false),
             ConvCase(cin: 3, cout: 6, n: 4, h: 11, w: 10, p: ConvParameters(kernel: 3, stride: 2, padding: 1), bias: true),
