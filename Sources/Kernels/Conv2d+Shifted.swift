@@ -15,9 +15,18 @@ import Runtime
 /// No cols matrix is written, packed by OpenBLAS again, or scattered back: on 3x3 48→12 at
 /// batch 64 this took the forward from 6.5 to 4.2 ms and the backward from 16 to 10 ms.
 extension Conv2d {
+    /// Whether a pass makes the tap-major weight copy: the per-tap path's products by the
+    /// weights (forward, input gradient) need it; its weight gradient reads only x and dy.
+    static func makesTapMajorWeights(_ g: ConvGeometry, multipliesByWeights: Bool) -> Bool {
+        g.hasUnitStrideRows && multipliesByWeights
+    }
+
+    /// Shape of the tap-major weight copy: (kh·kw, Cout, Cin).
+    static func tapMajorShape(_ g: ConvGeometry) -> [Int] { [g.kernelArea, g.cout, g.cin] }
+
     /// Weights per tap, (kh·kw, Cout, Cin), so that each tap's Cout × Cin block is a plain matrix.
     static func tapMajorWeights(_ weight: UnsafePointer<Float>, _ g: ConvGeometry) -> Tensor {
-        let taps = Tensor(shape: [g.kernelArea, g.cout, g.cin], category: .scratch)
+        let taps = Tensor(shape: tapMajorShape(g), category: .scratch)
         let t = taps.pointer, area = g.kernelArea
         for co in 0..<g.cout {
             for ci in 0..<g.cin {
@@ -27,7 +36,8 @@ extension Conv2d {
         return taps
     }
 
-    /// Floats of masked-dy workspace per tile column: one Cout-row copy per kernel column.
+    /// Rows of the per-tap backward's workspace (floats per tile column): one Cout-row masked
+    /// copy of dy per kernel column.
     static func maskedRows(_ g: ConvGeometry) -> Int { g.kw * g.cout }
 
     /// Per-tap backward over one tile of output columns (`hasUnitStrideRows` only):

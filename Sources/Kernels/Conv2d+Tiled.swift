@@ -41,19 +41,15 @@ extension Conv2d {
     /// each thread takes a contiguous range of output columns. // x (Cin, N, H, W) → y (Cout, N, Ho, Wo)
     static func tiledForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                              y: UnsafeMutablePointer<Float>) {
-        let work = g.cout * g.rows * g.columns
-        let parts = work < parallelWorkThreshold ? 1 : min(Parallel.threadCount, g.columns)
-        let shifted = g.hasUnitStrideRows
-        let taps = shifted ? tapMajorWeights(weight, g) : nil
+        let parts = forwardParts(g, threads: Parallel.threadCount)
+        let taps = makesTapMajorWeights(g, multipliesByWeights: true) ? tapMajorWeights(weight, g) : nil
         let tapWeights = taps.map { UnsafePointer($0.pointer) }
-        let rows = shifted ? g.cout : g.rows
-        let tile = shifted ? shiftedTileWidth(rows: rows, threads: parts) : tileColumns(rows: rows, threads: parts)
-        let total = g.columns
+        let rows = g.rows, total = g.columns
         Parallel.forEach(parts) { t in
             let range = Parallel.chunk(t, of: parts, count: total)
-            let width = min(tile, range.count)
+            let (workRows, width) = forwardWorkspace(g, parts: parts, columns: range.count)
             guard width > 0 else { return }
-            let workspace = Tensor(shape: [rows, width], category: .scratch)
+            let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
             var start = range.lowerBound
             while start < range.upperBound {
@@ -83,6 +79,24 @@ extension Conv2d {
         return max(1, min(share / (rows * MemoryLayout<Float>.stride), shiftedTileColumns))
     }
 
+    // Planning: the functions below decide how a tiled call splits its work and what scratch
+    // it holds. The kernels and the scratch-size queries (Conv2d+Workspace.swift, used by the
+    // memory planner) both call them, so the two cannot drift apart.
+
+    /// Threads (parts) the tiled forward splits the output columns into.
+    static func forwardParts(_ g: ConvGeometry, threads: Int) -> Int {
+        let work = g.cout * g.rows * g.columns
+        return work < parallelWorkThreshold ? 1 : min(threads, g.columns)
+    }
+
+    /// Workspace of one forward thread that owns `columns` output columns: the per-tap path
+    /// sums the masked kernel columns into Cout rows (`z`), the im2col path gathers Cin·kh·kw
+    /// rows; `columns` 0 means the thread has no work and allocates nothing.
+    static func forwardWorkspace(_ g: ConvGeometry, parts: Int, columns: Int) -> (rows: Int, columns: Int) {
+        if g.hasUnitStrideRows { return (g.cout, min(shiftedTileWidth(rows: g.cout, threads: parts), columns)) }
+        return (g.rows, min(tileColumns(rows: g.rows, threads: parts), columns))
+    }
+
     // MARK: Backward
 
     /// How `backward` shares the im2col path among `Parallel.threadCount` threads for these
@@ -108,32 +122,58 @@ extension Conv2d {
         return (.columns, 1)
     }
 
+    /// Input channels and output columns owned by backward part `t` of `parts`.
+    static func backwardPart(_ t: Int, of parts: Int, split: BackwardSplit, _ g: ConvGeometry)
+        -> (channels: Range<Int>, columns: Range<Int>) {
+        switch split {
+        case .channels: return (Parallel.chunk(t, of: parts, count: g.cin), 0..<g.columns)
+        case .images:
+            let images = Parallel.chunk(t, of: parts, count: g.n), plane = g.ho * g.wo
+            return (0..<g.cin, (images.lowerBound * plane)..<(images.upperBound * plane))
+        case .columns: return (0..<g.cin, Parallel.chunk(t, of: parts, count: g.columns))
+        }
+    }
+
+    /// Shape (count, Cout·Cin·kh·kw) of a backward pass's dW partial sums, count 0 for none:
+    /// the im2col path adds thread 0's straight into dW and the others' into partials (split by
+    /// images or columns); the per-tap path always accumulates tap-major, in one buffer when
+    /// threads own channels (disjoint columns of it) or one per thread.
+    static func backwardPartialShape(_ g: ConvGeometry, split: BackwardSplit, parts: Int, weightGradient: Bool) -> [Int] {
+        let count = !weightGradient ? 0
+            : g.hasUnitStrideRows ? (split == .channels ? 1 : parts)
+            : (split == .channels ? 0 : parts - 1)
+        return [count, g.cout * g.rows]
+    }
+
+    /// Workspace of one backward thread that owns `channels` input channels and `columns`
+    /// output columns: the per-tap path's masked copies of dy (`maskedRows`), or the im2col
+    /// rows of its channels.
+    static func backwardWorkspace(_ g: ConvGeometry, channels: Int, parts: Int, columns: Int) -> (rows: Int, columns: Int) {
+        if g.hasUnitStrideRows {
+            let rows = maskedRows(g)
+            return (rows, min(shiftedTileWidth(rows: rows, threads: parts), columns))
+        }
+        let rows = channels * g.kernelArea
+        return (rows, min(tileColumns(rows: rows, threads: parts), columns))
+    }
+
     /// dx += col2im(Wᵀ · dy), dW += dy · im2col(x)ᵀ, tile by tile.
     /// // dy (Cout, N, Ho, Wo), x and dx (Cin, N, H, W), dW (Cout, Cin, kh, kw)
     static func tiledBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
         let (split, parts) = backwardPlan(g, threads: Parallel.threadCount, inputGradient: dx != nil)
-        let area = g.kernelArea, rows = g.rows, total = g.columns, plane = g.ho * g.wo
+        let area = g.kernelArea, rows = g.rows, total = g.columns
         // Stride 1 with Wo = W: per-tap products (Conv2d+Shifted.swift), dW accumulated tap-major.
         let shifted = g.hasUnitStrideRows
-        let taps = shifted && dx != nil ? tapMajorWeights(weight, g) : nil
+        let taps = makesTapMajorWeights(g, multipliesByWeights: dx != nil) ? tapMajorWeights(weight, g) : nil
         let tapWeights = taps.map { UnsafePointer($0.pointer) }
-        // dW partial sums: the im2col path adds thread 0's straight into dW and the others' into
-        // partials (split by images or columns); the per-tap path always accumulates tap-major,
-        // in one buffer when threads own channels (disjoint columns) or one per thread.
-        let partialCount = dWeight == nil ? 0 : shifted ? (split == .channels ? 1 : parts) : (split == .channels ? 0 : parts - 1)
-        let partials = partialCount > 0 ? Tensor.zeros([partialCount, g.cout * rows], category: .scratch) : nil
+        let partialShape = backwardPartialShape(g, split: split, parts: parts, weightGradient: dWeight != nil)
+        let partialCount = partialShape[0]
+        let partials = partialCount > 0 ? Tensor.zeros(partialShape, category: .scratch) : nil
         let partial = partials?.pointer
 
         Parallel.forEach(parts) { t in
-            let channels: Range<Int>, columns: Range<Int>
-            switch split {
-            case .channels: channels = Parallel.chunk(t, of: parts, count: g.cin); columns = 0..<total
-            case .images:
-                let images = Parallel.chunk(t, of: parts, count: g.n)
-                channels = 0..<g.cin; columns = (images.lowerBound * plane)..<(images.upperBound * plane)
-            case .columns: channels = 0..<g.cin; columns = Parallel.chunk(t, of: parts, count: total)
-            }
+            let (channels, columns) = backwardPart(t, of: parts, split: split, g)
             guard !channels.isEmpty && !columns.isEmpty else { return }
             let ownRows = channels.count * area, firstRow = channels.lowerBound * area
             // This thread's dW block.
@@ -143,9 +183,7 @@ extension Conv2d {
                 else if t > 0 && split != .channels { dW = partial! + (t - 1) * g.cout * rows }
                 else { dW = dWeight + firstRow }
             }
-            let workRows = shifted ? maskedRows(g) : ownRows
-            let width = min(shifted ? shiftedTileWidth(rows: workRows, threads: parts) : tileColumns(rows: workRows, threads: parts),
-                            columns.count)
+            let (workRows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
             var start = columns.lowerBound
