@@ -19,7 +19,7 @@ enum Work {
 }
 
 /// A prepared case: `run` is timed; `check` (run once, before timing) compares the fast kernel
-/// with its reference and returns a one-line verdict, or throws nothing and says "failed ...".
+/// with its reference and returns a pass flag and a one-line verdict ("ok (batch 2, rel err …)").
 struct Prepared {
     var check: (() -> CheckResult)?
     var run: () -> Void

@@ -40,9 +40,8 @@ extension Conv2d {
 
     /// cols (rows of `channels`·kh·kw, row stride `columns.count`) = im2col of x over `columns`.
     /// // x (Cin, N, H, W)
-    public static func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, channels: Range<Int>, columns: Range<Int>,
+    static func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, channels: Range<Int>, columns: Range<Int>,
                        into cols: UnsafeMutablePointer<Float>) {
-        if g.hasUnitStrideRows { return im2colUnitStride(x, g, channels: channels, columns: columns, into: cols) }
         let ld = columns.count, plane = g.h * g.w, channelStride = g.inputColumns
         for ci in channels {
             for ki in 0..<g.kh {
@@ -75,10 +74,8 @@ extension Conv2d {
 
     /// dx += col2im(cols): the adjoint of `im2col`, adding each tile entry back onto the input
     /// position it was gathered from. // dx (Cin, N, H, W)
-    /// `cols` is clobbered (entries gathered from the padding are zeroed).
-    public static func col2imAccumulate(_ cols: UnsafeMutablePointer<Float>, _ g: ConvGeometry, channels: Range<Int>,
+    static func col2imAccumulate(_ cols: UnsafePointer<Float>, _ g: ConvGeometry, channels: Range<Int>,
                                  columns: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
-        if g.hasUnitStrideRows { return col2imUnitStride(cols, g, channels: channels, columns: columns, into: dx) }
         let ld = columns.count, plane = g.h * g.w, channelStride = g.inputColumns
         for ci in channels {
             for ki in 0..<g.kh {
@@ -103,63 +100,7 @@ extension Conv2d {
         }
     }
 
-    // MARK: Stride 1, output as wide as the input (3x3 pad 1 and the like)
-
-    /// With stride 1 and Wo = W, output position q = oh·W + ow of an image reads input position
-    /// q + (ki − ph)·W + (kj − pw): one row of cols over an image is the input plane shifted by a
-    /// constant. So the gather is one bulk copy per image and kernel tap, and only the few
-    /// positions that fall into the left/right padding (which the shifted copy fills with the
-    /// neighbouring row's ends) are zeroed afterwards; rows in the top/bottom padding are zeroed.
-    /// This replaces a call per output row (which cost as much as the product for 3x3 48→12).
-    static func im2colUnitStride(_ x: UnsafePointer<Float>, _ g: ConvGeometry, channels: Range<Int>,
-                                 columns: Range<Int>, into cols: UnsafeMutablePointer<Float>) {
-        let ld = columns.count
-        forEachImagePiece(g, columns) { n, qa, qb, at in
-            for ci in channels {
-                let plane = x + ci * g.inputColumns + n * g.h * g.w
-                for ki in 0..<g.kh {
-                    for kj in 0..<g.kw {
-                        let row = (((ci - channels.lowerBound) * g.kh + ki) * g.kw + kj) * ld
-                        let dst = cols + row + at - qa          // indexed by image position q
-                        let band = unitStrideBand(g, ki: ki, kj: kj)
-                        guard let band, band.copy.lowerBound < qb, band.copy.upperBound > qa else {
-                            (dst + qa).update(repeating: 0, count: qb - qa)
-                            continue
-                        }
-                        let start = max(qa, band.copy.lowerBound), end = min(qb, band.copy.upperBound)
-                        if qa < start { (dst + qa).update(repeating: 0, count: start - qa) }
-                        if end < qb { (dst + end).update(repeating: 0, count: qb - end) }
-                        (dst + start).update(from: plane + start + band.shift, count: end - start)
-                        zeroPaddingColumns(dst, g, valid: band.valid, qa: start, qb: end)
-                    }
-                }
-            }
-        }
-    }
-
-    /// The adjoint of `im2colUnitStride`: zero the padding positions of cols, then one bulk
-    /// shifted add per image and kernel tap. // dx (Cin, N, H, W)
-    static func col2imUnitStride(_ cols: UnsafeMutablePointer<Float>, _ g: ConvGeometry, channels: Range<Int>,
-                                 columns: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
-        let ld = columns.count
-        forEachImagePiece(g, columns) { n, qa, qb, at in
-            for ci in channels {
-                let plane = dx + ci * g.inputColumns + n * g.h * g.w
-                for ki in 0..<g.kh {
-                    for kj in 0..<g.kw {
-                        let row = (((ci - channels.lowerBound) * g.kh + ki) * g.kw + kj) * ld
-                        let src = cols + row + at - qa
-                        guard let band = unitStrideBand(g, ki: ki, kj: kj) else { continue }
-                        let start = max(qa, band.copy.lowerBound), end = min(qb, band.copy.upperBound)
-                        if start >= end { continue }
-                        zeroPaddingColumns(src, g, valid: band.valid, qa: start, qb: end)
-                        let target = plane + band.shift
-                        for q in start..<end { target[q] += src[q] }
-                    }
-                }
-            }
-        }
-    }
+    // MARK: Stride 1, output as wide as the input (helpers of Conv2d+Shifted.swift)
 
     /// For tap (ki, kj) with stride 1 and Wo = W: image positions `copy` whose shifted source
     /// stays inside the input plane (first to last valid position), the shift, and the valid

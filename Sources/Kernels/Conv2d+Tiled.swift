@@ -1,7 +1,8 @@
 import Foundation
 import Runtime
 
-/// The im2col path, for every convolution but the plain 1x1 one.
+/// The tiled paths, for every convolution but the plain 1x1 one: per-tap products for stride 1
+/// with Wo = W (Conv2d+Shifted.swift), im2col tiles for the rest (Conv2d+Im2col.swift).
 ///
 /// OpenBLAS's own threads are slow on DenseNet's thin products (Cout = 12 output rows, see
 /// machine-notes.md), so each of our threads runs one-thread OpenBLAS on its own part with its
@@ -36,29 +37,64 @@ extension Conv2d {
 
     // MARK: Forward
 
-    /// y[:, tile] = W (Cout × Cin·kh·kw) · im2col(x)[:, tile], tile by tile; each thread takes a
-    /// contiguous range of output columns. // x (Cin, N, H, W) → y (Cout, N, Ho, Wo)
+    /// y[:, tile] = W (Cout × Cin·kh·kw) · im2col(x)[:, tile] (or its per-tap form), tile by tile;
+    /// each thread takes a contiguous range of output columns. // x (Cin, N, H, W) → y (Cout, N, Ho, Wo)
     static func tiledForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                              y: UnsafeMutablePointer<Float>) {
         let parts = forwardParts(g, threads: Parallel.threadCount)
-        let tile = tileColumns(rows: g.rows, threads: parts)
-        let total = g.columns, rows = g.rows
+        let taps = makesTapMajorWeights(g, multipliesByWeights: true) ? tapMajorWeights(weight, g) : nil
+        let tapWeights = taps.map { UnsafePointer($0.pointer) }
+        let rows = g.rows, total = g.columns
         Parallel.forEach(parts) { t in
             let range = Parallel.chunk(t, of: parts, count: total)
-            let width = min(tile, range.count)
+            let (workRows, width) = forwardWorkspace(g, parts: parts, columns: range.count)
             guard width > 0 else { return }
-            let workspace = Tensor(shape: [rows, width], category: .scratch)
+            let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
             var start = range.lowerBound
             while start < range.upperBound {
                 let tileRange = start..<min(start + width, range.upperBound)
-                im2col(x, g, channels: 0..<g.cin, columns: tileRange, into: cols)
-                Gemm.sgemm(m: g.cout, n: tileRange.count, k: rows, a: weight, lda: rows,
-                           b: cols, ldb: tileRange.count, beta: 0, c: y + start, ldc: total)
+                if let tapWeights {
+                    shiftedForward(x, tapWeights: tapWeights, g, columns: tileRange, z: cols, y: y)
+                } else {
+                    im2col(x, g, channels: 0..<g.cin, columns: tileRange, into: cols)
+                    Gemm.sgemm(m: g.cout, n: tileRange.count, k: rows, a: weight, lda: rows,
+                               b: cols, ldb: tileRange.count, beta: 0, c: y + start, ldc: total)
+                }
                 start = tileRange.upperBound
             }
             withExtendedLifetime(workspace) {}
         }
+        withExtendedLifetime(taps) {}
+    }
+
+    /// Preferred columns per tile of the per-tap path (measured with bench-kernels: 1024–4096
+    /// were within noise of each other on 3x3 48→12 and 128→32).
+    static let shiftedTileColumns = 2048
+
+    /// Columns per tile of the per-tap path, whose workspace holds only `rows` (a few Cout) rows:
+    /// long tiles make long products; never over the thread's share of the workspace limit.
+    static func shiftedTileWidth(rows: Int, threads: Int) -> Int {
+        let share = workspaceLimitBytes / max(threads, 1) - Memory.alignment
+        return max(1, min(share / (rows * MemoryLayout<Float>.stride), shiftedTileColumns))
+    }
+
+    // Planning: the functions below decide how a tiled call splits its work and what scratch
+    // it holds. The kernels and the scratch-size queries (Conv2d+Workspace.swift, used by the
+    // memory planner) both call them, so the two cannot drift apart.
+
+    /// Threads (parts) the tiled forward splits the output columns into.
+    static func forwardParts(_ g: ConvGeometry, threads: Int) -> Int {
+        let work = g.cout * g.rows * g.columns
+        return work < parallelWorkThreshold ? 1 : min(threads, g.columns)
+    }
+
+    /// Workspace of one forward thread that owns `columns` output columns: the per-tap path
+    /// sums the masked kernel columns into Cout rows (`z`), the im2col path gathers Cin·kh·kw
+    /// rows; `columns` 0 means the thread has no work and allocates nothing.
+    static func forwardWorkspace(_ g: ConvGeometry, parts: Int, columns: Int) -> (rows: Int, columns: Int) {
+        if g.hasUnitStrideRows { return (g.cout, min(shiftedTileWidth(rows: g.cout, threads: parts), columns)) }
+        return (g.rows, min(tileColumns(rows: g.rows, threads: parts), columns))
     }
 
     // MARK: Backward
@@ -75,12 +111,50 @@ extension Conv2d {
         let work = g.cout * g.rows * g.columns
         if threads == 1 || work < parallelWorkThreshold { return (.columns, 1) }
         if !inputGradient { return (.columns, min(threads, g.columns)) }
-        // Channels balance whenever there are several per thread; whole images balance only
-        // when they divide evenly (3 images on 2 threads would leave one idle a third of the time).
+        // Whole images give each thread the longest products, which the per-tap path prefers
+        // (3x3 48→12 backward: 9.4 ms by images, 9.6–10.7 by channels), but they balance only
+        // when they divide evenly (3 images on 2 threads would leave one idle a third of the
+        // time). Channels balance whenever there are several per thread.
+        if g.hasUnitStrideRows && g.n % threads == 0 { return (.images, threads) }
         if g.cin >= 4 * threads || (g.cin >= threads && g.n % threads != 0) { return (.channels, min(threads, g.cin)) }
         if g.n >= threads { return (.images, threads) }
         if g.cin >= threads { return (.channels, threads) }
         return (.columns, 1)
+    }
+
+    /// Input channels and output columns owned by backward part `t` of `parts`.
+    static func backwardPart(_ t: Int, of parts: Int, split: BackwardSplit, _ g: ConvGeometry)
+        -> (channels: Range<Int>, columns: Range<Int>) {
+        switch split {
+        case .channels: return (Parallel.chunk(t, of: parts, count: g.cin), 0..<g.columns)
+        case .images:
+            let images = Parallel.chunk(t, of: parts, count: g.n), plane = g.ho * g.wo
+            return (0..<g.cin, (images.lowerBound * plane)..<(images.upperBound * plane))
+        case .columns: return (0..<g.cin, Parallel.chunk(t, of: parts, count: g.columns))
+        }
+    }
+
+    /// Shape (count, Cout·Cin·kh·kw) of a backward pass's dW partial sums, count 0 for none:
+    /// the im2col path adds thread 0's straight into dW and the others' into partials (split by
+    /// images or columns); the per-tap path always accumulates tap-major, in one buffer when
+    /// threads own channels (disjoint columns of it) or one per thread.
+    static func backwardPartialShape(_ g: ConvGeometry, split: BackwardSplit, parts: Int, weightGradient: Bool) -> [Int] {
+        let count = !weightGradient ? 0
+            : g.hasUnitStrideRows ? (split == .channels ? 1 : parts)
+            : (split == .channels ? 0 : parts - 1)
+        return [count, g.cout * g.rows]
+    }
+
+    /// Workspace of one backward thread that owns `channels` input channels and `columns`
+    /// output columns: the per-tap path's masked copies of dy (`maskedRows`), or the im2col
+    /// rows of its channels.
+    static func backwardWorkspace(_ g: ConvGeometry, channels: Int, parts: Int, columns: Int) -> (rows: Int, columns: Int) {
+        if g.hasUnitStrideRows {
+            let rows = maskedRows(g)
+            return (rows, min(shiftedTileWidth(rows: rows, threads: parts), columns))
+        }
+        let rows = channels * g.kernelArea
+        return (rows, min(tileColumns(rows: rows, threads: parts), columns))
     }
 
     /// dx += col2im(Wᵀ · dy), dW += dy · im2col(x)ᵀ, tile by tile.
@@ -88,55 +162,47 @@ extension Conv2d {
     static func tiledBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                               _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
         let (split, parts) = backwardPlan(g, threads: Parallel.threadCount, inputGradient: dx != nil)
-        let area = g.kernelArea, rows = g.rows, total = g.columns, plane = g.ho * g.wo
-        let needPartials = split != .channels && parts > 1 && dWeight != nil
-        let partials = needPartials ? Tensor(shape: [parts - 1, g.cout, rows], category: .scratch) : nil
-        let partial = partials?.pointer
-        // Stride 1, Wo = W: dx by per-tap products (Conv2d+Shifted.swift), cols only for dW.
-        let shifted = dx != nil && g.hasUnitStrideRows
-        let taps = shifted ? tapMajorWeights(weight, g) : nil
+        let area = g.kernelArea, rows = g.rows, total = g.columns
+        // Stride 1 with Wo = W: per-tap products (Conv2d+Shifted.swift), dW accumulated tap-major.
+        let shifted = g.hasUnitStrideRows
+        let taps = makesTapMajorWeights(g, multipliesByWeights: dx != nil) ? tapMajorWeights(weight, g) : nil
         let tapWeights = taps.map { UnsafePointer($0.pointer) }
+        let partialShape = backwardPartialShape(g, split: split, parts: parts, weightGradient: dWeight != nil)
+        let partialCount = partialShape[0]
+        let partials = partialCount > 0 ? Tensor.zeros(partialShape, category: .scratch) : nil
+        let partial = partials?.pointer
 
         Parallel.forEach(parts) { t in
-            let channels: Range<Int>, columns: Range<Int>
-            switch split {
-            case .channels: channels = Parallel.chunk(t, of: parts, count: g.cin); columns = 0..<total
-            case .images:
-                let images = Parallel.chunk(t, of: parts, count: g.n)
-                channels = 0..<g.cin; columns = (images.lowerBound * plane)..<(images.upperBound * plane)
-            case .columns: channels = 0..<g.cin; columns = Parallel.chunk(t, of: parts, count: total)
-            }
-            guard !channels.isEmpty && !columns.isEmpty else {
-                if let partial, t > 0 { (partial + (t - 1) * g.cout * rows).update(repeating: 0, count: g.cout * rows) }
-                return
-            }
+            let (channels, columns) = backwardPart(t, of: parts, split: split, g)
+            guard !channels.isEmpty && !columns.isEmpty else { return }
             let ownRows = channels.count * area, firstRow = channels.lowerBound * area
-            // This thread's dW block: its columns of dW (channel split) or a partial (others).
+            // This thread's dW block.
             var dW: UnsafeMutablePointer<Float>? = nil
-            var zeroFirst = false
             if let dWeight {
-                if let partial, t > 0 { dW = partial + (t - 1) * g.cout * rows; zeroFirst = true }
+                if shifted { dW = partial! + (split == .channels ? 0 : t) * g.cout * rows }
+                else if t > 0 && split != .channels { dW = partial! + (t - 1) * g.cout * rows }
                 else { dW = dWeight + firstRow }
             }
-            let (colsRows, workRows) = backwardWorkspaceRows(g, ownRows: ownRows, weightGradient: dW != nil, shifted: shifted)
-            let width = min(tileColumns(rows: workRows, threads: parts), columns.count)
+            let (workRows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
             var start = columns.lowerBound
             while start < columns.upperBound {
                 let tile = start..<min(start + width, columns.upperBound)
                 let dyTile = dy + start
+                if shifted {
+                    shiftedBackward(dy, x: x, tapWeights: tapWeights, g, channels: channels, columns: tile,
+                                    masked: cols, tapGrad: dW, dx: dx)
+                    start = tile.upperBound
+                    continue
+                }
                 if let dW {
                     // dW[:, own rows] += dy[:, tile] · colsᵀ   (Cout × ownRows, inner dimension tile)
                     im2col(x, g, channels: channels, columns: tile, into: cols)
                     Gemm.sgemm(transB: true, m: g.cout, n: ownRows, k: tile.count, a: dyTile, lda: total,
-                               b: cols, ldb: tile.count, beta: zeroFirst ? 0 : 1, c: dW, ldc: rows)
-                    zeroFirst = false
+                               b: cols, ldb: tile.count, beta: 1, c: dW, ldc: rows)
                 }
-                if let dx, let tapWeights {
-                    shiftedInputGradient(dy, tapWeights: tapWeights, g, channels: channels, columns: tile,
-                                         masked: cols + colsRows * width, into: dx)
-                } else if let dx {
+                if let dx {
                     // cols = W[:, own rows]ᵀ · dy[:, tile], then scattered back onto dx.
                     Gemm.sgemm(transA: true, m: ownRows, n: tile.count, k: g.cout, a: weight + firstRow, lda: rows,
                                b: dyTile, ldb: total, beta: 0, c: cols, ldc: tile.count)
@@ -148,10 +214,14 @@ extension Conv2d {
         }
 
         if let partial, let dWeight {
-            let size = g.cout * rows
-            for t in 0..<(parts - 1) {
-                let src = partial + t * size
-                for i in 0..<size { dWeight[i] += src[i] }
+            if shifted {
+                addTapMajor(partial, count: partialCount, g, into: dWeight)
+            } else {
+                let size = g.cout * rows
+                for t in 0..<partialCount {
+                    let src = partial + t * size
+                    for i in 0..<size { dWeight[i] += src[i] }
+                }
             }
         }
         withExtendedLifetime(partials) {}

@@ -10,29 +10,16 @@ import Runtime
 // On one thread the two agree and are exact.
 //
 // The convolution answers come from the same planning functions the kernels call
-// (`forwardParts`, `backwardPlan`, `tileColumns`, `backwardWorkspaceRows`); the shapes of the
-// partial sums and the tap-major weight copy mirror `tiledBackward` and are checked against
-// the kernels' measured scratch in MemoryPlannerTests.
+// (`forwardParts`, `forwardWorkspace`, `backwardPlan`, `backwardPart`, `backwardWorkspace`,
+// `backwardPartialShape`, `makesTapMajorWeights`, `tapMajorShape` in Conv2d+Tiled.swift and
+// Conv2d+Shifted.swift), so only the summing is here; MemoryPlannerTests checks the answers
+// against the kernels' measured scratch.
 
 extension Conv2d {
-    /// Threads (parts) the tiled forward splits the output columns into.
-    static func forwardParts(_ g: ConvGeometry, threads: Int) -> Int {
-        let work = g.cout * g.rows * g.columns
-        return work < parallelWorkThreshold ? 1 : min(threads, g.columns)
-    }
-
-    /// Rows of one backward thread's workspace: its im2col rows (needed for dW, or for dx by
-    /// col2im) and, for the shifted input gradient, the masked copies of dy.
-    /// Returns (rows of cols, all rows).
-    static func backwardWorkspaceRows(_ g: ConvGeometry, ownRows: Int, weightGradient: Bool,
-                                      shifted: Bool) -> (cols: Int, total: Int) {
-        let colsRows = weightGradient || !shifted ? ownRows : 0
-        return (colsRows, colsRows + (shifted ? maskedRows(g) : 0))
-    }
-
     /// Peak scratch bytes of `forward` on `threads` threads (0 for a 1x1 convolution whose
     /// product splits without partial sums), with the threads' tiles live together or, with
-    /// `concurrent: false`, one after another.
+    /// `concurrent: false`, one after another. The tap-major weight copy of the per-tap path
+    /// is made before the threads start and lives through all their tiles.
     public static func forwardScratchBytes(input: [Int], weight: [Int], _ p: ConvParameters, threads: Int,
                                            concurrent: Bool = true) -> Int {
         let g = ConvGeometry(input: input, weight: weight, p)
@@ -41,19 +28,24 @@ extension Conv2d {
             return Gemm.multiplyScratchBytes(m: g.cout, n: g.columns, k: g.cin, threads: threads)
         }
         let parts = forwardParts(g, threads: threads)
-        let tile = tileColumns(rows: g.rows, threads: parts)
+        var bytes = 0
+        if makesTapMajorWeights(g, multipliesByWeights: true) {
+            bytes += Memory.byteCount(elements: tapMajorShape(g).reduce(1, *))
+        }
         var tiles = 0
         for t in 0..<parts {
-            let width = min(tile, Parallel.chunk(t, of: parts, count: g.columns).count)
+            let (rows, width) = forwardWorkspace(g, parts: parts, columns: Parallel.chunk(t, of: parts, count: g.columns).count)
             guard width > 0 else { continue }
-            let bytes = Memory.byteCount(elements: g.rows * width)
-            tiles = concurrent ? tiles + bytes : max(tiles, bytes)
+            let tile = Memory.byteCount(elements: rows * width)
+            tiles = concurrent ? tiles + tile : max(tiles, tile)
         }
-        return tiles
+        return bytes + tiles
     }
 
     /// Peak scratch bytes of `backward` on `threads` threads, with or without dx and dW, with the
-    /// threads' tiles live together or, with `concurrent: false`, one after another.
+    /// threads' tiles live together or, with `concurrent: false`, one after another. The
+    /// tap-major weight copy and the dW partial sums are made before the threads start and live
+    /// through all their tiles.
     public static func backwardScratchBytes(input: [Int], weight: [Int], _ p: ConvParameters, inputGradient: Bool,
                                             weightGradient: Bool, threads: Int, concurrent: Bool = true) -> Int {
         let g = ConvGeometry(input: input, weight: weight, p)
@@ -65,28 +57,18 @@ extension Conv2d {
             return max(dx, dW)
         }
         let (split, parts) = backwardPlan(g, threads: threads, inputGradient: inputGradient)
-        let rows = g.rows, area = g.kernelArea, plane = g.ho * g.wo
         var bytes = 0
-        if split != .channels && parts > 1 && weightGradient {
-            bytes += Memory.byteCount(elements: (parts - 1) * g.cout * rows)   // dW partials
+        if makesTapMajorWeights(g, multipliesByWeights: inputGradient) {
+            bytes += Memory.byteCount(elements: tapMajorShape(g).reduce(1, *))
         }
-        let shifted = inputGradient && g.hasUnitStrideRows
-        if shifted { bytes += Memory.byteCount(elements: area * g.cout * g.cin) }   // tap-major weights
+        let partials = backwardPartialShape(g, split: split, parts: parts, weightGradient: weightGradient)
+        if partials[0] > 0 { bytes += Memory.byteCount(elements: partials.reduce(1, *)) }
         var tiles = 0
         for t in 0..<parts {
-            let channels: Range<Int>, columns: Range<Int>
-            switch split {
-            case .channels: channels = Parallel.chunk(t, of: parts, count: g.cin); columns = 0..<g.columns
-            case .images:
-                let images = Parallel.chunk(t, of: parts, count: g.n)
-                channels = 0..<g.cin; columns = (images.lowerBound * plane)..<(images.upperBound * plane)
-            case .columns: channels = 0..<g.cin; columns = Parallel.chunk(t, of: parts, count: g.columns)
-            }
+            let (channels, columns) = backwardPart(t, of: parts, split: split, g)
             if channels.isEmpty || columns.isEmpty { continue }
-            let workRows = backwardWorkspaceRows(g, ownRows: channels.count * area, weightGradient: weightGradient,
-                                                 shifted: shifted).total
-            let width = min(tileColumns(rows: workRows, threads: parts), columns.count)
-            let tile = Memory.byteCount(elements: workRows * width)
+            let (rows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
+            let tile = Memory.byteCount(elements: rows * width)
             tiles = concurrent ? tiles + tile : max(tiles, tile)
         }
         return bytes + tiles

@@ -7,10 +7,15 @@ import Runtime
 /// channel views of a larger buffer work unchanged), and the weight is `Cout × (Cin·kh·kw)`.
 /// - A 1x1 convolution with stride 1 and no padding is one product, y = W·x
 ///   (`Conv2d+Pointwise.swift`).
-/// - Every other convolution gathers im2col columns `(Cin·kh·kw) × tile` of a few hundred output
-///   positions at a time into a counted scratch tile and multiplies, y[:, tile] = W·cols,
-///   writing straight into y's columns (`Conv2d+Im2col.swift`, `Conv2d+Tiled.swift`). The
-///   tiles are bounded by `workspaceLimitBytes`, so no full-size column matrix is ever made.
+/// - Stride 1 with output rows as wide as the input rows (3x3 pad 1, DenseNet's growth
+///   convolutions) is a sum of one product per kernel tap read straight from x, with no im2col
+///   (`Conv2d+Shifted.swift`).
+/// - Every other convolution (strided, the 7x7 stem) gathers im2col columns `(Cin·kh·kw) × tile`
+///   of a few hundred output positions at a time into a counted scratch tile and multiplies,
+///   y[:, tile] = W·cols, writing straight into y's columns (`Conv2d+Im2col.swift`).
+/// Both tiled paths (`Conv2d+Tiled.swift`) bound their tiles by `workspaceLimitBytes`, so no
+/// full-size column matrix is ever made, and split the work across our threads, each running
+/// one-thread OpenBLAS.
 /// Backward passes accumulate (+=) into every gradient they are given; nil ones are skipped.
 public enum Conv2d {
     /// Bound on im2col workspace bytes per call (columns are tiled to stay under it). Default 16 MiB.
@@ -18,15 +23,14 @@ public enum Conv2d {
     /// The bound covers all threads' tiles together (each thread gets an equal share). Peak
     /// scratch of one call is at most
     ///   max(workspaceLimitBytes, threads · Memory.byteCount(Cin·kh·kw + kw·Cout))   (tiles, ≥ 1 column each)
-    ///   + Memory.byteCount(Cout·Cin·kh·kw)               (tap-major weight copy: stride-1 backward with dx)
-    ///   + Memory.byteCount((threads − 1) · Cout·Cin·kh·kw)   (per-thread dW partials: backward split by
-    ///                                                         images or columns, and 1x1 dW split by columns)
-    /// The weight-sized terms are independent of the batch and image size.
+    ///   + Memory.byteCount(Cout·Cin·kh·kw)              (tap-major weight copy of the stride-1 path)
+    ///   + Memory.byteCount(threads · Cout·Cin·kh·kw)    (dW partial sums, backward only)
+    /// The weight-sized terms do not grow with the batch or the image size.
     nonisolated(unsafe) public static var workspaceLimitBytes: Int = 16 << 20
 
     /// Preferred bytes of one thread's column tile: small enough to stay in the L2 cache between
     /// the gather and the product that reads it (measured with bench-kernels).
-    nonisolated(unsafe) public static var preferredTileBytes: Int = 512 << 10
+    nonisolated(unsafe) static var preferredTileBytes: Int = 512 << 10
 
     /// Output shape (Cout, N, Ho, Wo) for x (Cin, N, H, W) and weight (Cout, Cin, kh, kw).
     public static func outputShape(input: [Int], weight: [Int], _ p: ConvParameters) -> [Int] {
@@ -133,7 +137,7 @@ public enum Conv2d {
 }
 
 /// Sizes of one convolution, checked once per call.
-public struct ConvGeometry {
+struct ConvGeometry {
     let cin: Int, cout: Int, n: Int, h: Int, w: Int, ho: Int, wo: Int
     let kh: Int, kw: Int, sh: Int, sw: Int, ph: Int, pw: Int
 
@@ -153,7 +157,7 @@ public struct ConvGeometry {
         self.init(input: x.shape, weight: weight.shape, p)
     }
 
-    public init(input: [Int], weight: [Int], _ p: ConvParameters) {
+    init(input: [Int], weight: [Int], _ p: ConvParameters) {
         let out = Conv2d.outputShape(input: input, weight: weight, p)
         cin = input[0]; n = input[1]; h = input[2]; w = input[3]
         cout = weight[0]; ho = out[2]; wo = out[3]
@@ -162,7 +166,8 @@ public struct ConvGeometry {
 
     var outputShape: [Int] { [cout, n, ho, wo] }
 
-    /// Stride 1 and output rows as wide as input rows: im2col rows are shifted input planes.
+    /// Stride 1 and output rows as wide as input rows: im2col rows are shifted input planes
+    /// (the per-tap path of Conv2d+Shifted.swift).
     var hasUnitStrideRows: Bool { sh == 1 && sw == 1 && wo == w }
 
     func check(output y: Tensor, name: String, kernel: String) {

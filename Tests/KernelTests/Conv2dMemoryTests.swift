@@ -10,8 +10,9 @@ final class Conv2dMemoryTests: XCTestCase {
     func bound(_ c: ConvCase, limit: Int, threads: Int, backward: Bool) -> Int {
         let rows = c.cin * c.p.kernelH * c.p.kernelW, weights = c.cout * rows
         let tiles = max(limit, threads * Memory.byteCount(elements: rows + c.p.kernelW * c.cout))
-        guard backward else { return tiles }
-        return tiles + Memory.byteCount(elements: weights) + Memory.byteCount(elements: (threads - 1) * weights)
+        let tapWeights = Memory.byteCount(elements: weights)
+        guard backward else { return tiles + tapWeights }
+        return tiles + tapWeights + Memory.byteCount(elements: threads * weights)
     }
 
     /// Runs forward and backward, checking scratch returns to its starting value and the peak.

@@ -88,15 +88,17 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
-    /// The split paths of backward: by channels (many channels), by whole images (few channels,
-    /// even batch), by columns (no dx), on shapes big enough to pass the default threshold too.
+    /// The split paths of backward, for the per-tap (stride 1) and the im2col path each: by
+    /// channels (many channels, or an odd batch), by whole images (few channels, even batch),
+    /// by columns (no dx).
     func testBackwardSplits() {
         let split = [
-            ConvCase(cin: 16, cout: 5, n: 2, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
+            ConvCase(cin: 16, cout: 5, n: 3, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
             ConvCase(cin: 3, cout: 12, n: 4, h: 10, w: 9, p: ConvParameters(kernel: 3, padding: 1), bias: true),
             ConvCase(cin: 3, cout: 8, n: 1, h: 23, w: 21, p: ConvParameters(kernel: 7, stride: 2, padding: 3), bias: false),
+            ConvCase(cin: 3, cout: 6, n: 4, h: 11, w: 10, p: ConvParameters(kernel: 3, stride: 2, padding: 1), bias: true),
         ]
-        let expected: [Conv2d.BackwardSplit] = [.channels, .images, .channels]
+        let expected: [Conv2d.BackwardSplit] = [.channels, .images, .channels, .images]
         for (c, split) in zip(split, expected) {
             withConvSettings(threads: 2, workspace: 4096) {
                 let chosen = { (dx: Bool) in Conv2d.backwardSplit(input: c.inputShape, weight: c.weightShape, c.p, inputGradient: dx) }
