@@ -26,13 +26,15 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Run only the cases whose kernel name contains this string (e.g. conv3x3).")
     var filter: String?
 
-    /// The benchmarked kernels. Add memory-bound entries (BN+ReLU, pooling) with `work: .bytes(...)`.
+    /// The benchmarked kernels: convolutions (GFLOP/s), the layout comparison, and memory-bound
+    /// kernels (GB/s, next to the plain copy's rate).
     static var cases: [BenchCase] {
         let dense32 = [ConvBenchmark(cin: 216, cout: 48, n: 64, h: 32, w: 32, p: ConvParameters(kernel: 1), checkBatch: 2),
                        ConvBenchmark(cin: 48, cout: 12, n: 64, h: 32, w: 32, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 2)]
         let dense56 = [ConvBenchmark(cin: 512, cout: 128, n: 8, h: 56, w: 56, p: ConvParameters(kernel: 1), checkBatch: 1),
                        ConvBenchmark(cin: 128, cout: 32, n: 8, h: 56, w: 56, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 1)]
-        return (dense32 + dense56).flatMap(\.cases)
+        return (dense32 + dense56).flatMap(\.cases) + MemoryBoundCases.layout + MemoryBoundCases.batchNorm
+            + MemoryBoundCases.pooling
     }
 
     mutating func validate() throws {

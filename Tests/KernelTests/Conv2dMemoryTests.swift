@@ -5,7 +5,7 @@ import Kernels
 /// Scratch accounting of the convolution kernels: every workspace is counted, freed by the end
 /// of the call, and bounded by `Conv2d.workspaceLimitBytes` plus the per-thread dW partials:
 ///   peak scratch ≤ max(limit, threads · byteCount(Cin·kh·kw))          (column tiles, ≥ 1 column each)
-///                + byteCount((threads − 1) · Cout·Cin·kh·kw)            (dW partials, backward only)
+///                + byteCount(threads · Cout·Cin·kh·kw)                  (dW partials, backward only: up to one per thread)
 final class Conv2dMemoryTests: XCTestCase {
     func bound(_ c: ConvCase, limit: Int, threads: Int, backward: Bool) -> Int {
         let rows = c.cin * c.p.kernelH * c.p.kernelW, weights = c.cout * rows
