@@ -45,11 +45,11 @@ let libraries: [Target] = [
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let commandLines: [Target] = [
-    .executableTarget(name: "bench-memory", dependencies: ["BenchmarkSupport", argumentParser],
+    .executableTarget(name: "bench-memory", dependencies: ["Runtime", "BenchmarkSupport", argumentParser],
                       path: "Benchmarks/bench-memory", swiftSettings: plain),
     .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", argumentParser],
                       path: "Benchmarks/bench-kernels", swiftSettings: plain),
-    .executableTarget(name: "densenet", dependencies: ["Training", "BenchmarkSupport", argumentParser],
+    .executableTarget(name: "densenet", dependencies: ["Runtime", "Training", "BenchmarkSupport", argumentParser],
                       swiftSettings: plain),
 ]
 

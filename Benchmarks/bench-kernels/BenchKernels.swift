@@ -7,6 +7,12 @@ import Runtime
 /// same-sized products, a square 2048 sgemm (the GEMM ceiling) and a large copy (bandwidth).
 @main
 struct BenchKernels: ParsableCommand {
+    /// OpenBLAS's best kernels for this CPU first (`BLASCoreSelection`), then the command line.
+    static func main() {
+        BLASCoreSelection.adoptBestCoreType()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "bench-kernels",
         abstract: "Benchmark the convolution kernels against plain sgemm and memory bandwidth.")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Runtime
 import BenchmarkSupport
 import DenseNetModels
 import Foundation
@@ -7,6 +8,12 @@ import Foundation
 /// fresh child process.
 @main
 struct BenchMemory: ParsableCommand {
+    /// OpenBLAS's best kernels for this CPU first (`BLASCoreSelection`), then the command line.
+    static func main() {
+        BLASCoreSelection.adoptBestCoreType()
+        main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "bench-memory",
         abstract: "Peak RSS and time per training step of DenseNets under each memory strategy.",

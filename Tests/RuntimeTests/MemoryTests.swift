@@ -87,3 +87,15 @@ final class MemoryTests: XCTestCase {
                           "VmHWM did not fall after freeing 256 MiB and resetting")
     }
 }
+
+final class BLASCoreSelectionTests: XCTestCase {
+    func testAVX512CPUsGetTheSkylakeXKernels() {
+        let avx512 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl\n"
+        XCTAssertEqual(BLASCoreSelection.preferredCoreType(cpuinfo: avx512), "SKYLAKEX")
+        let avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+        XCTAssertNil(BLASCoreSelection.preferredCoreType(cpuinfo: avx2))
+        let partial = "flags\t\t: avx2 avx512f avx512cd\n"   // AVX-512 foundation only (Knights Landing)
+        XCTAssertNil(BLASCoreSelection.preferredCoreType(cpuinfo: partial))
+        XCTAssertNil(BLASCoreSelection.preferredCoreType(cpuinfo: ""))
+    }
+}
