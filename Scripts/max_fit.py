@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The deepest DenseNet-BC and the largest batch that fit a memory budget, per strategy.
+
+  Scripts/max_fit.py [--budget-mib 1024] [--growth 12] [--batch 64] [--depth 100] [--verify]
+
+The search asks the planner (`densenet summary --json`, which predicts the runtime's peak tensor
+bytes to the byte on one thread) for each candidate; no model is built. With --verify, the deepest
+model and the largest batch found for each strategy are then run for one training step in a fresh
+bench-memory process, and its measured peak tensor bytes and peak RSS − baseline are reported
+beside the prediction. Writes results/max-fit-<time>/report.md.
+"""
+import argparse
+import json
+import os
+import subprocess
+
+import benchlib
+
+STRATEGIES = ["naive", "checkpoint", "shared", "minimal"]
+
+
+def predicted_mib(densenet, model, batch, strategy):
+    out = subprocess.run([densenet, "summary", "--model", model, "--batch", str(batch), "--strategies", strategy,
+                          "--json"], check=True, capture_output=True, text=True, cwd=benchlib.ROOT).stdout
+    return json.loads(out)["strategies"][strategy]["predicted_peak_bytes"] / 2**20
+
+
+def largest(fits, low, high):
+    """Largest x in [low, high] with fits(x), assuming fits is monotone (True then False)."""
+    if not fits(low):
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid
+    return low if not fits(high) else high
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-mib", type=float, default=1024)
+    p.add_argument("--growth", type=int, default=12)
+    p.add_argument("--batch", type=int, default=64, help="batch for the depth search")
+    p.add_argument("--depth", type=int, default=100, help="depth for the batch search")
+    p.add_argument("--max-n", type=int, default=400, help="largest n tried (depth 6n+4)")
+    p.add_argument("--verify", action="store_true")
+    a = p.parse_args()
+    densenet = benchlib.build_release("densenet")
+    out = benchlib.results_dir("max-fit")
+    rows = []
+    for s in STRATEGIES:
+        n = largest(lambda n: predicted_mib(densenet, f"densenet-bc-{6 * n + 4}-{a.growth}", a.batch, s) <= a.budget_mib,
+                    1, a.max_n)
+        depth = 6 * n + 4 if n else None
+        model = f"densenet-bc-{a.depth}-{a.growth}"
+        batch = largest(lambda b: predicted_mib(densenet, model, b, s) <= a.budget_mib, 1, 4096)
+        row = dict(strategy=s, max_depth=depth, max_batch=batch)
+        if depth:
+            row["depth_predicted_mib"] = predicted_mib(densenet, f"densenet-bc-{depth}-{a.growth}", a.batch, s)
+        if batch:
+            row["batch_predicted_mib"] = predicted_mib(densenet, model, batch, s)
+        print(row, flush=True)
+        rows.append(row)
+    if a.verify:
+        for row in rows:
+            for key, model, batch in (("depth", f"densenet-bc-{row['max_depth']}-{a.growth}", a.batch),
+                                      ("batch", f"densenet-bc-{a.depth}-{a.growth}", row["max_batch"])):
+                if model.startswith("densenet-bc-None") or batch is None:
+                    continue
+                rec = benchlib.bench_memory(["--model", model, "--batch", str(batch), "--strategies", row["strategy"],
+                                             "--steps", "1", "--warmup", "0"],
+                                            os.path.join(out, f"verify-{row['strategy']}-{key}"))[0]
+                row[f"{key}_measured_tensor_mib"] = rec.get("peak_tensor_mib")
+                row[f"{key}_measured_rss_mib"] = rec.get("peak_minus_baseline_mib")
+                row[f"{key}_step_s"] = rec.get("median_step_s")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = [f"# What fits in {a.budget_mib:.0f} MiB of tensor memory ({benchlib.machine_line()})", "",
+             f"DenseNet-BC, k={a.growth}, 3x32x32: deepest model at batch {a.batch}, largest batch at depth {a.depth}."
+             " Predicted by the planner (peak tensor bytes); measured columns from one bench-memory step (--verify).", "",
+             "| strategy | max depth | predicted MiB | measured tensor MiB | measured RSS − baseline MiB | max batch | predicted MiB | measured tensor MiB | measured RSS − baseline MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["strategy"], r["max_depth"], benchlib.fmt(r.get("depth_predicted_mib")),
+            benchlib.fmt(r.get("depth_measured_tensor_mib")), benchlib.fmt(r.get("depth_measured_rss_mib")),
+            r["max_batch"], benchlib.fmt(r.get("batch_predicted_mib")), benchlib.fmt(r.get("batch_measured_tensor_mib")),
+            benchlib.fmt(r.get("batch_measured_rss_mib"))))
+    benchlib.write(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
