@@ -51,21 +51,10 @@ public struct RegressionConfiguration: Codable, Equatable, Sendable {
     }
 
     public func validate() throws {
-        guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
-        guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
-        guard evaluationBatchSize >= 1 else {
-            throw TrainingError.invalidOption("--eval-batch", reason: "\(evaluationBatchSize) must be at least 1")
-        }
-        guard warmupEpochs >= 0, warmupEpochs <= Double(epochs) else {
-            throw TrainingError.invalidOption("--warmup-epochs", reason: "\(warmupEpochs) must be in 0...\(epochs)")
-        }
-        guard gamma > 0 else { throw TrainingError.invalidOption("--gamma", reason: "\(gamma) must be positive") }
-        if let m = milestones, m.contains(where: { $0 < 1 }) {
-            throw TrainingError.invalidOption("--milestones", reason: "epochs \(m) must be at least 1")
-        }
-        if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
-        if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
-        try optimizer.validate()
+        try TrainingConfiguration.validateSchedule(epochs: epochs, batchSize: batchSize,
+                                                   evaluationBatchSize: evaluationBatchSize, warmupEpochs: warmupEpochs,
+                                                   gamma: gamma, milestones: milestones, limit: limit, testLimit: testLimit,
+                                                   optimizer: optimizer)
         let m = try model.configuration()
         guard case .denseMLP = m else {
             throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"

@@ -95,6 +95,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     public func validate() throws {
+        try TrainingConfiguration.validateSchedule(epochs: epochs, batchSize: batchSize,
+                                                   evaluationBatchSize: evaluationBatchSize, warmupEpochs: warmupEpochs,
+                                                   gamma: gamma, milestones: milestones, limit: limit, testLimit: testLimit,
+                                                   optimizer: optimizer)
+        _ = try model.configuration()
+    }
+
+    /// The checks shared by image and regression runs: epochs, batches, schedule, limits, optimizer.
+    static func validateSchedule(epochs: Int, batchSize: Int, evaluationBatchSize: Int, warmupEpochs: Double,
+                                 gamma: Float, milestones: [Int]?, limit: Int?, testLimit: Int?,
+                                 optimizer: OptimizerSettings) throws {
         guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
         guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
         guard evaluationBatchSize >= 1 else {
@@ -110,7 +121,6 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
         if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
         try optimizer.validate()
-        _ = try model.configuration()
     }
 
     public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {
