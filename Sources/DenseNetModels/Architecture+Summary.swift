@@ -37,7 +37,8 @@ extension Architecture {
     }
 
     /// PyTorch's class name for a kind, for the table.
-    func typeName(_ layer: Layer) -> String {
+    /// PyTorch's class name for a layer (`Conv2d`, `BatchNorm2d`, `_DenseBlock`, ...), as summaries print it.
+    public func typeName(_ layer: Layer) -> String {
         let flat = layer.inputShape.height == 1 && layer.inputShape.width == 1
         switch layer.kind {
         case .convolution: return "Conv2d"

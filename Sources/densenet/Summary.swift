@@ -194,7 +194,7 @@ struct SummaryReport: Encodable {
             let flat = s.height == 1 && s.width == 1
             let isLinear: Bool
             if case .linear = layer.kind { isLinear = true } else { isLinear = false }
-            return Layer(name: layer.name, type: Self.typeName(layer.kind, flat: flat),
+            return Layer(name: layer.name, type: architecture.typeName(layer),
                          output_shape: isLinear || flat ? [batch, s.channels] : [batch, s.channels, s.height, s.width],
                          params: layer.trainableParameters)
         }
@@ -210,22 +210,4 @@ struct SummaryReport: Encodable {
         self.strategies = strategies
     }
 
-    /// PyTorch's class names, as the text table prints them.
-    static func typeName(_ kind: Architecture.Layer.Kind, flat: Bool) -> String {
-        switch kind {
-        case .convolution: return "Conv2d"
-        case .batchNorm: return flat ? "BatchNorm1d" : "BatchNorm2d"
-        case .relu: return "ReLU"
-        case .dropout: return "Dropout"
-        case .maxPool: return "MaxPool2d"
-        case .avgPool: return "AvgPool2d"
-        case .globalAvgPool: return "AdaptiveAvgPool2d"
-        case .linear: return "Linear"
-        case .add: return "Add"
-        case .denseBlock: return "_DenseBlock"
-        case .denseLayer: return "_DenseLayer"
-        case .transition: return "_Transition"
-        case .residual: return "Residual"
-        }
-    }
 }
