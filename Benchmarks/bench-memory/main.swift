@@ -134,7 +134,7 @@ struct BenchMemory: ParsableCommand {
             if let budget = maxRSS, let (predicted, shape) = predictedPeakMiB(c), predicted > budget {
                 // Over budget: say so in the row instead of running a child that may not fit.
                 var record = BenchmarkRecord.failed(c, input: shape, reason: String(
-                    format: "skipped: predicted peak tensor memory %.0f MiB exceeds --max-rss %.0f MiB", predicted, budget))
+                    format: "predicted peak tensor memory %.0f MiB exceeds --max-rss %.0f MiB", predicted, budget))
                 record.status = "skipped"
                 record.predicted_peak_tensor_mib = predicted
                 records.append(record)

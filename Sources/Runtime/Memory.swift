@@ -47,7 +47,7 @@ public struct MemorySnapshot: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        let parts = MemoryCategory.allCases.map { "\($0)=\(Memory.format($0 == .parameters ? active($0) : active($0)))" }
+        let parts = MemoryCategory.allCases.map { "\($0)=\(Memory.format(active($0)))" }
         return "active \(Memory.format(active)) peak \(Memory.format(peak)) [" + parts.joined(separator: " ") + "]"
     }
 }
