@@ -49,6 +49,12 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var jemalloc_config: String?
     public var threads: Int?
     public var step_times_s: [Double]?
+    /// The runtime's buffer cache over the measured steps (Memory+BufferCache.swift).
+    public var buffer_cache: Bool?
+    public var cache_hits: Int?
+    public var cache_misses: Int?
+    /// Minor page faults during the measured steps (getrusage).
+    public var page_faults: Int?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
         BenchmarkRecord(model: c.model, strategy: c.strategy.rawValue, batch: c.batch, input: input,
@@ -86,14 +92,19 @@ public enum TrainingStepBenchmark {
                          : Functional.crossEntropy(output, labels: labels)
         }
 
-        // Baseline: model, optimizer state and data exist; nothing of a step yet.
+        // Baseline: model, optimizer state and data exist; nothing of a step yet. The sgemm
+        // probe's blocks leave the buffer cache, and its 48 MiB no longer set the cache's bound.
+        Memory.resetHighWater()
         Jemalloc.purge()
         ProcessProbe.resetPeakResident()
         let baseline = Double(ProcessProbe.residentBytes) / mib
         Memory.resetPeak()
+        var cacheBefore = Memory.cacheStatistics
+        var faultsBefore = ProcessProbe.minorPageFaults
 
         var times = [Double]()
         for i in 0..<(c.warmup + c.steps) {
+            if i == c.warmup { (cacheBefore, faultsBefore) = (Memory.cacheStatistics, ProcessProbe.minorPageFaults) }
             let start = DispatchTime.now().uptimeNanoseconds
             optimizer.zeroGradients()
             loss(model(Variable(images))).backward()
@@ -102,6 +113,8 @@ public enum TrainingStepBenchmark {
             if i >= c.warmup { times.append(seconds) }
         }
         let peak = Double(ProcessProbe.peakResidentBytes) / mib
+        let cache = Memory.cacheStatistics
+        let faults = ProcessProbe.minorPageFaults - faultsBefore
         let stats = Jemalloc.stats()
         let sorted = times.sorted()
         let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
@@ -116,7 +129,9 @@ public enum TrainingStepBenchmark {
             median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
             gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,
-            jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times)
+            jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times,
+            buffer_cache: Memory.cachesBuffers, cache_hits: cache.hits - cacheBefore.hits,
+            cache_misses: cache.misses - cacheBefore.misses, page_faults: faults)
     }
 }
 

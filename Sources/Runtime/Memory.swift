@@ -68,15 +68,25 @@ public enum Memory {
         return (raw + alignment - 1) / alignment * alignment
     }
 
-    private static let lock = NSLock()
+    static let lock = NSLock()
     nonisolated(unsafe) private static var activeBytes = [Int](repeating: 0, count: MemoryCategory.allCases.count)
     nonisolated(unsafe) private static var peakBytes = [Int](repeating: 0, count: MemoryCategory.allCases.count)
     nonisolated(unsafe) private static var peakTotal = 0
-    nonisolated(unsafe) private static var total = 0
+    nonisolated(unsafe) static var total = 0
+    nonisolated(unsafe) static var highWaterTotal = 0
     nonisolated(unsafe) private static var allocations = 0
+    // The buffer cache (Memory+BufferCache.swift), under the same lock.
+    nonisolated(unsafe) static var cache: [Int: [CachedBlock]] = [:]
+    nonisolated(unsafe) static var cached = 0
+    nonisolated(unsafe) static var cachedSizes: [Int] = []
+    /// Real bytes of live blocks (a reused block may be larger than its storage's count).
+    nonisolated(unsafe) static var heldLive = 0
+    nonisolated(unsafe) static var cacheSequence = 0
+    nonisolated(unsafe) static var cacheStats = BufferCacheStatistics()
+    nonisolated(unsafe) static var cacheEnabled = ProcessInfo.processInfo.environment["DENSENET_BUFFER_CACHE"] != "0"
 
-    static func didAllocate(_ bytes: Int, _ category: MemoryCategory) {
-        lock.lock()
+    /// Called with `lock` held.
+    static func didAllocateLocked(_ bytes: Int, _ category: MemoryCategory) {
         activeBytes[category.rawValue] += bytes
         total += bytes
         allocations += 1
@@ -84,14 +94,13 @@ public enum Memory {
             peakBytes[category.rawValue] = activeBytes[category.rawValue]
         }
         if total > peakTotal { peakTotal = total }
-        lock.unlock()
+        if total > highWaterTotal { highWaterTotal = total }
     }
 
-    static func didFree(_ bytes: Int, _ category: MemoryCategory) {
-        lock.lock()
+    /// Called with `lock` held.
+    static func didFreeLocked(_ bytes: Int, _ category: MemoryCategory) {
         activeBytes[category.rawValue] -= bytes
         total -= bytes
-        lock.unlock()
     }
 
     /// Live tensor bytes, all categories.

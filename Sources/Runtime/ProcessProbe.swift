@@ -10,14 +10,23 @@ public enum ProcessProbe {
     /// Peak resident set size since start or the last `resetPeakResident()` (VmHWM), bytes.
     public static var peakResidentBytes: Int { statusField("VmHWM") ?? 0 }
 
-    /// Resets VmHWM to the current RSS by writing 5 to /proc/self/clear_refs. Purges the
-    /// allocator first, so pages it retained do not count as the new baseline.
+    /// Resets VmHWM to the current RSS by writing 5 to /proc/self/clear_refs. Empties the
+    /// runtime's buffer cache and purges the allocator first, so blocks and pages they kept
+    /// do not count as the new baseline.
     @discardableResult
     public static func resetPeakResident() -> Bool {
+        Memory.releaseCachedBuffers()
         Jemalloc.purge()
         guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
         defer { try? handle.close() }
         do { try handle.write(contentsOf: Data("5".utf8)); return true } catch { return false }
+    }
+
+    /// Minor page faults of the process so far (getrusage; all threads).
+    public static var minorPageFaults: Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_minflt
     }
 
     /// A field of /proc/self/status in bytes ("VmHWM:   123456 kB").

@@ -9,24 +9,22 @@ public final class Storage: @unchecked Sendable {
     public let category: MemoryCategory
     /// The bytes counted for this storage (`Memory.byteCount(elements:)`).
     public let byteCount: Int
+    /// The real size of the block (a reused block from the cache may be larger).
+    private let blockBytes: Int
 
-    /// Allocates `count` uninitialised floats through the process allocator (jemalloc).
+    /// Allocates `count` uninitialised floats: a reused block of the same size from the buffer
+    /// cache (`Memory+BufferCache.swift`) or a new one from the process allocator (jemalloc).
     public init(count: Int, category: MemoryCategory) {
         precondition(count >= 0, "Storage: negative element count \(count)")
         self.count = count
         self.category = category
         self.byteCount = Memory.byteCount(elements: count)
-        var raw: UnsafeMutableRawPointer?
-        let status = posix_memalign(&raw, Memory.alignment, max(byteCount, Memory.alignment))
-        guard status == 0, let raw else {
-            fatalError("Storage: out of memory allocating \(Memory.format(byteCount)) for \(category)")
-        }
-        self.base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        Memory.didAllocate(byteCount, category)
+        let block = Memory.allocate(byteCount, category)
+        self.base = block.pointer.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.blockBytes = block.blockBytes
     }
 
     deinit {
-        free(base)
-        Memory.didFree(byteCount, category)
+        Memory.release(UnsafeMutableRawPointer(base), byteCount, blockBytes: blockBytes, category)
     }
 }

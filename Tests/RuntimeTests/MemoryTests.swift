@@ -71,7 +71,11 @@ final class MemoryTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(during - before, 60 << 20, "a 64 MiB tensor did not show in jemalloc's stats.allocated")
         big = nil
         XCTAssertNil(big)
-        XCTAssertGreaterThanOrEqual(during - Jemalloc.stats().allocated, 60 << 20, "freeing it did not return it to jemalloc")
+        // The runtime's buffer cache keeps the block until it is released.
+        XCTAssertGreaterThanOrEqual(Memory.cachedBytes, 64 << 20, "the freed block was not cached")
+        Memory.releaseCachedBuffers()
+        XCTAssertEqual(Memory.cachedBytes, 0)
+        XCTAssertGreaterThanOrEqual(during - Jemalloc.stats().allocated, 60 << 20, "releasing it did not return it to jemalloc")
     }
 
     func testPeakRSSReadAndReset() {
@@ -97,5 +101,92 @@ final class BLASCoreSelectionTests: XCTestCase {
         let partial = "flags\t\t: avx2 avx512f avx512cd\n"   // AVX-512 foundation only (Knights Landing)
         XCTAssertNil(BLASCoreSelection.preferredCoreType(cpuinfo: partial))
         XCTAssertNil(BLASCoreSelection.preferredCoreType(cpuinfo: ""))
+    }
+}
+
+final class BufferCacheTests: XCTestCase {
+    override func setUp() { Memory.resetHighWater() }
+    override func tearDown() { Memory.releaseCachedBuffers() }
+
+    /// The invariant the cache keeps: real bytes of live blocks + cached bytes never exceed
+    /// the high water of live tensor bytes by more than the waste allowance (1/32).
+    private func assertBound(file: StaticString = #filePath, line: UInt = #line) {
+        Memory.lock.lock()
+        let (held, cached, highWater) = (Memory.heldLive, Memory.cached, Memory.highWaterTotal)
+        Memory.lock.unlock()
+        XCTAssertLessThanOrEqual(held + cached, highWater + highWater / Memory.cacheWasteDivisor,
+                                 "held \(held) + cached \(cached) over high water \(highWater)", file: file, line: line)
+    }
+
+    func testAFreedBlockIsReusedBySameSizeAndCountedAsNew() {
+        let start = Memory.snapshot()
+        let hitsBefore = Memory.cacheStatistics.hits
+        var a: Tensor? = Tensor(shape: [100_000], category: .scratch)   // 400,000 bytes
+        let address = a!.storage.base
+        a = nil
+        XCTAssertNil(a)
+        XCTAssertEqual(Memory.active, start.active, "a cached block must not count as live")
+        XCTAssertEqual(Memory.cachedBytes, Memory.byteCount(elements: 100_000))
+        let b = Tensor(shape: [100_000], category: .activations)
+        XCTAssertEqual(b.storage.base, address, "the same-size request did not get the cached block")
+        XCTAssertEqual(Memory.cacheStatistics.hits, hitsBefore + 1)
+        XCTAssertEqual(Memory.cachedBytes, 0)
+        XCTAssertEqual(Memory.active(.activations) - start.active(.activations), Memory.byteCount(elements: 100_000))
+    }
+
+    func testSmallBlocksAreNotCached() {
+        var a: Tensor? = Tensor(shape: [100], category: .scratch)
+        a = nil
+        XCTAssertNil(a)
+        XCTAssertEqual(Memory.cachedBytes, 0)
+    }
+
+    func testALargerBlockServesASmallerRequestWithinTheRatio() {
+        // Hold 8 MiB live so the high water leaves a waste allowance of at least 256 KiB.
+        let hold = Tensor(shape: [2 << 20], category: .scratch)
+        var a: Tensor? = Tensor(shape: [150_000], category: .scratch)   // 600,000 bytes
+        let address = a!.storage.base
+        a = nil
+        XCTAssertNil(a)
+        var fits: Tensor? = Tensor(shape: [100_000], category: .scratch) // 2/3 of the block
+        XCTAssertEqual(fits!.storage.base, address, "a block under twice the request was not reused")
+        assertBound()
+        fits = nil
+        XCTAssertNil(fits)
+        let tooSmall = Tensor(shape: [70_000], category: .scratch)          // under half: a new block
+        XCTAssertNotEqual(tooSmall.storage.base, address)
+        assertBound()
+        withExtendedLifetime((hold, tooSmall)) {}
+    }
+
+    func testTheCacheStaysWithinTheHighWaterOnAMixedSequence() {
+        // A scripted, repeating "step" of different sizes with overlapping lifetimes.
+        var rng = SeededGenerator(seed: 11)
+        let sizes = (0..<40).map { _ in 5_000 + Int(rng.next() % 400_000) }
+        for _ in 0..<4 {
+            var live: [Tensor] = []
+            for (i, n) in sizes.enumerated() {
+                live.append(Tensor(shape: [n], category: .scratch))
+                assertBound()
+                if i % 3 == 2 { live.removeFirst(2); assertBound() }
+            }
+            live.removeAll()
+            assertBound()
+        }
+        XCTAssertGreaterThan(Memory.cacheStatistics.hits, 0)
+    }
+
+    func testReleasingAndDisablingEmptyTheCache() {
+        var a: Tensor? = Tensor(shape: [1 << 20], category: .scratch)
+        a = nil
+        XCTAssertNil(a)
+        XCTAssertGreaterThan(Memory.cachedBytes, 0)
+        Memory.cachesBuffers = false
+        defer { Memory.cachesBuffers = true }
+        XCTAssertEqual(Memory.cachedBytes, 0, "turning the cache off did not release it")
+        var b: Tensor? = Tensor(shape: [1 << 20], category: .scratch)
+        b = nil
+        XCTAssertNil(b)
+        XCTAssertEqual(Memory.cachedBytes, 0, "a disabled cache kept a block")
     }
 }
