@@ -32,8 +32,15 @@ public enum ProcessProbe {
     /// A field of /proc/self/status in bytes ("VmHWM:   123456 kB").
     public static func statusField(_ name: String) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+        return statusField(name, in: text)
+    }
+
+    /// The field `name` of a /proc/<pid>/status text, in bytes. The kernel pads the number with
+    /// spaces after a tab, and not at all from 8 digits on ("VmHWM:\t11612345 kB", ≥ 9.5 GiB),
+    /// so both separators split.
+    public static func statusField(_ name: String, in text: String) -> Int? {
         for line in text.split(separator: "\n") where line.hasPrefix(name + ":") {
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
         }
         return nil

@@ -78,6 +78,14 @@ final class MemoryTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(during - Jemalloc.stats().allocated, 60 << 20, "releasing it did not return it to jemalloc")
     }
 
+    func testStatusFieldsParseAtEveryWidth() {
+        // /proc/self/status pads with spaces up to 8 digits; from 9.5 GiB on there are none.
+        let text = "Name:\tbench\nVmHWM:\t11612345 kB\nVmRSS:\t   40960 kB\n"
+        XCTAssertEqual(ProcessProbe.statusField("VmHWM", in: text), 11_612_345 * 1024)
+        XCTAssertEqual(ProcessProbe.statusField("VmRSS", in: text), 40_960 * 1024)
+        XCTAssertNil(ProcessProbe.statusField("VmPeak", in: text))
+    }
+
     func testPeakRSSReadAndReset() {
         XCTAssertGreaterThan(ProcessProbe.residentBytes, 0)
         var big: Tensor? = Tensor(shape: [64 << 20], category: .scratch) // 256 MiB, touched
