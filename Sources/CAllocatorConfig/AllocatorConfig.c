@@ -2,9 +2,10 @@
 
 // jemalloc reads this global at start-up (before main). With both decay times at 0, pages of
 // freed blocks go back to the system at once, so RSS follows live bytes and a peak-RSS reading
-// measures what a configuration really needed, not what an earlier phase left dirty. The cost
-// in time (more madvise calls) is measured in Papers/. MALLOC_CONF in the environment is
-// applied after this string, so it can override it for experiments.
+// measures what a configuration really needed, not what an earlier phase left dirty. The page
+// faults this would cost every training step are mostly avoided by the runtime's bounded buffer cache
+// (Sources/Runtime/Memory+BufferCache.swift; measured in Papers/). MALLOC_CONF in the environment
+// is applied after this string, so it can override it for experiments.
 const char *malloc_conf = "dirty_decay_ms:0,muzzy_decay_ms:0";
 
 const char *dn_allocator_build_config(void) { return malloc_conf; }
