@@ -99,4 +99,47 @@ extension Conv2d {
             }
         }
     }
+
+    // MARK: Stride 1, output as wide as the input (helpers of Conv2d+Shifted.swift)
+
+    /// For tap (ki, kj) with stride 1 and Wo = W: image positions `copy` whose shifted source
+    /// stays inside the input plane (first to last valid position), the shift, and the valid
+    /// output columns; nil when no position of this tap reads the input.
+    @inline(__always)
+    static func unitStrideBand(_ g: ConvGeometry, ki: Int, kj: Int) -> (copy: Range<Int>, shift: Int, valid: Range<Int>)? {
+        let ohLo = max(0, g.ph - ki), ohHi = min(g.ho, g.h + g.ph - ki)
+        let valid = validOutputColumns(g, kj: kj)
+        guard ohLo < ohHi, !valid.isEmpty else { return nil }
+        return ((ohLo * g.w + valid.lowerBound)..<((ohHi - 1) * g.w + valid.upperBound),
+                (ki - g.ph) * g.w + (kj - g.pw), valid)
+    }
+
+    /// Zeroes, in image positions qa..<qb of one cols row (indexed by q), the output columns
+    /// outside `valid`: a strided store per padding column (usually one, of stride W).
+    @inline(__always)
+    static func zeroPaddingColumns(_ row: UnsafeMutablePointer<Float>, _ g: ConvGeometry,
+                                   valid: Range<Int>, qa: Int, qb: Int) {
+        let lo = valid.lowerBound, hi = valid.upperBound, w = g.w
+        @inline(__always) func zeroColumn(_ ow: Int) {
+            var q = (qa - ow + w - 1) / w * w + ow     // first q >= qa in output column ow
+            while q < qb { row[q] = 0; q += w }
+        }
+        for ow in 0..<lo { zeroColumn(ow) }
+        for ow in hi..<w { zeroColumn(ow) }
+    }
+
+    /// Calls `body(n, qa, qb, at)` for each image n that the tile `columns` touches, with the
+    /// image positions qa..<qb it covers, which are tile columns at..<at+(qb−qa).
+    @inline(__always)
+    static func forEachImagePiece(_ g: ConvGeometry, _ columns: Range<Int>,
+                                  _ body: (_ n: Int, _ qa: Int, _ qb: Int, _ at: Int) -> Void) {
+        let plane = g.ho * g.wo
+        var j = columns.lowerBound
+        while j < columns.upperBound {
+            let n = j / plane
+            let qa = j - n * plane, qb = min(plane, columns.upperBound - n * plane)
+            body(n, qa, qb, j - columns.lowerBound)
+            j = n * plane + qb
+        }
+    }
 }

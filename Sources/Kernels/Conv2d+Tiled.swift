@@ -55,7 +55,7 @@ extension Conv2d {
             while start < range.upperBound {
                 let tileRange = start..<min(start + width, range.upperBound)
                 if let tapWeights {
-                    shiftedForward(x, tapWeights: tapWeights, g, columns: tileRange, saved: cols, y: y)
+                    shiftedForward(x, tapWeights: tapWeights, g, columns: tileRange, z: cols, y: y)
                 } else {
                     im2col(x, g, channels: 0..<g.cin, columns: tileRange, into: cols)
                     Gemm.sgemm(m: g.cout, n: tileRange.count, k: rows, a: weight, lda: rows,
