@@ -42,6 +42,12 @@ final class Conv2dTests: XCTestCase {
         ConvCase(cin: 3, cout: 4, n: 2, h: 5, w: 6,
                  p: ConvParameters(kernelH: 3, kernelW: 3, strideH: 1, strideW: 1, padH: 0, padW: 1), bias: false),
         ConvCase(cin: 2, cout: 3, n: 3, h: 3, w: 2, p: ConvParameters(kernel: 5, padding: 2), bias: true),
+        // The per-tap path with a 5x5 kernel (two rows and columns of padding at each image
+        // edge) on a non-square image, several images to a tile.
+        ConvCase(cin: 3, cout: 5, n: 4, h: 6, w: 9, p: ConvParameters(kernel: 5, padding: 2), bias: false),
+        // Stride 1 with Wo = W and Ho > H: whole output rows of padding.
+        ConvCase(cin: 2, cout: 3, n: 3, h: 4, w: 5,
+                 p: ConvParameters(kernelH: 1, kernelW: 3, strideH: 1, strideW: 1, padH: 1, padW: 1), bias: true),
     ]
 
     // MARK: Parameters and shapes
@@ -83,6 +89,37 @@ final class Conv2dTests: XCTestCase {
                     withConvSettings(threads: threads, workspace: workspace) {
                         checkAgainstReference(c, context: "threads \(threads) workspace \(workspace)")
                     }
+                }
+            }
+        }
+    }
+
+    /// The per-tap (stride 1, 3x3 pad 1) path with tiles that start and end inside images and
+    /// rows, span several images, or hold one image's last row and the next one's first: forward
+    /// tiles of 1 to 67 columns on 5x7 images (35 per image; backward's tiles, whose workspace
+    /// holds kw·Cout rows per column, are a third as wide), and the default; on 1 and 2 threads,
+    /// backward split by images (batch 6) and by channels (batch 5). A tap's shift reads the
+    /// neighbouring row or image at the edges, which must count as padding.
+    func testShiftedTilesAcrossImages() {
+        for (n, split) in [(5, Conv2d.BackwardSplit.channels), (6, .images)] {
+            let c = ConvCase(cin: 5, cout: 4, n: n, h: 5, w: 7, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+            withConvSettings(threads: 2, workspace: Conv2d.workspaceLimitBytes) {
+                XCTAssertEqual(Conv2d.backwardSplit(input: c.inputShape, weight: c.weightShape, c.p, inputGradient: true), split)
+            }
+            checkShiftedTiles(c)
+        }
+    }
+
+    func checkShiftedTiles(_ c: ConvCase) {
+        let floatsPerColumn = c.cout * MemoryLayout<Float>.stride
+        for threads in [1, 2] {
+            for width in [1, 6, 7, 8, 34, 35, 36, 41, 67, 105, 201, 1 << 20] {
+                // The limit is split among threads and less Memory.alignment each (byteCount rounds up).
+                let workspace = width >= 1 << 20 ? Conv2d.workspaceLimitBytes
+                    : threads * (width * floatsPerColumn + Memory.alignment)
+                withConvSettings(threads: threads, workspace: workspace) {
+                    checkAgainstReference(c, context: "threads \(threads) tile \(width)")
+                    checkAgainstReference(c, context: "threads \(threads) tile \(width), no dx", inputGradient: false)
                 }
             }
         }
