@@ -1,24 +1,26 @@
 import Foundation
 
-/// Freed storage blocks kept for reuse by the next allocation of the same size.
-///
-/// Why: a training step frees and re-allocates the same buffers every step. With the allocator
-/// returning freed pages to the system at once (so that peak RSS measures what a step needs),
-/// every fresh block is page-faulted in again: on DenseNet-BC-100 batch 64 that was ~460,000
-/// faults and a third of the step's wall time. PyTorch's CUDA caching allocator solves the same
-/// problem; this one adds a bound so that the cache never raises the process's memory:
-///
-///     live block bytes + cached bytes ≤ high water (the most live tensor bytes ever reached)
-///
-/// A miss that would break the bound first frees the oldest cached blocks. A request may take
-/// a cached block up to twice its size (best fit), as long as the bytes so wasted in live
-/// blocks stay under 1/32 of the high water. So RSS stays within ~3 % of the step's own peak
-/// of tensor bytes (what the planner predicts), and from the second step on most allocations
-/// are hits. Blocks below `minimumBytes` are left to jemalloc's slabs, which
-/// already reuse them without page faults.
-///
-/// `Memory.active` / `Memory.peak` count live tensor bytes only; cached bytes are reported
-/// apart (`Memory.cachedBytes`, `Memory.cacheStatistics`).
+// The buffer cache: freed storage blocks kept for reuse by the next allocation of their size.
+//
+// Why: a training step frees and re-allocates the same buffers every step. With the allocator
+// returning freed pages to the system at once (so that peak RSS measures what a step needs),
+// every fresh block was page-faulted in again: on DenseNet-BC-100 at batch 64, ~570,000 faults
+// per step under `minimal` and a third of the process's CPU time. PyTorch's CUDA caching
+// allocator solves the same problem; this one adds a bound so that the cache never raises the
+// process's memory above the step's own peak:
+//
+//     real bytes of live blocks + cached bytes ≤ high water of live tensor bytes (+ 1/32)
+//
+// A miss that would break the bound first frees the oldest cached blocks. A request may take a
+// cached block up to twice its size (best fit), as long as the bytes so wasted in live blocks
+// stay under 1/32 of the high water. So RSS stays within ~3 % of the step's peak of tensor bytes
+// (what the planner predicts), and from the second step on most allocations are hits. Blocks
+// below `cacheMinimumBytes` are left to jemalloc's slabs, which reuse them without page faults.
+//
+// `Memory.active` / `Memory.peak` count live tensor bytes only; cached bytes are reported apart
+// (`Memory.cachedBytes`, `Memory.cacheStatistics`). Papers/design-notes.md has the measurements.
+
+/// What the buffer cache did since the process started.
 public struct BufferCacheStatistics: Sendable, Equatable {
     /// Allocations served from the cache.
     public var hits = 0
