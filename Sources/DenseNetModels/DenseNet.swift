@@ -8,6 +8,11 @@ public final class Container: Module {}
 
 /// Between two dense blocks: BN → ReLU → 1x1 conv (c → ⌊θ·c⌋) → 2x2/2 pooling
 /// (torchvision's `_Transition`; average pooling, or max for the textbook's ablation).
+///
+/// With average pooling the pooling runs before the convolution: both are linear and the
+/// convolution is 1x1, so they commute (bias included), and the product then has a quarter of
+/// the columns and keeps a quarter-size input for its backward. Same function up to rounding;
+/// the FLOPs counted for the model (`Architecture`) stay torchvision's.
 public final class Transition: Module {
     public let norm: BatchNormLayer
     public let conv: ConvLayer
@@ -24,9 +29,11 @@ public final class Transition: Module {
     }
 
     public func callAsFunction(_ x: Variable) -> Variable {
-        let y = conv(norm(x, relu: true))
         let window = PoolParameters(kernel: 2, stride: 2)
-        return pooling == .average ? Functional.avgPool2d(y, window) : Functional.maxPool2d(y, window)
+        switch pooling {
+        case .average: return conv(Functional.avgPool2d(norm(x, relu: true), window))
+        case .max: return Functional.maxPool2d(conv(norm(x, relu: true)), window)
+        }
     }
 }
 

@@ -50,16 +50,25 @@ extension PlanAutograd {
         }
     }
 
-    /// BN → ReLU → 1x1 conv → 2x2/2 pooling; `let y = conv(norm(x))` lives to the end.
+    /// As `Transition`: BN → ReLU → 2x2/2 average pooling → 1x1 conv (the two commute), or
+    /// BN → ReLU → 1x1 conv → 2x2/2 max pooling.
     func transition(_ t: Architecture.Transition, _ c: DenseNetConfiguration, _ x: PlanVariable) -> PlanVariable {
         let normalized = batchNorm(x, label: "\(t.name).norm")
-        let y = conv2d(normalized, outChannels: t.outputChannels, ConvParameters(kernel: 1), label: "\(t.name).conv")
-        drop(normalized)
         let window = PoolParameters(kernel: 2, stride: 2)
-        let pooled = c.transitionPooling == .average ? avgPool2d(y, window, label: "\(t.name).pool")
-                                                     : maxPool2d(y, window, label: "\(t.name).pool")
-        drop(y)
-        return pooled
+        switch c.transitionPooling {
+        case .average:
+            let pooled = avgPool2d(normalized, window, label: "\(t.name).pool")
+            drop(normalized)
+            let y = conv2d(pooled, outChannels: t.outputChannels, ConvParameters(kernel: 1), label: "\(t.name).conv")
+            drop(pooled)
+            return y
+        case .max:
+            let y = conv2d(normalized, outChannels: t.outputChannels, ConvParameters(kernel: 1), label: "\(t.name).conv")
+            drop(normalized)
+            let pooled = maxPool2d(y, window, label: "\(t.name).pool")
+            drop(y)
+            return pooled
+        }
     }
 
     func denseBlock(_ b: Architecture.DenseBlock, _ c: DenseNetConfiguration, strategy: MemoryStrategy,
