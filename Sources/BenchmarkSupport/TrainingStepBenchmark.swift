@@ -95,8 +95,7 @@ public enum TrainingStepBenchmark {
         // Baseline: model, optimizer state and data exist; nothing of a step yet. The sgemm
         // probe's blocks leave the buffer cache, and its 48 MiB no longer set the cache's bound.
         Memory.resetHighWater()
-        Jemalloc.purge()
-        ProcessProbe.resetPeakResident()
+        ProcessProbe.resetPeakResident()   // purges jemalloc first
         let baseline = Double(ProcessProbe.residentBytes) / mib
         Memory.resetPeak()
         var cacheBefore = Memory.cacheStatistics

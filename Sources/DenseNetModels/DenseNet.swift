@@ -29,10 +29,11 @@ public final class Transition: Module {
     }
 
     public func callAsFunction(_ x: Variable) -> Variable {
+        let normalized = norm(x, relu: true)
         let window = PoolParameters(kernel: 2, stride: 2)
         switch pooling {
-        case .average: return conv(Functional.avgPool2d(norm(x, relu: true), window))
-        case .max: return Functional.maxPool2d(conv(norm(x, relu: true)), window)
+        case .average: return conv(Functional.avgPool2d(normalized, window))
+        case .max: return Functional.maxPool2d(conv(normalized), window)
         }
     }
 }

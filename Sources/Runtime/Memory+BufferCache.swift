@@ -142,7 +142,6 @@ extension Memory {
         let at = cachedSizes.partitioningIndex(where: { $0 >= bytes })
         guard at < cachedSizes.count else { return nil }
         let size = cachedSizes[at]
-        if size == bytes { return size }
         return size <= bytes * cacheFitRatio && size - bytes <= maxExtra ? size : nil
     }
 
