@@ -73,7 +73,8 @@ let tests: [Target] = [
     .testTarget(name: "DenseNetTests", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels"],
                 swiftSettings: plain),
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
-                                                      "DenseNetModels"], swiftSettings: plain),
+                                                      "DenseNetModels", "Autograd"],
+                exclude: ["Fixtures"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
 ]
 
