@@ -82,13 +82,10 @@ struct BenchMemory: ParsableCommand {
         return values.map { $0! }
     }
 
-    func parsedStrategies() throws -> [MemoryStrategy] {
+    func parsedStrategies() throws -> [MemoryPolicy] {
         try strategies.split(separator: ",").map { name in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
-            guard let s = MemoryStrategy(rawValue: trimmed) else {
-                throw ValidationError("unknown strategy '\(trimmed)'; use \(MemoryStrategy.allCases.map(\.rawValue).joined(separator: ","))")
-            }
-            return s
+            do { return try MemoryPolicy(named: trimmed) } catch { throw ValidationError("\(error)") }
         }
     }
 
@@ -142,7 +139,7 @@ struct BenchMemory: ParsableCommand {
                 try write(records, to: folder)
                 continue
             }
-            FileHandle.standardError.write(Data("[\(i + 1)/\(configurations.count)] \(c.model) \(c.strategy.rawValue) batch \(c.batch)…\n".utf8))
+            FileHandle.standardError.write(Data("[\(i + 1)/\(configurations.count)] \(c.model) \(c.strategy.name) batch \(c.batch)…\n".utf8))
             let record = ChildProcess.measure(c, inputLabel: input ?? "default")
             records.append(record)
             print(Reports.tableRow(record))
@@ -155,7 +152,7 @@ struct BenchMemory: ParsableCommand {
     /// (nil if it cannot plan it).
     func predictedPeakMiB(_ c: BenchmarkConfiguration) -> (Double, String)? {
         guard let configuration = try? ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input),
-              let plan = try? MemoryPlanner.plan(configuration, batch: c.batch, strategy: c.strategy, threads: c.threads)
+              let plan = try? MemoryPlanner.plan(configuration, batch: c.batch, policy: c.strategy, threads: c.threads)
         else { return nil }
         return (Double(plan.peakBytes) / 1_048_576, configuration.inputShape.description)
     }

@@ -41,38 +41,23 @@ public enum Functional {
 
     // MARK: Normalisation
 
-    /// Batch norm over channel-major (C, ...) input, optionally fused with the ReLU after it.
-    /// In training mode it normalises with batch statistics and updates the running statistics
-    /// once (never during a checkpoint recompute); in evaluation mode it uses the running ones.
-    public static func batchNorm(_ x: Variable, weight: Variable, bias: Variable,
-                                 runningMean: Tensor, runningVar: Tensor, training: Bool,
-                                 momentum: Float, eps: Float, relu: Bool) -> Variable {
+    /// Batch norm over channel-major (C, ...) input, optionally fused with the ReLU after it,
+    /// by the rule of `BatchNormState` (batch statistics and one running-statistics update in
+    /// training, never during a recompute; running statistics in evaluation). Keeps its input
+    /// and the statistics for backward (the ReLU mask is recomputed from them).
+    public static func batchNorm(_ x: Variable, weight: Variable, bias: Variable, state: BatchNormState,
+                                 training: Bool, relu: Bool) -> Variable {
         let channels = x.shape[0]
         precondition(weight.shape == [channels] && bias.shape == [channels],
                      "batchNorm: input \(x.shape) needs weight/bias [\(channels)], got \(weight.shape)/\(bias.shape)")
         let y = Tensor(shape: x.shape)
         let mean = Tensor(shape: [channels]), invStd = Tensor(shape: [channels])
         let (xv, gamma, beta) = (x.value, weight.value, bias.value)
-        if training {
-            BatchNorm.forwardTraining(xv, gamma: gamma, beta: beta, eps: eps, relu: relu,
-                                      into: y, mean: mean, invStd: invStd)
-            if !Autograd.isRecomputing {
-                BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
-                                                  invStd: invStd, eps: eps, momentum: momentum,
-                                                  count: x.value.count / channels)
-            }
-            return Autograd.record(relu ? "batchNorm+relu" : "batchNorm", y, inputs: [x, weight, bias]) { gy, g in
-                BatchNorm.backward(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                                   dx: g[0], dGamma: g[1], dBeta: g[2])
-            }
-        }
-        mean.assign(runningMean)
-        let iv = invStd.pointer, rv = runningVar.pointer
-        for c in 0..<channels { iv[c] = 1 / (rv[c] + eps).squareRoot() }
-        BatchNorm.forwardWithStatistics(xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
-        return Autograd.record(relu ? "batchNorm+relu(eval)" : "batchNorm(eval)", y, inputs: [x, weight, bias]) { gy, g in
-            BatchNorm.backwardWithFixedStatistics(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
-                                                  relu: relu, dx: g[0], dGamma: g[1], dBeta: g[2])
+        state.normalize(xv, gamma: gamma, beta: beta, training: training, relu: relu, into: y, mean: mean, invStd: invStd)
+        let label = (relu ? "batchNorm+relu" : "batchNorm") + (training ? "" : "(eval)")
+        return Autograd.record(label, y, inputs: [x, weight, bias]) { gy, g in
+            state.normalizeBackward(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, training: training,
+                                    relu: relu, dx: g[0], dGamma: g[1], dBeta: g[2])
         }
     }
 
@@ -154,7 +139,7 @@ public enum Functional {
         let y = Tensor(shape: [1], values: [loss])
         let lv = logits.value
         return Autograd.record("crossEntropy", y, inputs: [logits]) { gy, g in
-            if let dl = g[0] { CrossEntropy.backward(lv, labels: labels, scale: gy.pointer[0], dLogits: dl) }
+            if let dl = g[0] { CrossEntropy.backward(lv, labels: labels, scale: gy.scalar, dLogits: dl) }
         }
     }
 
@@ -163,13 +148,13 @@ public enum Functional {
         precondition(prediction.value.count == targets.count,
                      "meanSquaredError: \(prediction.shape) predictions for \(targets.count) targets")
         let pv = prediction.value
-        let p = pv.withPointer { Array(UnsafeBufferPointer(start: $0, count: pv.count)) }
+        let p = pv.array
         var sum = 0.0
         for (a, t) in zip(p, targets) { sum += Double(a - t) * Double(a - t) }
         let y = Tensor(shape: [1], values: [Float(sum / Double(max(targets.count, 1)))])
         return Autograd.record("meanSquaredError", y, inputs: [prediction]) { gy, g in
-            guard let d = g[0] else { return }
-            let scale = 2 * gy.pointer[0] / Float(max(targets.count, 1))
+            guard let d = g[0], !d.isVirtual else { return }
+            let scale = 2 * gy.scalar / Float(max(targets.count, 1))
             let dp = d.pointer
             for i in 0..<targets.count { dp[i] += scale * (p[i] - targets[i]) }
         }

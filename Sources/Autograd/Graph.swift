@@ -21,6 +21,9 @@ public final class Node {
     /// A leaf (parameter or checkpoint input): its gradient buffer is owned elsewhere and kept.
     let isLeaf: Bool
     public let label: String
+    /// In a dry run, what ran when the node was made ("forward features.conv0"), so the backward
+    /// pass can name itself after it; nil otherwise.
+    let origin: String?
 
     nonisolated(unsafe) private static var nextID = 0
 
@@ -34,6 +37,7 @@ public final class Node {
         self.isLeaf = isLeaf
         self.gradient = gradient
         self.backward = backward
+        self.origin = DryRun.current?.ledger.phase
     }
 
     /// A leaf whose gradient accumulates into `gradient` (a parameter's `.grad`).
@@ -141,6 +145,11 @@ public enum Autograd {
                 continue
             }
             let gradInputs = node.inputs.map { $0?.gradientBuffer() }
+            if let dryRun = DryRun.current {
+                let origin = node.origin ?? node.label
+                let name = origin.split(separator: " ", maxSplits: 1).last.map(String.init) ?? origin
+                dryRun.enter("backward " + name)
+            }
             backward(g, gradInputs)
             node.gradient = nil
             node.backward = nil   // frees the saved tensors

@@ -8,7 +8,7 @@ import Runtime
 /// One configuration to measure: a model, a memory strategy, a batch and an input size.
 public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     public var model: String
-    public var strategy: MemoryStrategy
+    public var strategy: MemoryPolicy
     public var batch: Int
     /// `CxHxW`; nil for the model's default.
     public var input: String?
@@ -17,7 +17,7 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     public var warmup: Int
     public var threads: Int
 
-    public init(model: String, strategy: MemoryStrategy, batch: Int, input: String? = nil, classes: Int? = nil,
+    public init(model: String, strategy: MemoryPolicy, batch: Int, input: String? = nil, classes: Int? = nil,
                 steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.model = model; self.strategy = strategy; self.batch = batch; self.input = input
         self.classes = classes; self.steps = steps; self.warmup = warmup; self.threads = threads
@@ -57,14 +57,15 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var page_faults: Int?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
-        BenchmarkRecord(model: c.model, strategy: c.strategy.rawValue, batch: c.batch, input: input,
+        BenchmarkRecord(model: c.model, strategy: c.strategy.name, batch: c.batch, input: input,
                         status: "failed", reason: reason)
     }
 }
 
-/// Runs training steps (forward + cross-entropy + backward + SGD momentum step, training mode,
-/// synthetic data) in this process and measures them. bench-memory runs each configuration in a
-/// fresh child process, so the peak RSS belongs to that configuration alone.
+/// Runs `TrainingStep` (forward + cross-entropy + backward + SGD momentum step, training mode,
+/// synthetic data: the step the planner runs in a dry run) in this process and measures it.
+/// bench-memory runs each configuration in a fresh child process, so the peak RSS belongs to
+/// that configuration alone.
 public enum TrainingStepBenchmark {
     static let mib = 1_048_576.0
 
@@ -73,24 +74,9 @@ public enum TrainingStepBenchmark {
         let configuration = try ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input)
         let architecture = try Architecture(configuration)
         let shape = configuration.inputShape
-        let isRegression: Bool
-        if case .denseMLP = configuration { isRegression = true } else { isRegression = false }
         let sgemm = GemmProbe.squareSgemmGFLOPS(threads: c.threads)
 
-        Initialization.seed = 42
-        let model = try ModelFactory.build(configuration, strategy: c.strategy)
-        let optimizer = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
-        let images = isRegression
-            ? Tensor.randomNormal([shape.channels, c.batch], seed: 3)
-            : Tensor.randomNormal([shape.channels, c.batch, shape.height, shape.width], seed: 3)
-        var rng = SeededGenerator(seed: 4)
-        let classes = configuration.outputCount
-        let labels = (0..<c.batch).map { _ in Int32(rng.next() % UInt64(classes)) }
-        let targets = (0..<c.batch).map { _ in rng.nextNormal() }
-        func loss(_ output: Variable) -> Variable {
-            isRegression ? Functional.meanSquaredError(output, targets: targets)
-                         : Functional.crossEntropy(output, labels: labels)
-        }
+        let step = try TrainingStep(configuration, batch: c.batch, policy: c.strategy)
 
         // Baseline: model, optimizer state and data exist; nothing of a step yet. The sgemm
         // probe's blocks leave the buffer cache, and its 48 MiB no longer set the cache's bound.
@@ -105,9 +91,7 @@ public enum TrainingStepBenchmark {
         for i in 0..<(c.warmup + c.steps) {
             if i == c.warmup { (cacheBefore, faultsBefore) = (Memory.cacheStatistics, ProcessProbe.minorPageFaults) }
             let start = DispatchTime.now().uptimeNanoseconds
-            optimizer.zeroGradients()
-            loss(model(Variable(images))).backward()
-            optimizer.step()
+            step.run()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             if i >= c.warmup { times.append(seconds) }
         }
@@ -120,11 +104,11 @@ public enum TrainingStepBenchmark {
         // Training FLOPs: forward, and backward's two products (input and weight gradients).
         let gflop = 3 * Double(architecture.forwardFLOPs) * Double(c.batch) / 1e9
         return BenchmarkRecord(
-            model: c.model, strategy: c.strategy.rawValue, batch: c.batch, input: shape.description, status: "ok",
+            model: c.model, strategy: c.strategy.name, batch: c.batch, input: shape.description, status: "ok",
             params: architecture.trainableParameters,
             baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
             peak_tensor_mib: Double(Memory.peak) / mib,
-            predicted_peak_tensor_mib: (try? MemoryPlanner.plan(configuration, batch: c.batch, strategy: c.strategy, threads: max(1, c.threads))).map { Double($0.peakBytes) / mib },
+            predicted_peak_tensor_mib: (try? MemoryPlanner.plan(configuration, batch: c.batch, policy: c.strategy, threads: max(1, c.threads))).map { Double($0.peakBytes) / mib },
             median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
             gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,

@@ -215,9 +215,16 @@ struct ArchitectureBuilder {
         open(name, .transition(index: index))
         batchNorm("\(name).norm")
         leaf("\(name).relu", .relu)
-        conv("\(name).conv", to: out, kernel: 1, bias: c.convBias)
+        // Average pooling runs before the 1x1 convolution (they commute, bias included: a
+        // quarter of the product, see `Transition` in DenseNet.swift); max pooling after it.
         let window = PoolingSpec(kernel: 2, stride: 2)
-        leaf("\(name).pool", c.transitionPooling == .average ? .avgPool(window) : .maxPool(window))
+        if c.transitionPooling == .average {
+            leaf("\(name).pool", .avgPool(window))
+            conv("\(name).conv", to: out, kernel: 1, bias: c.convBias)
+        } else {
+            conv("\(name).conv", to: out, kernel: 1, bias: c.convBias)
+            leaf("\(name).pool", .maxPool(window))
+        }
         close()
         transitions.append(Architecture.Transition(
             index: index, name: name, inputChannels: input.channels, outputChannels: out,

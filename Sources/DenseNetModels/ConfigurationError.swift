@@ -35,6 +35,8 @@ public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConverti
                        minimumHeight: Int, minimumWidth: Int)
     /// Stage lists (ResNet) or other paired lists of different lengths.
     case mismatchedLists(String)
+    /// A memory policy name that is neither a preset nor a field.
+    case unknownMemoryPolicy(String, known: [String])
 
     public var description: String {
         switch self {
@@ -73,6 +75,8 @@ public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConverti
             return "input \(input) is too small: \(layer) receives \(h)x\(w), too small for its kernel; this model needs at least \(minH)x\(minW) (e.g. --input \(input.channels)x\(minH)x\(minW))"
         case .mismatchedLists(let what):
             return what
+        case .unknownMemoryPolicy(let text, let known):
+            return "unknown memory strategy '\(text)': use a preset or fields joined by '+' (\(known.joined(separator: ", ")))"
         }
     }
 }

@@ -22,7 +22,7 @@ import Runtime
 struct SharedDenseBlock {
     let block: DenseBlock
     let keepBottleneck: Bool
-    var keepNormalized = false
+    let keepNormalized: Bool
 
     private var label: String {
         keepNormalized ? "denseblock(shared-concat)" : keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)"
@@ -40,9 +40,9 @@ struct SharedDenseBlock {
     }
 
     func callAsFunction(_ x: Variable) -> Variable {
+        block.enterForward()
         let (c0, n, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let training = block.isTraining
-        let recordRunning = training && !Autograd.isRecomputing
         let k = block.growthRate
         let buffer = Tensor(shape: [block.outputWidth, n, h, w], category: .activations)
         buffer.channels(0..<c0).assign(x.value)
@@ -57,8 +57,7 @@ struct SharedDenseBlock {
                 let normalized = keepNormalized ? Tensor(shape: [cl, n, h, w], category: .activations)
                                                 : shared.channels(0..<cl)
                 if keepNormalized { s.normalized = normalized }
-                normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1,
-                          training: training, recordRunning: recordRunning)
+                normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1, training: training)
                 let newFeatures = buffer.channels(cl..<(cl + k))
                 if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth {
                     let category: MemoryCategory = keepBottleneck ? .activations : .scratch
@@ -66,8 +65,7 @@ struct SharedDenseBlock {
                     convolve(layer.conv1, normalized, into: b)
                     let c = Tensor(shape: [width, n, h, w], category: category)
                     s.mean2 = Tensor(shape: [width]); s.invStd2 = Tensor(shape: [width])
-                    normalize(norm2, b, into: c, mean: s.mean2!, invStd: s.invStd2!,
-                              training: training, recordRunning: recordRunning)
+                    normalize(norm2, b, into: c, mean: s.mean2!, invStd: s.invStd2!, training: training)
                     convolve(conv2, c, into: newFeatures)
                     if keepBottleneck { s.bottleneckOutput = b; s.normalizedBottleneck = c }
                 } else {
@@ -102,25 +100,11 @@ struct SharedDenseBlock {
 
     // MARK: Forward pieces
 
-    /// BN + ReLU with batch statistics (training, written to mean/invStd) or running ones.
+    /// BN + ReLU by batch norm's one rule (`BatchNormState`), the statistics written to mean/invStd.
     private func normalize(_ bn: BatchNormLayer, _ x: Tensor, into y: Tensor, mean: Tensor, invStd: Tensor,
-                           training: Bool, recordRunning: Bool) {
-        if training {
-            BatchNorm.forwardTraining(x, gamma: bn.weight.value, beta: bn.bias.value, eps: bn.eps, relu: true,
-                                      into: y, mean: mean, invStd: invStd)
-            if recordRunning {
-                BatchNorm.updateRunningStatistics(runningMean: bn.runningMean, runningVar: bn.runningVar, mean: mean,
-                                                  invStd: invStd, eps: bn.eps, momentum: bn.momentum,
-                                                  count: x.count / x.shape[0])
-                bn.countBatch()
-            }
-        } else {
-            mean.assign(bn.runningMean)
-            let iv = invStd.pointer, rv = bn.runningVar.pointer
-            for c in 0..<invStd.count { iv[c] = 1 / (rv[c] + bn.eps).squareRoot() }
-            BatchNorm.forwardWithStatistics(x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean,
-                                            invStd: invStd, relu: true, into: y)
-        }
+                           training: Bool) {
+        bn.state.normalize(x, gamma: bn.weight.value, beta: bn.bias.value, training: training, relu: true,
+                           into: y, mean: mean, invStd: invStd)
     }
 
     private func reapply(_ bn: BatchNormLayer, _ x: Tensor, into y: Tensor, mean: Tensor, invStd: Tensor) {
@@ -217,12 +201,7 @@ struct SharedDenseBlock {
 
     private func normBackward(_ bn: BatchNormLayer, _ dy: Tensor, x: Tensor, mean: Tensor, invStd: Tensor,
                               training: Bool, dx: Tensor, dGamma: Tensor?, dBeta: Tensor?) {
-        if training {
-            BatchNorm.backward(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean, invStd: invStd,
-                               relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
-        } else {
-            BatchNorm.backwardWithFixedStatistics(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean,
-                                                  invStd: invStd, relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
-        }
+        bn.state.normalizeBackward(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean, invStd: invStd,
+                                   training: training, relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
     }
 }

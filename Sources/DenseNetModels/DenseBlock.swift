@@ -4,25 +4,25 @@ import NeuralLayers
 import Runtime
 
 /// A dense block: `layerCount` dense layers, layer i seeing the concatenation of the block input
-/// and the outputs of layers 0..<i. The memory strategy is a property of the block, set once
-/// for the whole model.
+/// and the outputs of layers 0..<i. Its memory policy is the part of the model's that a DenseNet
+/// honours (`MemoryPolicy.honoured(by: .denseNet)`).
 public final class DenseBlock: Module {
     public let inputWidth: Int
     public let growthRate: Int
     public let layers: [DenseLayer]
-    public var strategy: MemoryStrategy
+    public var policy: MemoryPolicy
 
-    public init(layerCount: Int, inputWidth: Int, growthRate: Int, bottleneckFactor: Int?, dropRate: Float,
-                convBias: Bool, strategy: MemoryStrategy, initialization: ConvLayer.WeightInit = .kaimingNormal) {
-        precondition(layerCount > 0 && inputWidth > 0 && growthRate > 0,
-                     "DenseBlock: layers \(layerCount), input width \(inputWidth), growth \(growthRate) must be positive")
-        self.inputWidth = inputWidth
-        self.growthRate = growthRate
-        self.strategy = strategy
-        layers = (0..<layerCount).map { i in
-            DenseLayer(inputWidth: inputWidth + i * growthRate, growthRate: growthRate,
-                       bottleneckFactor: bottleneckFactor, dropRate: dropRate, convBias: convBias,
-                       initialization: initialization)
+    /// The block `spec` of an `Architecture`.
+    public init(_ spec: Architecture.DenseBlock, dropRate: Float, convBias: Bool, policy: MemoryPolicy,
+                initialization: ConvLayer.WeightInit = .kaimingNormal) {
+        precondition(spec.layerCount > 0 && spec.inputChannels > 0 && spec.growthRate > 0,
+                     "DenseBlock: layers \(spec.layerCount), input width \(spec.inputChannels), growth \(spec.growthRate) must be positive")
+        self.inputWidth = spec.inputChannels
+        self.growthRate = spec.growthRate
+        self.policy = policy
+        layers = spec.layerInputWidths.map { width in
+            DenseLayer(inputWidth: width, growthRate: spec.growthRate, bottleneckWidth: spec.bottleneckWidth,
+                       dropRate: dropRate, convBias: convBias, initialization: initialization)
         }
         super.init()
         for (i, layer) in layers.enumerated() { register("denselayer\(i + 1)", layer) }
@@ -35,14 +35,12 @@ public final class DenseBlock: Module {
     public func callAsFunction(_ x: Variable) -> Variable {
         precondition(x.shape.count == 4 && x.shape[0] == inputWidth,
                      "DenseBlock: input \(x.shape) must be (\(inputWidth), N, H, W)")
-        switch strategy {
-        case .naive, .checkpoint:
-            var features = [x]
-            for layer in layers { features.append(layer(features, checkpointed: strategy == .checkpoint)) }
-            return Functional.concat(features)
-        case .shared, .minimal, .sharedConcatenation:
-            return SharedDenseBlock(block: self, keepBottleneck: strategy != .minimal,
-                                    keepNormalized: strategy == .sharedConcatenation)(x)
+        if policy.sharedConcatenation {
+            return SharedDenseBlock(block: self, keepBottleneck: !policy.recomputeBottleneck,
+                                    keepNormalized: !policy.sharedNormalization)(x)
         }
+        var features = [x]
+        for layer in layers { features.append(layer(features, checkpointed: policy.checkpointLayers)) }
+        return Functional.concat(features)
     }
 }

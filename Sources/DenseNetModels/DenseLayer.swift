@@ -18,20 +18,19 @@ public final class DenseLayer: Module {
     public let norm2: BatchNormLayer?
     public let conv2: ConvLayer?
 
-    public init(inputWidth: Int, growthRate: Int, bottleneckFactor: Int?, dropRate: Float, convBias: Bool,
+    public init(inputWidth: Int, growthRate: Int, bottleneckWidth: Int?, dropRate: Float, convBias: Bool,
                 initialization: ConvLayer.WeightInit = .kaimingNormal) {
         self.inputWidth = inputWidth
         self.growthRate = growthRate
         self.dropRate = dropRate
         norm1 = BatchNormLayer(inputWidth)
-        if let factor = bottleneckFactor {
-            let width = factor * growthRate
-            bottleneckWidth = width
+        if let width = bottleneckWidth {
+            self.bottleneckWidth = width
             conv1 = ConvLayer(inputWidth, width, kernel: 1, bias: convBias, initialization: initialization)
             norm2 = BatchNormLayer(width)
             conv2 = ConvLayer(width, growthRate, kernel: 3, padding: 1, bias: convBias, initialization: initialization)
         } else {
-            bottleneckWidth = nil
+            self.bottleneckWidth = nil
             conv1 = ConvLayer(inputWidth, growthRate, kernel: 3, padding: 1, bias: convBias, initialization: initialization)
             norm2 = nil
             conv2 = nil

@@ -33,30 +33,33 @@ public final class DenseMLPLayer: Module {
 /// A dense block of fully connected layers: layer i sees the concatenation of the block input
 /// and the outputs of layers 0..<i; the block's output is all of them, `c0 + L·k` features.
 ///
-/// Strategies (all compute the same function):
-/// - `naive`: each layer concatenates its inputs into a new tensor (`torch.cat`), and the block
-///   concatenates everything once more at the end: stored features grow quadratically.
-/// - `checkpoint`: each layer's concatenation → fc [→ norm] → ReLU is an `Autograd.checkpoint`
-///   segment (torchvision's `memory_efficient`): only the layers' k-wide outputs are kept, the
-///   concatenations are redone in backward; the block output is still one new concatenation.
-/// - `shared`: the block owns one buffer of its final width (features, N); its input is copied
-///   into rows [0, c0) and layer l writes its outputs into rows [c_l, c_l + k), so every layer
-///   reads its input as a zero-copy prefix view and nothing is concatenated (nothing in the
-///   buffer is ever overwritten, so the views the backward pass keeps stay valid).
-/// - `minimal`: `shared`, with each layer also a checkpoint segment over its prefix view: the
-///   block keeps its buffer and nothing else.
+/// Memory policy (`MemoryPolicy.honoured(by: .denseMLP)`; all compute the same function):
+/// - neither field (`naive`): each layer concatenates its inputs into a new tensor
+///   (`torch.cat`), and the block concatenates everything once more at the end: stored features
+///   grow quadratically.
+/// - `checkpointLayers` alone (`checkpoint`): each layer's concatenation → fc [→ norm] → ReLU is
+///   an `Autograd.checkpoint` segment (torchvision's `memory_efficient`): only the layers' k-wide
+///   outputs are kept, the concatenations are redone in backward; the block output is still one
+///   new concatenation.
+/// - `sharedConcatenation` (`shared`): the block owns one buffer of its final width (features,
+///   N); its input is copied into rows [0, c0) and layer l writes its outputs into rows
+///   [c_l, c_l + k), so every layer reads its input as a zero-copy prefix view and nothing is
+///   concatenated (nothing in the buffer is ever overwritten, so the views the backward pass
+///   keeps stay valid).
+/// - both (`minimal`): the buffer, with each layer also a checkpoint segment over its prefix
+///   view: the block keeps its buffer and nothing else.
 public final class DenseMLPBlock: Module {
     public let inputWidth: Int
     public let growthRate: Int
     public let layers: [DenseMLPLayer]
-    public var strategy: MemoryStrategy
+    public var policy: MemoryPolicy
 
-    public init(layerCount: Int, inputWidth: Int, growthRate: Int, batchNorm: Bool, strategy: MemoryStrategy) {
+    public init(layerCount: Int, inputWidth: Int, growthRate: Int, batchNorm: Bool, policy: MemoryPolicy) {
         precondition(layerCount > 0 && inputWidth > 0 && growthRate > 0,
                      "DenseMLPBlock: layers \(layerCount), input width \(inputWidth), growth \(growthRate) must be positive")
         self.inputWidth = inputWidth
         self.growthRate = growthRate
-        self.strategy = strategy
+        self.policy = policy.honoured(by: .denseMLP)
         layers = (0..<layerCount).map {
             DenseMLPLayer(inputWidth: inputWidth + $0 * growthRate, growthRate: growthRate, batchNorm: batchNorm)
         }
@@ -71,23 +74,21 @@ public final class DenseMLPBlock: Module {
     public func callAsFunction(_ x: Variable) -> Variable {
         precondition(x.shape.count == 2 && x.shape[0] == inputWidth,
                      "DenseMLPBlock: input \(x.shape) must be (\(inputWidth), N)")
-        switch strategy {
-        case .naive:
-            var features = [x]
-            for layer in layers { features.append(layer(Self.joined(features))) }
-            return Functional.concat(features)
-        case .checkpoint:
+        let checkpointed = policy.checkpointLayers
+        guard policy.sharedConcatenation else {
             var features = [x]
             for layer in layers {
-                features.append(Autograd.checkpoint("dense-mlp.layer", features) { layer(Self.joined($0)) })
+                features.append(checkpointed ? Autograd.checkpoint("dense-mlp.layer", features) { layer(Self.joined($0)) }
+                                             : layer(Self.joined(features)))
             }
             return Functional.concat(features)
-        case .shared, .minimal, .sharedConcatenation:
+        }
+        do {
             let buffer = Tensor(shape: [outputWidth, x.shape[1]], category: .activations)
             var pieces = [SharedFeatures.place(x, into: buffer.channels(0..<inputWidth))]
             for layer in layers {
                 let input = SharedFeatures.prefix(pieces, of: buffer)
-                let output = strategy == .minimal
+                let output = checkpointed
                     ? Autograd.checkpoint("dense-mlp.layer", input) { layer($0) }
                     : layer(input)
                 let c = layer.inputWidth
@@ -154,7 +155,7 @@ public final class DenseMLPTransition: Module {
 /// `features.transition{b}.fc`, `output`. PyTorch's default initialisation (uniform, fan-in);
 /// the default `dense-mlp` has 7,691 trainable parameters.
 ///
-/// Input (F, N), or (F, N, 1, 1) (read as a view), output (outputs, N). Strategies: see
+/// Input (F, N), or (F, N, 1, 1) (read as a view), output (outputs, N). Memory policies: see
 /// `DenseMLPBlock`; transitions and the output layer run the same under all of them.
 public final class DenseMLP: Module {
     public let configuration: DenseMLPConfiguration
@@ -163,18 +164,18 @@ public final class DenseMLP: Module {
     public let transitions: [DenseMLPTransition]
     public let output: LinearLayer
 
-    public var strategy: MemoryStrategy {
-        didSet { for block in blocks { block.strategy = strategy } }
+    public var policy: MemoryPolicy {
+        didSet { for block in blocks { block.policy = policy.honoured(by: .denseMLP) } }
     }
 
-    public init(_ configuration: DenseMLPConfiguration, strategy: MemoryStrategy = .naive) throws(ConfigurationError) {
+    public init(_ configuration: DenseMLPConfiguration, policy: MemoryPolicy = .naive) throws(ConfigurationError) {
         // Validates, and refuses a transition that compresses to nothing.
         let architecture = try Architecture(.denseMLP(configuration))
         self.configuration = configuration
-        self.strategy = strategy
+        self.policy = policy
         blocks = architecture.denseBlocks.map {
             DenseMLPBlock(layerCount: $0.layerCount, inputWidth: $0.inputChannels, growthRate: $0.growthRate,
-                          batchNorm: configuration.batchNorm, strategy: strategy)
+                          batchNorm: configuration.batchNorm, policy: policy)
         }
         transitions = architecture.transitions.map {
             DenseMLPTransition(inputWidth: $0.inputChannels, outputWidth: $0.outputChannels)

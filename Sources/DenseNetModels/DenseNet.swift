@@ -11,8 +11,8 @@ public final class Container: Module {}
 ///
 /// With average pooling the pooling runs before the convolution: both are linear and the
 /// convolution is 1x1, so they commute (bias included), and the product then has a quarter of
-/// the columns and keeps a quarter-size input for its backward. Same function up to rounding;
-/// the FLOPs counted for the model (`Architecture`) stay torchvision's.
+/// the columns and keeps a quarter-size input for its backward. Same function up to rounding
+/// (TransitionTests checks it against torchvision's order); `Architecture` records this order.
 public final class Transition: Module {
     public let norm: BatchNormLayer
     public let conv: ConvLayer
@@ -38,13 +38,14 @@ public final class Transition: Module {
     }
 }
 
-/// A DenseNet (Huang et al. 2017, arXiv 1608.06993) built from a `DenseNetConfiguration`, with
-/// torchvision's module names, training under one of four memory strategies (Pleiss et al. 2017,
-/// arXiv 1707.06990) that all compute the same function.
+/// A DenseNet (Huang et al. 2017, arXiv 1608.06993) built from its `Architecture` (the one
+/// description of its widths and shapes), with torchvision's module names, training under any
+/// `MemoryPolicy` (Pleiss et al. 2017, arXiv 1707.06990); every policy computes the same function.
 ///
 /// Input (C, N, H, W) channel-major, output logits (classes, N).
 public final class DenseNet: Module {
     public let configuration: DenseNetConfiguration
+    public let architecture: Architecture
     public let features = Container()
     public let classifier: LinearLayer
     public let blocks: [DenseBlock]
@@ -53,51 +54,47 @@ public final class DenseNet: Module {
     let norm0: BatchNormLayer?
     let finalNorm: BatchNormLayer
 
-    /// The memory strategy of every dense block (and, for `minimal`, of the stem and transitions).
-    public var strategy: MemoryStrategy {
-        didSet { for block in blocks { block.strategy = strategy } }
+    /// The memory policy asked for; the blocks, stem and transitions follow the part of it a
+    /// DenseNet honours (`MemoryPolicy.honoured(by: .denseNet)`).
+    public var policy: MemoryPolicy {
+        didSet { for block in blocks { block.policy = policy.honoured(by: .denseNet) } }
     }
 
-    public init(_ configuration: DenseNetConfiguration, strategy: MemoryStrategy = .naive) throws(ConfigurationError) {
-        try configuration.validate()
-        _ = try Architecture(.denseNet(configuration))   // refuses inputs too small for the downsampling chain
+    public init(_ configuration: DenseNetConfiguration, policy: MemoryPolicy = .naive) throws(ConfigurationError) {
+        // Validates, and refuses inputs too small for the downsampling chain.
+        let architecture = try Architecture(.denseNet(configuration))
         self.configuration = configuration
-        self.strategy = strategy
+        self.architecture = architecture
+        self.policy = policy
         let c = configuration
         let initialization: ConvLayer.WeightInit = c.convBias ? .pytorchDefault : .kaimingNormal
-        let k = c.growthRate
-        switch c.stem {
-        case .imagenet:
-            conv0 = ConvLayer(c.inputShape.channels, c.initialFeatures, kernel: 7, stride: 2, padding: 3,
-                              bias: c.convBias, initialization: initialization)
-            norm0 = BatchNormLayer(c.initialFeatures)
-        case .cifar:
-            conv0 = ConvLayer(c.inputShape.channels, c.initialFeatures, kernel: 3, padding: 1,
-                              bias: c.convBias, initialization: initialization)
-            norm0 = nil
+        guard case .convolution(let stem)? = architecture.layer(named: "features.conv0")?.kind else {
+            preconditionFailure("DenseNet: the architecture of \(c.name) has no features.conv0")
         }
+        conv0 = ConvLayer(stem.inChannels, stem.outChannels, kernel: stem.kernel, stride: stem.stride,
+                          padding: stem.padding, bias: stem.bias, initialization: initialization)
+        norm0 = architecture.layer(named: "features.norm0") == nil ? nil : BatchNormLayer(stem.outChannels)
         features.register("conv0", conv0)
         if let norm0 { features.register("norm0", norm0) }
-        var width = c.initialFeatures
+        // Built in the order of the network, which is the order their weights draw seeds.
         var blocks = [DenseBlock](), transitions = [Transition]()
-        for (i, layerCount) in c.blockConfig.enumerated() {
-            let block = DenseBlock(layerCount: layerCount, inputWidth: width, growthRate: k,
-                                   bottleneckFactor: c.bottleneckFactor, dropRate: Float(c.dropRate),
-                                   convBias: c.convBias, strategy: strategy, initialization: initialization)
-            features.register("denseblock\(i + 1)", block)
+        let honoured = policy.honoured(by: .denseNet)
+        for spec in architecture.denseBlocks {
+            let block = DenseBlock(spec, dropRate: Float(c.dropRate), convBias: c.convBias, policy: honoured,
+                                   initialization: initialization)
+            features.register("denseblock\(spec.index)", block)
             blocks.append(block)
-            width = block.outputWidth
-            if i + 1 < c.blockConfig.count {
-                let transition = Transition(inputWidth: width, outputWidth: c.compressed(width), convBias: c.convBias,
-                                            pooling: c.transitionPooling, initialization: initialization)
-                features.register("transition\(i + 1)", transition)
+            if let t = architecture.transitions.first(where: { $0.index == spec.index }) {
+                let transition = Transition(inputWidth: t.inputChannels, outputWidth: t.outputChannels,
+                                            convBias: c.convBias, pooling: c.transitionPooling,
+                                            initialization: initialization)
+                features.register("transition\(t.index)", transition)
                 transitions.append(transition)
-                width = c.compressed(width)
             }
         }
-        finalNorm = BatchNormLayer(width)
+        finalNorm = BatchNormLayer(architecture.finalChannels)
         features.register("norm5", finalNorm)   // torchvision names it norm5 whatever the block count
-        classifier = LinearLayer(width, c.classCount, zeroBias: !c.convBias)
+        classifier = LinearLayer(architecture.finalChannels, c.classCount, zeroBias: !c.convBias)
         self.blocks = blocks
         self.transitions = transitions
         super.init()
@@ -117,9 +114,9 @@ public final class DenseNet: Module {
         let expected = configuration.inputShape
         precondition(x.shape.count == 4 && x.shape[0] == expected.channels,
                      "DenseNet: input \(x.shape) must be (\(expected.channels), N, H, W), channel-major")
-        // Under `minimal`, the stem and transitions keep only their inputs (which are kept
-        // anyway: the image, and each block's feature buffer) and are recomputed in backward.
-        let recompute = strategy == .minimal
+        // Recomputed, the stem and transitions keep only their inputs (which are kept anyway:
+        // the image, and each block's output).
+        let recompute = policy.honoured(by: .denseNet).recomputeStemAndTransitions
         var h = recompute ? Autograd.checkpoint("stem", x) { [self] in stem($0) } : stem(x)
         for (i, block) in blocks.enumerated() {
             h = block(h)
@@ -128,7 +125,9 @@ public final class DenseNet: Module {
                 h = recompute ? Autograd.checkpoint("transition\(i + 1)", h) { t($0) } : t(h)
             }
         }
-        let pooled = Functional.globalAvgPool(finalNorm(h, relu: true))
+        let normalized = finalNorm(h, relu: true)
+        DryRun.current?.enter("forward avgpool")   // torchvision's functional pooling (Architecture: "avgpool")
+        let pooled = Functional.globalAvgPool(normalized)
         return classifier(pooled)
     }
 }

@@ -1,4 +1,6 @@
+import Autograd
 import Kernels
+import NeuralLayers
 import Runtime
 
 /// The optimizer whose state a training step keeps: none (plain SGD), one buffer per parameter
@@ -24,7 +26,7 @@ public enum PlannedOptimizer: String, CaseIterable, Sendable, Codable {
 /// `activationBytes` is what the forward pass leaves for backward.
 public struct MemoryPlan: Hashable, Sendable, Codable {
     public var model: String
-    public var strategy: MemoryStrategy
+    public var policy: MemoryPolicy
     public var batch: Int
     public var threads: Int
     public var optimizer: PlannedOptimizer
@@ -60,128 +62,90 @@ public struct MemoryPlan: Hashable, Sendable, Codable {
 
 /// Predicts the tensor memory of a training step without allocating any tensor.
 ///
-/// The planner replays the step's allocations in order: the forward pass of the model under
-/// its strategy (what each operation allocates, what its backward closure keeps alive, which
-/// locals and temporaries die when), the loss, then `Autograd.run` in descending node order
-/// (a zero-filled gradient buffer per non-leaf input the first time a consumer needs one,
-/// freed with the node's saved tensors once its own backward has run; checkpointed segments
-/// re-run and back-propagated inside their node's backward). Every storage is sized by
-/// `Memory.byteCount(elements:)`, the runtime's own size function, and each kernel's scratch
-/// by its size query (`Conv2d.forwardScratchBytes`, `Conv2d.backwardScratchBytes`,
-/// `Gemm.multiplyScratchBytes`, `Pooling.maxForwardScratchBytes`). So the prediction is the
-/// runtime's count, not an estimate: exact on one thread; on several, whether the threads of
-/// one kernel call hold their column tiles at the same time depends on timing, so the plan
-/// gives the upper bound (`peakBytes`) and the lower one (`sequentialPeakBytes`).
+/// The planner runs the real step (`TrainingStep`: model construction, forward, loss, autograd
+/// backward with its recomputes, optimizer step) in a dry run of the runtime
+/// (Runtime/DryRun.swift): every storage is counted by the runtime's own ledger with the
+/// runtime's own size function and freed when the real code drops it, and each kernel counts
+/// its scratch through the size query its tiling shares (`Conv2d+Workspace.swift`,
+/// `Gemm.multiplyScratchBytes`). So the prediction is the runtime's count, not an estimate:
+/// exact on one thread; on several, whether the threads of one kernel call hold their column
+/// tiles at the same time depends on timing, so the plan gives the upper bound (`peakBytes`)
+/// and the lower one (`sequentialPeakBytes`).
 public enum MemoryPlanner {
-    /// The plan of one training step of `configuration` at batch `batch` under `strategy`, with
+    /// The plan of one training step of `configuration` at batch `batch` under `policy`, with
     /// kernels on `threads` threads (`Parallel.threadCount` by default; it sets how the kernels
     /// split their work and so their scratch). Classification models are trained with
-    /// cross-entropy, `dense-mlp` with mean squared error, as bench-memory does.
-    public static func plan(_ configuration: ModelConfiguration, batch: Int, strategy: MemoryStrategy,
+    /// cross-entropy, the MLPs with mean squared error, as bench-memory does. Leaves the weight
+    /// and dropout seed streams as it found them.
+    public static func plan(_ configuration: ModelConfiguration, batch: Int, policy: MemoryPolicy,
                             threads: Int = Parallel.threadCount,
                             optimizer: PlannedOptimizer = .sgdMomentum) throws(ConfigurationError) -> MemoryPlan {
         precondition(batch >= 1, "MemoryPlanner.plan: batch \(batch) must be at least 1")
         precondition(threads >= 1, "MemoryPlanner.plan: threads \(threads) must be at least 1")
-        let architecture = try Architecture(configuration)
-        let step = simulate(configuration, architecture, batch: batch, strategy: strategy, threads: threads,
-                            optimizer: optimizer, concurrentTiles: true)
+        _ = try Architecture(configuration)   // validates before anything runs
+        let step = dryRun(configuration, batch: batch, policy: policy, threads: threads, optimizer: optimizer,
+                          concurrentTiles: true)
         let sequential = threads == 1 ? step
-            : simulate(configuration, architecture, batch: batch, strategy: strategy, threads: threads,
-                       optimizer: optimizer, concurrentTiles: false)
-        let sim = step.sim
+            : dryRun(configuration, batch: batch, policy: policy, threads: threads, optimizer: optimizer,
+                     concurrentTiles: false)
+        let ledger = step.ledger
         var atPeak = [String: Int]()
-        for c in MemoryCategory.allCases { atPeak[c.description] = sim.activeAtPeak[c.rawValue] }
+        for c in MemoryCategory.allCases { atPeak[c.description] = ledger.activeAtPeak[c.rawValue] }
         return MemoryPlan(
-            model: configuration.name, strategy: strategy, batch: batch, threads: threads, optimizer: optimizer,
+            model: configuration.name, policy: policy, batch: batch, threads: threads, optimizer: optimizer,
             parameterBytes: step.baseline[MemoryCategory.parameters.rawValue],
             gradientBytes: step.baseline[MemoryCategory.gradients.rawValue],
             optimizerStateBytes: step.baseline[MemoryCategory.optimizerState.rawValue],
             inputBytes: step.baseline[MemoryCategory.activations.rawValue],
             activationBytes: step.activations,
-            peakScratchBytes: sim.peakByCategory[MemoryCategory.scratch.rawValue],
-            forwardPeakBytes: step.forwardPeak, peakBytes: sim.peak, sequentialPeakBytes: sequential.sim.peak,
-            bytesAtPeak: atPeak, peakPhase: sim.peakPhase)
+            peakScratchBytes: ledger.peak(.scratch),
+            forwardPeakBytes: step.forwardPeak, peakBytes: ledger.peak, sequentialPeakBytes: sequential.ledger.peak,
+            bytesAtPeak: atPeak, peakPhase: ledger.phaseAtPeak)
     }
 
-    /// Replays one step: the baseline (model, optimizer, data), then
-    /// `loss(model(Variable(images))).backward()` and the optimizer step (which allocates nothing).
-    private static func simulate(_ configuration: ModelConfiguration, _ architecture: Architecture, batch: Int,
-                                 strategy: MemoryStrategy, threads: Int, optimizer: PlannedOptimizer,
-                                 concurrentTiles: Bool) -> (sim: PlanSimulator, baseline: [Int], activations: Int, forwardPeak: Int) {
-        let sim = PlanSimulator()
-        for tensor in parameterTensors(architecture) {
-            _ = sim.allocate(tensor.elements, .parameters)
-            guard tensor.trainable else { continue }
-            _ = sim.allocate(tensor.elements, .gradients)
-            for _ in 0..<optimizer.statesPerParameter { _ = sim.allocate(tensor.elements, .optimizerState) }
+    /// Builds and runs one `TrainingStep` in a dry run; returns its ledger, the baseline (model,
+    /// optimizer and data) per category, the activations kept after the forward pass beyond the
+    /// input, and the peak of the forward pass.
+    private static func dryRun(_ configuration: ModelConfiguration, batch: Int, policy: MemoryPolicy, threads: Int,
+                               optimizer: PlannedOptimizer, concurrentTiles: Bool)
+        -> (ledger: MemoryLedger, baseline: [Int], activations: Int, forwardPeak: Int) {
+        let (weightSeed, dropoutSeed) = (Initialization.seed, Autograd.dropoutSeed)
+        defer { (Initialization.seed, Autograd.dropoutSeed) = (weightSeed, dropoutSeed) }
+        let ((baseline, activations, forwardPeak), dryRun) = DryRun.run(threads: threads,
+                                                                        concurrentTiles: concurrentTiles) { dryRun in
+            let ledger = dryRun.ledger
+            // Validated by the caller: the only error is a configuration error it already ruled out.
+            guard let step = try? TrainingStep(configuration, batch: batch, policy: policy, optimizer: optimizer) else {
+                preconditionFailure("MemoryPlanner: \(configuration.name) failed to build after validating")
+            }
+            let baseline = ledger.activeByCategory
+            ledger.resetPeak()
+            var activations = 0, forwardPeak = 0
+            step.run {
+                activations = ledger.active(.activations) - baseline[MemoryCategory.activations.rawValue]
+                forwardPeak = ledger.peak
+            }
+            return (baseline, activations, forwardPeak)
         }
-        let shape = configuration.inputShape
-        let inputShape: [Int]
-        if case .denseMLP = configuration { inputShape = [shape.channels, batch] }
-        else { inputShape = [shape.channels, batch, shape.height, shape.width] }
-        let images = sim.allocate(inputShape.reduce(1, *), .activations)
-        let baseline = sim.active
-        sim.resetPeak()
-
-        let engine = PlanAutograd(sim, threads: threads, concurrentTiles: concurrentTiles)
-        let x = engine.keep(PlanVariable(buffer: images, shape: inputShape, node: nil))
-        let output: PlanVariable
-        let loss: PlanVariable
-        switch configuration {
-        case .denseNet(let c):
-            output = engine.denseNet(c, architecture, strategy: strategy, x)
-            loss = engine.crossEntropy(output)
-        case .resNet(let c):
-            output = engine.resNet(c, architecture, strategy: strategy, x)
-            loss = engine.crossEntropy(output)
-        case .denseMLP(let c):
-            output = engine.denseMLP(c, architecture, strategy: strategy, x)
-            loss = engine.meanSquaredError(output)
-        }
-        engine.drop(output)
-        let activations = sim.active(.activations) - baseline[MemoryCategory.activations.rawValue]
-        let forwardPeak = sim.peak
-        let seed = sim.allocate(1, .activations)
-        if let root = loss.node { engine.run(from: root, gradient: seed) }
-        sim.release(seed)
-        engine.drop(loss)
-        engine.drop(x)
-        return (sim, baseline, activations, forwardPeak)
+        return (dryRun.ledger, baseline, activations, forwardPeak)
     }
 
-    /// Plans for each of `strategies` (the four standard ones by default), in that order.
+    /// Plans for each of `policies` (the four standard ones by default), in that order.
     public static func plans(_ configuration: ModelConfiguration, batch: Int,
-                             strategies: [MemoryStrategy] = MemoryStrategy.standard, threads: Int = Parallel.threadCount,
+                             policies: [MemoryPolicy] = MemoryPolicy.standard, threads: Int = Parallel.threadCount,
                              optimizer: PlannedOptimizer = .sgdMomentum) throws(ConfigurationError) -> [MemoryPlan] {
         var out = [MemoryPlan]()
-        for s in strategies {
-            out.append(try plan(configuration, batch: batch, strategy: s, threads: threads, optimizer: optimizer))
+        for p in policies {
+            out.append(try plan(configuration, batch: batch, policy: p, threads: threads, optimizer: optimizer))
         }
         return out
     }
 
     /// The predicted `Memory.peak` of a training step (`plan(...).peakBytes`), for limits such
     /// as `densenet train --max-memory`: checked before anything is allocated.
-    public static func predictedPeakBytes(model configuration: ModelConfiguration, batch: Int, strategy: MemoryStrategy,
+    public static func predictedPeakBytes(model configuration: ModelConfiguration, batch: Int, policy: MemoryPolicy,
                                           optimizer: PlannedOptimizer = .sgdMomentum,
                                           threads: Int = Parallel.threadCount) throws(ConfigurationError) -> Int {
-        try plan(configuration, batch: batch, strategy: strategy, threads: threads, optimizer: optimizer).peakBytes
-    }
-
-    /// Every tensor a built model allocates in `.parameters`, each its own storage: weights and
-    /// biases (trainable: with a gradient and optimizer state), BN running mean and variance.
-    static func parameterTensors(_ a: Architecture) -> [(elements: Int, trainable: Bool)] {
-        a.leaves.flatMap { layer -> [(elements: Int, trainable: Bool)] in
-            switch layer.kind {
-            case .convolution(let c):
-                return [(c.outChannels * c.inChannels * c.kernel * c.kernel, true)] + (c.bias ? [(c.outChannels, true)] : [])
-            case .batchNorm(let channels):
-                return [(channels, true), (channels, true), (channels, false), (channels, false)]
-            case .linear(let l):
-                return [(l.outFeatures * l.inFeatures, true)] + (l.bias ? [(l.outFeatures, true)] : [])
-            default:
-                return []
-            }
-        }
+        try plan(configuration, batch: batch, policy: policy, threads: threads, optimizer: optimizer).peakBytes
     }
 }

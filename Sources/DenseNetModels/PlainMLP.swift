@@ -7,20 +7,20 @@ import NeuralLayers
 /// Linear(k → outputs). PyTorch's default initialisation, as `DenseMLP`.
 ///
 /// Input (F, N), or (F, N, 1, 1) (read as a view), output (outputs, N). Nothing is concatenated,
-/// so every memory strategy trains it the same way (`strategy` is kept only for `Network`).
+/// so every memory policy trains it the same way (`policy` is kept only for `Network`).
 public final class PlainMLP: Module {
     public let configuration: DenseMLPConfiguration
     public let features = Container()
     public let layers: [DenseMLPLayer]
     public let output: LinearLayer
-    public var strategy: MemoryStrategy
+    public var policy: MemoryPolicy
 
-    public init(_ configuration: DenseMLPConfiguration, strategy: MemoryStrategy = .naive) throws(ConfigurationError) {
+    public init(_ configuration: DenseMLPConfiguration, policy: MemoryPolicy = .naive) throws(ConfigurationError) {
         precondition(!configuration.denseConnections, "PlainMLP: \(configuration.name) has dense connections; build a DenseMLP")
         // Validates (and gives the widths the layers must have).
         let architecture = try Architecture(.denseMLP(configuration))
         self.configuration = configuration
-        self.strategy = strategy
+        self.policy = policy
         var width = configuration.inputFeatures
         var layers = [DenseMLPLayer]()
         for _ in 0..<configuration.hiddenLayerCount {

@@ -64,15 +64,16 @@ public final class BasicBlock: Module {
 ///
 /// Input (C, N, H, W) channel-major, output logits (classes, N).
 ///
-/// Memory strategies (all compute the same function, same gradients and running statistics):
-/// - `naive`: every intermediate autograd would keep is kept (per block: conv1 input, BN1
+/// Memory policy (`MemoryPolicy.honoured(by: .resNet)`; all compute the same function, same
+/// gradients and running statistics). A ResNet has no concatenation to share, so `shared`
+/// trains it as `naive`:
+/// - nothing: every intermediate autograd would keep is kept (per block: conv1 input, BN1
 ///   input, ReLU output, conv2 input, BN2 input, the sum's ReLU output, the projection input).
-/// - `checkpoint` and `shared`: each residual block is one `Autograd.checkpoint` segment: only
-///   the block's input (the previous block's output, kept anyway) and output are kept, and the
-///   block is run again in the backward pass. A ResNet has no concatenation to share, so
-///   `shared` is `checkpoint`.
-/// - `minimal`: as `checkpoint`, and the stem (conv1 → bn1 → ReLU → max pool) is also a
-///   checkpointed segment, so nothing at the stem's resolution is kept but the image.
+/// - `checkpointLayers` (`checkpoint`, `minimal`): each residual block is one
+///   `Autograd.checkpoint` segment: only the block's input (the previous block's output, kept
+///   anyway) and output are kept, and the block is run again in the backward pass.
+/// - `recomputeStemAndTransitions` (`minimal`): the stem (conv1 → bn1 → ReLU → max pool) is also
+///   a checkpointed segment, so nothing at the stem's resolution is kept but the image.
 public final class ResNet: Module {
     public let configuration: ResNetConfiguration
     public let conv1: ConvLayer
@@ -80,13 +81,13 @@ public final class ResNet: Module {
     /// Stage s (0-based), block b: `layer{s+1}.{b}`.
     public let stages: [[BasicBlock]]
     public let fc: LinearLayer
-    public var strategy: MemoryStrategy
+    public var policy: MemoryPolicy
 
-    public init(_ configuration: ResNetConfiguration, strategy: MemoryStrategy = .naive) throws(ConfigurationError) {
+    public init(_ configuration: ResNetConfiguration, policy: MemoryPolicy = .naive) throws(ConfigurationError) {
         // Validates, and refuses inputs too small for the downsampling chain.
         let architecture = try Architecture(.resNet(configuration))
         self.configuration = configuration
-        self.strategy = strategy
+        self.policy = policy
         let c = configuration
         conv1 = ConvLayer(c.inputShape.channels, c.stemChannels, kernel: 7, stride: 2, padding: 3, bias: c.convBias,
                           initialization: .pytorchDefault)
@@ -118,13 +119,15 @@ public final class ResNet: Module {
         let expected = configuration.inputShape
         precondition(x.shape.count == 4 && x.shape[0] == expected.channels,
                      "ResNet: input \(x.shape) must be (\(expected.channels), N, H, W), channel-major")
-        let recomputeBlocks = strategy != .naive
-        var h = strategy == .minimal ? Autograd.checkpoint("stem", x) { [self] in stem($0) } : stem(x)
+        let honoured = policy.honoured(by: .resNet)
+        let recomputeBlocks = honoured.checkpointLayers
+        var h = honoured.recomputeStemAndTransitions ? Autograd.checkpoint("stem", x) { [self] in stem($0) } : stem(x)
         for (s, blocks) in stages.enumerated() {
             for (b, block) in blocks.enumerated() {
                 h = recomputeBlocks ? Autograd.checkpoint("layer\(s + 1).\(b)", h) { block($0) } : block(h)
             }
         }
+        DryRun.current?.enter("forward avgpool")   // a functional op (Architecture: "avgpool")
         return fc(Functional.globalAvgPool(h))
     }
 }

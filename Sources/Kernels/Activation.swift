@@ -6,6 +6,7 @@ public enum Activation {
     public static func reluForward(_ x: Tensor, into y: Tensor) {
         precondition(x.shape == y.shape, "Activation.reluForward: x \(x.shape) vs y \(y.shape)")
         precondition(x.isContiguous && y.isContiguous, "Activation.reluForward: x \(x.shape) and y \(y.shape) must be contiguous")
+        if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer
         Elementwise.forRanges(x.count) { r in
             var i = r.lowerBound
@@ -24,6 +25,7 @@ public enum Activation {
                      "Activation.reluBackward: dy \(dy.shape) vs y \(y.shape) vs dx \(dx.shape)")
         precondition(dy.isContiguous && y.isContiguous && dx.isContiguous,
                      "Activation.reluBackward: dy \(dy.shape), y \(y.shape), dx \(dx.shape) must be contiguous")
+        if DryRun.isActive { return }
         let pdy = dy.pointer, py = y.pointer, pdx = dx.pointer
         let zero = Elementwise.Vector()
         Elementwise.forRanges(dy.count) { r in

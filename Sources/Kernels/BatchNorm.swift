@@ -36,6 +36,7 @@ public enum BatchNorm {
         let (channels, columns) = check("forwardTraining", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
                                                               ("invStd", invStd)], sameAsX: [("y", y)])
         precondition(columns > 0, "BatchNorm.forwardTraining: x \(x.shape) has no positions per channel")
+        if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer
         let pm = mean.pointer, pi = invStd.pointer
         Elementwise.forRanges(channels, unitCost: 3 * columns) { cs in
@@ -62,6 +63,7 @@ public enum BatchNorm {
                                              invStd: Tensor, relu: Bool, into y: Tensor) {
         let (channels, columns) = check("forwardWithStatistics", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
                                                                     ("invStd", invStd)], sameAsX: [("y", y)])
+        if DryRun.isActive { return }
         applyStatistics(x: x.pointer, channels: channels, columns: columns, ld: columns, gamma: gamma.pointer,
                         beta: beta.pointer, mean: mean.pointer, invStd: invStd.pointer, relu: relu,
                         y: y.pointer, yLd: columns)
@@ -74,6 +76,7 @@ public enum BatchNorm {
         let (channels, columns) = check("forwardInference", x, [("gamma", gamma), ("beta", beta),
                                                                ("runningMean", runningMean), ("runningVar", runningVar)],
                                         sameAsX: [("y", y)])
+        if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer
         let pm = runningMean.pointer, pv = runningVar.pointer
         Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
@@ -96,6 +99,7 @@ public enum BatchNorm {
                          "BatchNorm.updateRunningStatistics: \(label) \(t.shape) vs runningMean \(runningMean.shape)")
         }
         precondition(count > 1, "BatchNorm.updateRunningStatistics: count \(count): the unbiased variance needs more than 1 value per channel")
+        if DryRun.isActive { return }
         let prm = runningMean.pointer, prv = runningVar.pointer, pm = mean.pointer, pi = invStd.pointer
         let m = Double(momentum), bessel = Double(count) / Double(count - 1)
         for c in 0..<channels {
@@ -104,6 +108,22 @@ public enum BatchNorm {
             prm[c] = Float((1 - m) * Double(prm[c]) + m * Double(pm[c]))
             prv[c] = Float((1 - m) * Double(prv[c]) + m * variance * bessel)
         }
+    }
+
+    /// Evaluation-mode statistics from the running ones: mean = runningMean and
+    /// invStd = 1/sqrt(runningVar + eps), for `forwardWithStatistics` and its backward.
+    // runningMean, runningVar, mean, invStd (C).
+    public static func evaluationStatistics(runningMean: Tensor, runningVar: Tensor, eps: Float,
+                                            mean: Tensor, invStd: Tensor) {
+        let channels = runningMean.count
+        for (label, t) in [("runningMean", runningMean), ("runningVar", runningVar), ("mean", mean), ("invStd", invStd)] {
+            precondition(t.count == channels && t.isContiguous,
+                         "BatchNorm.evaluationStatistics: \(label) \(t.shape) vs runningMean \(runningMean.shape)")
+        }
+        mean.assign(runningMean)
+        if DryRun.isActive { return }
+        let pv = runningVar.pointer, pi = invStd.pointer
+        for c in 0..<channels { pi[c] = 1 / (pv[c] + eps).squareRoot() }
     }
 
     /// Training-mode backward through batch statistics (and through the ReLU when relu: its mask is
@@ -136,7 +156,7 @@ public enum BatchNorm {
         if let dx { same.append(("dx", dx)) }
         let (channels, columns) = check(name, x, perChannel, sameAsX: same)
         let needSums = dGamma != nil || dBeta != nil || (dx != nil && !fixedStatistics)
-        if columns == 0 || (!needSums && dx == nil) { return }
+        if columns == 0 || (!needSums && dx == nil) || DryRun.isActive { return }
         let pdy = dy.pointer, px = x.pointer, pg = gamma.pointer, pb = beta.pointer
         let pm = mean.pointer, pi = invStd.pointer
         let pdx = dx?.pointer, pdg = dGamma?.pointer, pdb = dBeta?.pointer

@@ -26,6 +26,7 @@ public enum Concat {
     public static func forward(_ xs: [Tensor], into y: Tensor) {
         let offsets = offsets(xs.map(\.shape), into: y, "forward")
         for x in xs { precondition(x.isContiguous, "Concat.forward: input \(x.shape) must be contiguous") }
+        if DryRun.isActive { return }
         let py = y.pointer
         let sources = xs.map { UnsafePointer($0.pointer) }
         let counts = xs.map(\.count)
@@ -73,7 +74,9 @@ public enum Concat {
                 precondition(dx.isContiguous, "Concat.backward: dx \(dx.shape) must be contiguous")
                 precondition(dx.shape[0] == width && Array(dx.shape.dropFirst()) == inner && channel + width <= dy.shape[0],
                              "Concat.backward: dx \(dx.shape) does not fit dy \(dy.shape) at channel \(channel) (channels \(channels))")
-                Elementwise.accumulate(dy.pointer + channel * innerCount, into: dx.pointer, count: dx.count, scale: 1)
+                if !DryRun.isActive {
+                    Elementwise.accumulate(dy.pointer + channel * innerCount, into: dx.pointer, count: dx.count, scale: 1)
+                }
             }
             channel += width
         }

@@ -75,22 +75,6 @@ extension Conv2d {
     }
 }
 
-extension Gemm {
-    /// Scratch bytes of `Gemm.multiply(m:n:k:)` on `threads` threads: the per-thread partial
-    /// sums of a split inner dimension, `(threads − 1)·m·n` floats, when it takes that split.
-    /// Mirrors the branch order of `Gemm.multiply` (Runtime/Gemm.swift).
-    public static func multiplyScratchBytes(m: Int, n: Int, k: Int, threads: Int) -> Int {
-        let flops = 2.0 * Double(m) * Double(n) * Double(k)
-        if threads == 1 || flops < 2e6 { return 0 }
-        let partials = Memory.byteCount(elements: (threads - 1) * m * n)
-        if k >= 8 * max(m, n) && k >= 256 * threads { return partials }
-        if n >= 64 * threads && n >= m { return 0 }
-        if m >= 16 * threads { return 0 }
-        if k >= 256 * threads { return partials }
-        return 0
-    }
-}
-
 extension Pooling {
     /// Scratch bytes of `maxForward` over x (C, N, H, W) on `threads` threads: one row of
     /// column maxima per thread (`Elementwise.parts` over the C·N planes).

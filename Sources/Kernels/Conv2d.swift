@@ -59,6 +59,11 @@ public enum Conv2d {
         g.check(output: y, name: "y", kernel: "forward")
         g.check(bias: bias, name: "bias", kernel: "forward")
         guard g.columns > 0 else { return }
+        if let dryRun = DryRun.current {
+            dryRun.scratch(forwardScratchBytes(input: x.shape, weight: weight.shape, p, threads: dryRun.threads,
+                                               concurrent: dryRun.concurrentTiles))
+            return
+        }
         Gemm.useOneBLASThread()
         if p.isPointwise {
             pointwiseForward(x.pointer, weight: weight.pointer, g, y: y.pointer)
@@ -83,6 +88,12 @@ public enum Conv2d {
         }
         g.check(bias: dBias, name: "dBias", kernel: "backward")
         guard g.columns > 0 else { return }
+        if let dryRun = DryRun.current {
+            dryRun.scratch(backwardScratchBytes(input: x.shape, weight: weight.shape, p, inputGradient: dx != nil,
+                                                weightGradient: dWeight != nil, threads: dryRun.threads,
+                                                concurrent: dryRun.concurrentTiles))
+            return
+        }
         Gemm.useOneBLASThread()
         if let dBias { accumulateRowSums(dy.pointer, g, into: dBias.pointer) }
         if dx == nil && dWeight == nil { return }

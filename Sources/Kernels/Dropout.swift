@@ -40,6 +40,7 @@ public enum Dropout {
     // x, y: any shape, elements indexed in row-major order.
     public static func forward(_ x: Tensor, p: Float, seed: UInt64, into y: Tensor) {
         check("forward", x, y, p)
+        if DryRun.isActive { return }
         if p == 0 { Elementwise.copy(x, into: y); return }
         let px = x.pointer, py = y.pointer
         let scale = 1 / (1 - p), limit = threshold(p)
@@ -51,6 +52,7 @@ public enum Dropout {
     /// dx += dy·mask/(1−p) with the forward's mask.
     public static func backward(_ dy: Tensor, p: Float, seed: UInt64, dx: Tensor) {
         check("backward", dy, dx, p)
+        if DryRun.isActive { return }
         if p == 0 { Elementwise.accumulate(dy, into: dx); return }
         let pdy = dy.pointer, pdx = dx.pointer
         let scale = 1 / (1 - p), limit = threshold(p)

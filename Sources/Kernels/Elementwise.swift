@@ -13,6 +13,7 @@ public enum Elementwise {
     public static func add(_ a: Tensor, _ b: Tensor, into y: Tensor) {
         precondition(a.shape == b.shape && a.shape == y.shape, "Elementwise.add: a \(a.shape) vs b \(b.shape) vs y \(y.shape)")
         checkContiguous("add", a, b, y)
+        if DryRun.isActive { return }
         let pa = a.pointer, pb = b.pointer, py = y.pointer
         forRanges(y.count) { r in
             var i = r.lowerBound
@@ -25,6 +26,7 @@ public enum Elementwise {
     public static func accumulate(_ x: Tensor, into y: Tensor, scale: Float = 1) {
         precondition(x.shape == y.shape, "Elementwise.accumulate: x \(x.shape) vs y \(y.shape)")
         checkContiguous("accumulate", x, y)
+        if DryRun.isActive { return }
         accumulate(x.pointer, into: y.pointer, count: y.count, scale: scale)
     }
 
@@ -46,6 +48,7 @@ public enum Elementwise {
     /// x *= s, in place.
     public static func scale(_ x: Tensor, by s: Float) {
         checkContiguous("scale", x)
+        if DryRun.isActive { return }
         let p = x.pointer
         let v = Vector(repeating: s)
         forRanges(x.count) { r in
@@ -58,6 +61,7 @@ public enum Elementwise {
     /// Σ x, accumulated in Double.
     public static func sum(_ x: Tensor) -> Double {
         checkContiguous("sum", x)
+        if DryRun.isActive { return 0 }
         let p = x.pointer, count = x.count
         let n = parts(count)
         if n == 1 { return sumDouble(p, count) }
@@ -74,6 +78,7 @@ public enum Elementwise {
     public static func copy(_ x: Tensor, into y: Tensor) {
         precondition(x.shape == y.shape, "Elementwise.copy: x \(x.shape) vs y \(y.shape)")
         checkContiguous("copy", x, y)
+        if DryRun.isActive { return }
         copy(x.pointer, into: y.pointer, count: y.count)
     }
 

@@ -14,6 +14,10 @@ public enum Linear {
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
         let (outputs, inputs, batch) = check("forward", x, weight)
         precondition(y.shape == [outputs, batch] && y.isContiguous, "Linear.forward: y \(y.shape) vs expected [\(outputs), \(batch)]")
+        if let dryRun = DryRun.current {
+            dryRun.scratch(Gemm.multiplyScratchBytes(m: outputs, n: batch, k: inputs, threads: dryRun.threads))
+            return
+        }
         let py = y.pointer
         if let bias {
             precondition(bias.count == outputs && bias.isContiguous, "Linear.forward: bias \(bias.shape) vs weight \(weight.shape)")
@@ -28,6 +32,13 @@ public enum Linear {
     public static func backward(_ dy: Tensor, x: Tensor, weight: Tensor, dx: Tensor?, dWeight: Tensor?, dBias: Tensor?) {
         let (outputs, inputs, batch) = check("backward", x, weight)
         precondition(dy.shape == [outputs, batch] && dy.isContiguous, "Linear.backward: dy \(dy.shape) vs expected [\(outputs), \(batch)]")
+        if let dryRun = DryRun.current {
+            // The two products run one after the other: the larger scratch counts.
+            let dxBytes = dx == nil ? 0 : Gemm.multiplyScratchBytes(m: inputs, n: batch, k: outputs, threads: dryRun.threads)
+            let dWBytes = dWeight == nil ? 0 : Gemm.multiplyScratchBytes(m: outputs, n: inputs, k: batch, threads: dryRun.threads)
+            dryRun.scratch(max(dxBytes, dWBytes))
+            return
+        }
         let pdy = dy.pointer
         if let dx {
             precondition(dx.shape == x.shape && dx.isContiguous, "Linear.backward: dx \(dx.shape) vs x \(x.shape)")

@@ -43,6 +43,10 @@ public enum Pooling {
     // x (C, N, H, W) → y (C, N, Ho, Wo).
     public static func maxForward(_ x: Tensor, _ p: PoolParameters, into y: Tensor) {
         let g = check("maxForward", input: x, output: y, p)
+        if let dryRun = DryRun.current {
+            dryRun.scratch(maxForwardScratchBytes(input: x.shape, threads: dryRun.threads))
+            return
+        }
         let px = x.pointer, py = y.pointer
         let threads = Elementwise.parts(g.count, unitCost: g.inSize)
         // One row of column maxima per thread.
@@ -162,6 +166,7 @@ public enum Pooling {
     public static func maxBackward(_ dy: Tensor, x: Tensor, _ p: PoolParameters, dx: Tensor) {
         let g = check("maxBackward", input: x, output: dy, p)
         precondition(dx.shape == x.shape && dx.isContiguous, "Pooling.maxBackward: dx \(dx.shape) vs x \(x.shape)")
+        if DryRun.isActive { return }
         let px = x.pointer, pdy = dy.pointer, pdx = dx.pointer
         let unrolled = p.kernel == 2 || p.kernel == 3
         // Output columns whose windows lie inside the row (as in maxForwardPlane).
@@ -208,6 +213,7 @@ public enum Pooling {
     // x (C, N, H, W) → y (C, N, Ho, Wo).
     public static func avgForward(_ x: Tensor, _ p: PoolParameters, into y: Tensor) {
         let g = check("avgForward", input: x, output: y, p)
+        if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer
         let w = g.width
         Elementwise.forRanges(g.count, unitCost: g.inSize) { planes in
@@ -239,6 +245,7 @@ public enum Pooling {
     // dy (C, N, Ho, Wo) → dx (C, N, H, W).
     public static func avgBackward(_ dy: Tensor, _ p: PoolParameters, dx: Tensor) {
         let g = check("avgBackward", input: dx, output: dy, p)
+        if DryRun.isActive { return }
         let pdy = dy.pointer, pdx = dx.pointer
         let w = g.width
         Elementwise.forRanges(g.count, unitCost: 2 * g.inSize) { planes in
@@ -276,6 +283,7 @@ public enum Pooling {
         precondition(y.shape == [x.shape[0], x.shape[1]] && y.isContiguous,
                      "Pooling.globalAverageForward: y \(y.shape) vs x \(x.shape): expected [\(x.shape[0]), \(x.shape[1])]")
         let size = x.shape[2] * x.shape[3]
+        if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer
         Elementwise.forRanges(y.count, unitCost: size) { planes in
             for plane in planes {
@@ -291,6 +299,7 @@ public enum Pooling {
         precondition(dy.shape == [dx.shape[0], dx.shape[1]] && dy.isContiguous,
                      "Pooling.globalAverageBackward: dy \(dy.shape) vs dx \(dx.shape): expected [\(dx.shape[0]), \(dx.shape[1])]")
         let size = dx.shape[2] * dx.shape[3]
+        if DryRun.isActive { return }
         let pdy = dy.pointer, pdx = dx.pointer
         Elementwise.forRanges(dy.count, unitCost: 2 * size) { planes in
             for plane in planes {

@@ -50,50 +50,42 @@ public final class ConvLayer: Module {
     }
 
     public func callAsFunction(_ x: Variable) -> Variable {
-        Functional.conv2d(x, weight: weight.variable, bias: bias?.variable, geometry)
+        enterForward()
+        return Functional.conv2d(x, weight: weight.variable, bias: bias?.variable, geometry)
     }
 }
 
 /// Batch normalisation over the channels of channel-major input, optionally fused with the
-/// ReLU that follows it in every DenseNet and ResNet layer.
+/// ReLU that follows it in every DenseNet and ResNet layer. Its rule (training vs evaluation,
+/// one running-statistics update per forward pass) is `BatchNormState`'s.
 public final class BatchNormLayer: Module {
     public let weight: Parameter
     public let bias: Parameter
-    public let runningMean: Tensor
-    public let runningVar: Tensor
-    public let momentum: Float
-    public let eps: Float
-    /// Forward passes in training mode (PyTorch's num_batches_tracked).
-    public private(set) var batchesTracked = 0
+    /// Running statistics and the batch count.
+    public let state: BatchNormState
 
     public init(_ channels: Int, momentum: Float = 0.1, eps: Float = 1e-5) {
         precondition(channels > 0, "BatchNormLayer: channels must be positive, got \(channels)")
         weight = Parameter(Tensor.filled([channels], 1, category: .parameters), label: "bn.weight")
         bias = Parameter(Tensor.zeros([channels], category: .parameters), label: "bn.bias")
-        runningMean = Tensor.zeros([channels], category: .parameters)
-        runningVar = Tensor.filled([channels], 1, category: .parameters)
-        self.momentum = momentum
-        self.eps = eps
+        state = BatchNormState(channels: channels, momentum: momentum, eps: eps)
         super.init()
         register(parameter: "weight", weight)
         register(parameter: "bias", bias)
-        register(buffer: "running_mean", runningMean)
-        register(buffer: "running_var", runningVar)
+        register(buffer: "running_mean", state.runningMean)
+        register(buffer: "running_var", state.runningVar)
     }
 
     public var channels: Int { weight.count }
-
-    /// Counts one training-mode forward pass, for fused operations that call the batch-norm
-    /// kernels directly rather than through `callAsFunction`.
-    public func countBatch() {
-        if isTraining && !Autograd.isRecomputing { batchesTracked += 1 }
-    }
+    public var runningMean: Tensor { state.runningMean }
+    public var runningVar: Tensor { state.runningVar }
+    /// Training-mode forward passes (PyTorch's num_batches_tracked).
+    public var batchesTracked: Int { state.batchesTracked }
 
     public func callAsFunction(_ x: Variable, relu: Bool = false) -> Variable {
-        if isTraining && !Autograd.isRecomputing { batchesTracked += 1 }
-        return Functional.batchNorm(x, weight: weight.variable, bias: bias.variable, runningMean: runningMean,
-                                    runningVar: runningVar, training: isTraining, momentum: momentum, eps: eps,
-                                    relu: relu)
+        enterForward()
+        return Functional.batchNorm(x, weight: weight.variable, bias: bias.variable, state: state,
+                                    training: isTraining, relu: relu)
     }
 }
 
@@ -118,6 +110,7 @@ public final class LinearLayer: Module {
     }
 
     public func callAsFunction(_ x: Variable) -> Variable {
-        Functional.linear(x, weight: weight.variable, bias: bias?.variable)
+        enterForward()
+        return Functional.linear(x, weight: weight.variable, bias: bias?.variable)
     }
 }

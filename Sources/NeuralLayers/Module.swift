@@ -30,13 +30,32 @@ open class Module {
     public private(set) var ownParameters: [(name: String, parameter: Parameter)] = []
     /// Non-trainable state saved with the model (batch-norm running statistics).
     public private(set) var ownBuffers: [(name: String, tensor: Tensor)] = []
+    /// The module this one is registered in, and its name there.
+    public private(set) weak var parent: Module?
+    public private(set) var name = ""
 
     public init() {}
 
     @discardableResult
     public func register<M: Module>(_ name: String, _ module: M) -> M {
         children.append((name, module))
+        module.parent = self
+        module.name = name
         return module
+    }
+
+    /// The dotted path from the root, as in `state_dict` names (`features.denseblock1.denselayer2.conv1`).
+    public var path: String {
+        var names = [String]()
+        var module: Module? = self
+        while let m = module, m.parent != nil { names.append(m.name); module = m.parent }
+        return names.reversed().joined(separator: ".")
+    }
+
+    /// Names this module's forward pass as what runs now in an active dry run, so a memory plan
+    /// can say where its peak falls (`DryRun.swift`). Costs nothing outside a dry run.
+    public func enterForward() {
+        DryRun.current?.enter((Autograd.isRecomputing ? "recompute " : "forward ") + path)
     }
 
     @discardableResult

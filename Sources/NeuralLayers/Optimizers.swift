@@ -41,6 +41,7 @@ public final class SGD: Optimizer {
 
     public func step() {
         let (lr, mu, wd, first) = (learningRate, momentum, weightDecay, stepCount == 0)
+        if DryRun.isActive { stepCount += 1; return }
         for (i, param) in parameters.enumerated() {
             let p = param.value.pointer, g = param.grad.pointer, n = param.count
             if mu == 0 {
@@ -82,6 +83,7 @@ public final class Adam: Optimizer {
 
     public func step() {
         stepCount += 1
+        if DryRun.isActive { return }
         let t = Float(stepCount)
         let c1 = 1 - powf(beta1, t), c2 = 1 - powf(beta2, t)
         let stepSize = learningRate / c1

@@ -44,7 +44,7 @@ public enum Gemm {
                              alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                              b: UnsafePointer<Float>, ldb: Int,
                              beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        if m == 0 || n == 0 { return }
+        if m == 0 || n == 0 || DryRun.isActive { return }
         if k == 0 {
             scale(c, rows: m, cols: n, ld: ldc, by: beta)
             return
@@ -61,47 +61,71 @@ public enum Gemm {
         }
     }
 
+    /// How `multiply` splits a product of op(A) m×k by op(B) k×n across `threads` threads.
+    public enum Split: Equatable, Sendable {
+        /// One call on the calling thread.
+        case none
+        /// Columns of C (and of op(B)).
+        case columns
+        /// Rows of C (and of op(A)).
+        case rows
+        /// The inner dimension, with `threads − 1` partial sums of C in counted scratch.
+        case inner
+    }
+
+    /// The split `multiply` takes: the one function both the product and its scratch query
+    /// (`multiplyScratchBytes`) read, so the planner counts what the product allocates.
+    public static func split(m: Int, n: Int, k: Int, threads: Int) -> Split {
+        let flops = 2.0 * Double(m) * Double(n) * Double(k)
+        if threads == 1 || flops < 2e6 { return .none }
+        // A small C with a long inner dimension (weight gradients): split k, so each thread
+        // reads only its share of both operands.
+        if k >= 8 * max(m, n) && k >= 256 * threads { return .inner }
+        if n >= 64 * threads && n >= m { return .columns }
+        if m >= 16 * threads { return .rows }
+        if k >= 256 * threads { return .inner }
+        return .none
+    }
+
+    /// Scratch bytes of `multiply(m:n:k:)` on `threads` threads: the per-thread partial sums of
+    /// a split inner dimension, `(threads − 1)·m·n` floats.
+    public static func multiplyScratchBytes(m: Int, n: Int, k: Int, threads: Int) -> Int {
+        split(m: m, n: n, k: k, threads: threads) == .inner ? Memory.byteCount(elements: (threads - 1) * m * n) : 0
+    }
+
     /// C = alpha·op(A)·op(B) + beta·C split across `Parallel.threadCount` threads, each calling
-    /// one-thread OpenBLAS on its own part.
+    /// one-thread OpenBLAS on its own part. In a dry run, counts its scratch and returns.
     public static func multiply(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                 alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                                 b: UnsafePointer<Float>, ldb: Int,
                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        useOneBLASThread()
-        let threads = Parallel.threadCount
-        let flops = 2.0 * Double(m) * Double(n) * Double(k)
-        if threads == 1 || flops < 2e6 {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        if let dryRun = DryRun.current {
+            dryRun.scratch(multiplyScratchBytes(m: m, n: n, k: k, threads: dryRun.threads))
             return
         }
-        if k >= 8 * max(m, n) && k >= 256 * threads {
-            // A small C with a long inner dimension (weight gradients): split k, so each thread
-            // reads only its share of both operands.
+        useOneBLASThread()
+        let threads = Parallel.threadCount
+        switch split(m: m, n: n, k: k, threads: threads) {
+        case .none:
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        case .inner:
             multiplySplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
                            b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
-        } else if n >= 64 * threads && n >= m {
-            // Split columns of C (and of op(B)).
+        case .columns:
             Parallel.forEach(threads) { t in
                 let cols = Parallel.chunk(t, of: threads, count: n)
                 let bPart = transB ? b + cols.lowerBound * ldb : b + cols.lowerBound
                 sgemm(transA: transA, transB: transB, m: m, n: cols.count, k: k, alpha: alpha, a: a, lda: lda,
                       b: bPart, ldb: ldb, beta: beta, c: c + cols.lowerBound, ldc: ldc)
             }
-        } else if m >= 16 * threads {
-            // Split rows of C (and of op(A)).
+        case .rows:
             Parallel.forEach(threads) { t in
                 let rows = Parallel.chunk(t, of: threads, count: m)
                 let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
                 sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha, a: aPart, lda: lda,
                       b: b, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
             }
-        } else if k >= 256 * threads {
-            multiplySplitK(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                           b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, threads: threads)
-        } else {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
-                  b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
     }
 

@@ -52,10 +52,10 @@ public struct MemorySnapshot: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// The runtime's own account of tensor memory: every `Storage` (tensors, scratch buffers)
-/// adds its bytes here when allocated and removes them when freed, so live and peak bytes
-/// are exact and queryable at any time. The planner (`densenet summary`) predicts these same
-/// numbers with the same size function, `Memory.byteCount(elements:)`.
+/// The runtime's own account of tensor memory: every real `Storage` (tensors, scratch buffers)
+/// adds its bytes to `ledger` when allocated and removes them when freed, so live and peak
+/// bytes are exact and queryable at any time. Freed blocks go to the bounded `BufferCache`.
+/// A dry run (`DryRun.swift`) counts the same storages in a ledger of its own instead.
 public enum Memory {
     /// The allocation alignment, in bytes (a cache line; AVX2 loads need 32).
     public static let alignment = 64
@@ -64,70 +64,62 @@ public enum Memory {
     /// float32 storage of `elements` elements (rounded up to the allocation alignment).
     @inlinable
     public static func byteCount(elements: Int) -> Int {
-        let raw = elements * MemoryLayout<Float>.stride
+        let (raw, overflow) = elements.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        precondition(!overflow && raw <= Int.max - alignment, "Memory.byteCount: \(elements) floats do not fit in memory")
         return (raw + alignment - 1) / alignment * alignment
     }
 
+    /// Guards `ledger` and `cache`.
     static let lock = NSLock()
-    nonisolated(unsafe) private static var activeBytes = [Int](repeating: 0, count: MemoryCategory.allCases.count)
-    nonisolated(unsafe) private static var peakBytes = [Int](repeating: 0, count: MemoryCategory.allCases.count)
-    nonisolated(unsafe) private static var peakTotal = 0
-    nonisolated(unsafe) static var total = 0
-    nonisolated(unsafe) static var highWaterTotal = 0
-    nonisolated(unsafe) private static var allocations = 0
-    // The buffer cache (Memory+BufferCache.swift), under the same lock.
-    nonisolated(unsafe) static var cache: [Int: [CachedBlock]] = [:]
-    nonisolated(unsafe) static var cached = 0
-    nonisolated(unsafe) static var cachedSizes: [Int] = []
-    /// Real bytes of live blocks (a reused block may be larger than its storage's count).
-    nonisolated(unsafe) static var heldLive = 0
-    nonisolated(unsafe) static var cacheSequence = 0
-    nonisolated(unsafe) static var cacheStats = BufferCacheStatistics()
-    nonisolated(unsafe) static var cacheEnabled = ProcessInfo.processInfo.environment["DENSENET_BUFFER_CACHE"] != "0"
+    /// The process's live and peak tensor bytes.
+    static let ledger = MemoryLedger()
+    /// Freed blocks kept for reuse (BufferCache.swift).
+    static let cache = BufferCache(enabled: ProcessInfo.processInfo.environment["DENSENET_BUFFER_CACHE"] != "0")
 
-    /// Called with `lock` held.
-    static func didAllocateLocked(_ bytes: Int, _ category: MemoryCategory) {
-        activeBytes[category.rawValue] += bytes
-        total += bytes
-        allocations += 1
-        if activeBytes[category.rawValue] > peakBytes[category.rawValue] {
-            peakBytes[category.rawValue] = activeBytes[category.rawValue]
+    /// Counts `bytes` as live in `category` and returns a 64-byte-aligned block of at least
+    /// `bytes` (a cached one or a new one from jemalloc), with its real size.
+    static func allocate(_ bytes: Int, _ category: MemoryCategory) -> (pointer: UnsafeMutableRawPointer, blockBytes: Int) {
+        lock.lock()
+        ledger.didAllocate(bytes, category)
+        let (reused, evicted) = cache.take(bytes, ledger: ledger)
+        lock.unlock()
+        for p in evicted { free(p) }
+        if let reused { return reused }
+        var raw: UnsafeMutableRawPointer?
+        let status = posix_memalign(&raw, alignment, max(bytes, alignment))
+        guard status == 0, let raw else {
+            fatalError("Storage: out of memory allocating \(format(bytes)) for \(category)")
         }
-        if total > peakTotal { peakTotal = total }
-        if total > highWaterTotal { highWaterTotal = total }
+        return (raw, bytes)
     }
 
-    /// Called with `lock` held.
-    static func didFreeLocked(_ bytes: Int, _ category: MemoryCategory) {
-        activeBytes[category.rawValue] -= bytes
-        total -= bytes
+    /// Stops counting `bytes` as live and caches or frees the block of `blockBytes`.
+    static func release(_ pointer: UnsafeMutableRawPointer, _ bytes: Int, blockBytes: Int, _ category: MemoryCategory) {
+        lock.lock()
+        ledger.didFree(bytes, category)
+        let kept = cache.put(pointer, blockBytes: blockBytes)
+        lock.unlock()
+        if !kept { free(pointer) }
     }
 
     /// Live tensor bytes, all categories.
-    public static var active: Int { lock.lock(); defer { lock.unlock() }; return total }
+    public static var active: Int { lock.lock(); defer { lock.unlock() }; return ledger.total }
     /// Live bytes of one category.
     public static func active(_ category: MemoryCategory) -> Int {
-        lock.lock(); defer { lock.unlock() }; return activeBytes[category.rawValue]
+        lock.lock(); defer { lock.unlock() }; return ledger.active(category)
     }
     /// Peak of live tensor bytes since the last `resetPeak()`.
-    public static var peak: Int { lock.lock(); defer { lock.unlock() }; return peakTotal }
+    public static var peak: Int { lock.lock(); defer { lock.unlock() }; return ledger.peak }
     /// Peak of one category's live bytes since the last `resetPeak()`.
     public static func peak(_ category: MemoryCategory) -> Int {
-        lock.lock(); defer { lock.unlock() }; return peakBytes[category.rawValue]
+        lock.lock(); defer { lock.unlock() }; return ledger.peak(category)
     }
 
     /// Sets every peak to the current live bytes.
-    public static func resetPeak() {
-        lock.lock()
-        peakTotal = total
-        peakBytes = activeBytes
-        lock.unlock()
-    }
+    public static func resetPeak() { lock.lock(); ledger.resetPeak(); lock.unlock() }
 
     public static func snapshot() -> MemorySnapshot {
-        lock.lock(); defer { lock.unlock() }
-        return MemorySnapshot(activeByCategory: activeBytes, peak: peakTotal, peakByCategory: peakBytes,
-                              allocationCount: allocations)
+        lock.lock(); defer { lock.unlock() }; return ledger.snapshot
     }
 
     /// "12.5 MiB"

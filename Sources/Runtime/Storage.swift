@@ -2,6 +2,9 @@ import Foundation
 
 /// A reference-counted, 64-byte-aligned block of float32s, counted by `Memory` from
 /// allocation to deinit. Tensors are views (shape, strides, offset) onto a storage.
+///
+/// Inside a dry run (`DryRun.swift`) a storage is virtual: counted in the dry run's ledger,
+/// with no bytes behind it.
 public final class Storage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     /// Elements.
@@ -11,20 +14,38 @@ public final class Storage: @unchecked Sendable {
     public let byteCount: Int
     /// The real size of the block (a reused block from the cache may be larger).
     private let blockBytes: Int
+    /// The ledger of the dry run that counted this storage; nil for a real block.
+    private let dryRunLedger: MemoryLedger?
+
+    /// Whether this storage was made in a dry run and has no bytes.
+    public var isVirtual: Bool { dryRunLedger != nil }
 
     /// Allocates `count` uninitialised floats: a reused block of the same size from the buffer
-    /// cache (`Memory+BufferCache.swift`) or a new one from the process allocator (jemalloc).
+    /// cache (`BufferCache.swift`) or a new one from the process allocator (jemalloc); in a dry
+    /// run, only counts them.
     public init(count: Int, category: MemoryCategory) {
         precondition(count >= 0, "Storage: negative element count \(count)")
         self.count = count
         self.category = category
         self.byteCount = Memory.byteCount(elements: count)
+        if let dryRun = DryRun.current {
+            dryRun.ledger.didAllocate(byteCount, category)
+            self.dryRunLedger = dryRun.ledger
+            self.base = DryRun.sentinel
+            self.blockBytes = 0
+            return
+        }
         let block = Memory.allocate(byteCount, category)
+        self.dryRunLedger = nil
         self.base = block.pointer.bindMemory(to: Float.self, capacity: max(count, 1))
         self.blockBytes = block.blockBytes
     }
 
     deinit {
-        Memory.release(UnsafeMutableRawPointer(base), byteCount, blockBytes: blockBytes, category)
+        if let dryRunLedger {
+            dryRunLedger.didFree(byteCount, category)
+        } else {
+            Memory.release(UnsafeMutableRawPointer(base), byteCount, blockBytes: blockBytes, category)
+        }
     }
 }

@@ -37,6 +37,7 @@ extension Tensor {
                                     category: MemoryCategory = .activations) -> Tensor {
         var rng = SeededGenerator(seed: seed)
         let t = Tensor(shape: shape, category: category)
+        if t.isVirtual { return t }
         let p = t.pointer
         for i in 0..<t.count { p[i] = rng.nextNormal() * std }
         return t
@@ -47,6 +48,7 @@ extension Tensor {
                                      category: MemoryCategory = .activations) -> Tensor {
         var rng = SeededGenerator(seed: seed)
         let t = Tensor(shape: shape, category: category)
+        if t.isVirtual { return t }
         let p = t.pointer
         for i in 0..<t.count { p[i] = low + (high - low) * rng.nextUniform() }
         return t

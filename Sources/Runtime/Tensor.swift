@@ -19,7 +19,7 @@ public struct Tensor: @unchecked Sendable {
     /// A new contiguous tensor with uninitialised contents.
     public init(shape: [Int], category: MemoryCategory = .activations) {
         precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative dimension in \(shape)")
-        let count = shape.reduce(1, *)
+        let count = Tensor.elementCount(shape)
         self.storage = Storage(count: count, category: category)
         self.shape = shape
         self.strides = Tensor.contiguousStrides(shape)
@@ -46,9 +46,22 @@ public struct Tensor: @unchecked Sendable {
         precondition(shape.reduce(1, *) == values.count,
                      "Tensor: \(values.count) values do not fill shape \(shape)")
         self.init(shape: shape, category: category)
+        if isVirtual { return }
         values.withUnsafeBufferPointer { src in
             if let s = src.baseAddress { storage.base.update(from: s, count: values.count) }
         }
+    }
+
+    /// The product of `shape`, trapping with the shape on overflow (sizes from users and files
+    /// are checked before they reach a tensor).
+    public static func elementCount(_ shape: [Int]) -> Int {
+        var count = 1
+        for d in shape {
+            let (product, overflow) = count.multipliedReportingOverflow(by: d)
+            precondition(!overflow, "Tensor: shape \(shape) has more elements than Int can count")
+            count = product
+        }
+        return count
     }
 
     public static func contiguousStrides(_ shape: [Int]) -> [Int] {
@@ -68,6 +81,8 @@ public struct Tensor: @unchecked Sendable {
     public var isContiguous: Bool { strides == Tensor.contiguousStrides(shape) || count <= 1 }
     /// Bytes this tensor's elements span (not its storage's).
     public var byteCount: Int { count * MemoryLayout<Float>.stride }
+    /// Whether the storage is a dry run's, with no bytes behind it (`DryRun.swift`).
+    public var isVirtual: Bool { storage.isVirtual }
 
     /// The address of element 0. The caller keeps `self` (and so its storage) alive while the
     /// pointer is used; kernels receive tensors as arguments, which guarantees that.
@@ -79,6 +94,9 @@ public struct Tensor: @unchecked Sendable {
     public func withPointer<R>(_ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
         try withExtendedLifetime(storage) { try body(storage.base + offset) }
     }
+
+    /// Element 0 (a loss, a seed gradient); 0 in a dry run.
+    public var scalar: Float { isVirtual || count == 0 ? 0 : pointer[0] }
 
     // MARK: Views (no allocation)
 
@@ -116,12 +134,19 @@ public struct Tensor: @unchecked Sendable {
     }
 
     public subscript(_ index: Int...) -> Float {
-        get { storage.base[linearIndex(index)] }
-        nonmutating set { storage.base[linearIndex(index)] = newValue }
+        get {
+            precondition(!isVirtual, "Tensor \(shape): element read in a dry run")
+            return storage.base[linearIndex(index)]
+        }
+        nonmutating set {
+            precondition(!isVirtual, "Tensor \(shape): element write in a dry run")
+            storage.base[linearIndex(index)] = newValue
+        }
     }
 
-    /// The elements in row-major order of `shape` (copies).
+    /// The elements in row-major order of `shape` (copies); zeros in a dry run.
     public var array: [Float] {
+        if isVirtual { return [Float](repeating: 0, count: count) }
         if isContiguous {
             return Array(UnsafeBufferPointer(start: pointer, count: count))
         }
@@ -161,6 +186,7 @@ public struct Tensor: @unchecked Sendable {
     /// Copies `source`'s elements into `self` (same shape; either may be strided).
     public func assign(_ source: Tensor) {
         precondition(source.shape == shape, "assign: shape \(source.shape) into \(shape)")
+        if isVirtual || source.isVirtual { return }
         if isContiguous && source.isContiguous {
             pointer.update(from: source.pointer, count: count)
             return
@@ -173,6 +199,7 @@ public struct Tensor: @unchecked Sendable {
     }
 
     public func fill(_ value: Float) {
+        if isVirtual { return }
         if isContiguous {
             if value == 0 { memset(pointer, 0, count * MemoryLayout<Float>.stride) }
             else { pointer.update(repeating: value, count: count) }

@@ -117,7 +117,7 @@ public final class MetricsLog {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let json = try encoder.encode(Document(configuration: configuration, run: extra, records: records))
         try AtomicFile.write(to: jsonPath) { try $0.write(Array(json)) }
-        let title = "\(configuration.model.name) on \(configuration.data.name), \(configuration.strategy.rawValue)"
+        let title = "\(configuration.model.name) on \(configuration.data.name), \(configuration.strategy.name)"
         let svg = CurvePlot.svg(records, title: title)
         try AtomicFile.write(to: plotPath) { try $0.write(Array(svg.utf8)) }
     }

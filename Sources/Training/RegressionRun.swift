@@ -10,7 +10,7 @@ import Runtime
 /// as in `TrainingConfiguration`.
 public struct RegressionConfiguration: Codable, Equatable, Sendable {
     public var model: ModelDescription
-    public var strategy: MemoryStrategy
+    public var strategy: MemoryPolicy
     public var trainPath: String
     public var testPath: String
     public var epochs: Int
@@ -28,7 +28,7 @@ public struct RegressionConfiguration: Codable, Equatable, Sendable {
     /// Use only the first `testLimit` test rows.
     public var testLimit: Int?
 
-    public init(model: ModelDescription, strategy: MemoryStrategy = .shared, trainPath: String, testPath: String,
+    public init(model: ModelDescription, strategy: MemoryPolicy = .shared, trainPath: String, testPath: String,
                 epochs: Int = 1, batchSize: Int = 32, evaluationBatchSize: Int? = nil,
                 optimizer: OptimizerSettings = OptimizerSettings(), schedule: LearningRateSchedule.Kind = .cosine,
                 warmupEpochs: Double = 0, milestones: [Int]? = nil, gamma: Float = 0.1, seed: UInt64 = 0,
@@ -145,7 +145,7 @@ public final class RegressionRun {
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
         Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
-        let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)
+        let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
         let optimizer = c.optimizer.make(model.parameters)
         let stepsPerEpoch = (trainSet.rowCount + c.batchSize - 1) / c.batchSize
         let trainer = Trainer(model: model, optimizer: optimizer, schedule: c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch))

@@ -53,7 +53,7 @@ public struct OptimizerSettings: Codable, Equatable, Sendable {
 /// exactly as the uninterrupted one would.
 public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var model: ModelDescription
-    public var strategy: MemoryStrategy
+    public var strategy: MemoryPolicy
     public var data: DatasetSpec
     public var epochs: Int
     public var batchSize: Int
@@ -73,7 +73,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Apply the dataset's training augmentation (CIFAR crop and flip).
     public var augment: Bool
 
-    public init(model: ModelDescription, strategy: MemoryStrategy = .shared, data: DatasetSpec, epochs: Int = 1,
+    public init(model: ModelDescription, strategy: MemoryPolicy = .shared, data: DatasetSpec, epochs: Int = 1,
                 batchSize: Int = 128, evaluationBatchSize: Int? = nil, optimizer: OptimizerSettings = OptimizerSettings(),
                 schedule: LearningRateSchedule.Kind = .cosine, warmupEpochs: Double = 0, milestones: [Int]? = nil,
                 gamma: Float = 0.1, seed: UInt64 = 0, limit: Int? = nil, testLimit: Int? = nil, augment: Bool = true) {

@@ -106,7 +106,7 @@ public final class TrainingRun {
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
 
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
-        let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)
+        let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
         let parameterNames = model.namedParameters().map(\.name)
         let optimizer = c.optimizer.make(model.parameters)
         let trainLoader = c.loader(for: trainSet, model: modelConfiguration, split: .train)

@@ -70,7 +70,7 @@ struct Evaluate: ParsableCommand {
         guard configuration.outputCount >= test.classCount else {
             throw TrainingError.tooFewClasses(classes: configuration.outputCount, dataset: spec.name, datasetClasses: test.classCount)
         }
-        let network = try ModelFactory.build(configuration, strategy: .shared)
+        let network = try ModelFactory.build(configuration, policy: .shared)
         try TrainingCheckpoint.loadModel(network, from: path)
         let loader = DataLoader(test, options: DataLoaderOptions(
             batchSize: batch, shuffle: false, resize: ModelInput.resize(for: configuration, dataset: test),
@@ -133,7 +133,7 @@ struct Evaluate: ParsableCommand {
     func logits(checkpoint path: String, inputPath: String) throws {
         guard mode == "eval" || mode == "train" else { throw ValidationError("--mode must be eval or train, not \(mode)") }
         let configuration = try modelConfiguration(checkpoint: path, dataset: nil, datasetName: "")
-        let network = try ModelFactory.build(configuration, strategy: .shared)
+        let network = try ModelFactory.build(configuration, policy: .shared)
         try TrainingCheckpoint.loadModel(network, from: path)
         let contents = try Safetensors.read(inputPath, category: .activations)
         guard let batchMajor = contents.tensors["input"] else {

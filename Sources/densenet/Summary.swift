@@ -56,13 +56,10 @@ struct Summary: ParsableCommand {
         _ = try parsedOptimizer()
     }
 
-    func parsedStrategies() throws -> [MemoryStrategy] {
+    func parsedStrategies() throws -> [MemoryPolicy] {
         try strategies.split(separator: ",").map { name in
             let trimmed = name.trimmingCharacters(in: .whitespaces)
-            guard let s = MemoryStrategy(rawValue: trimmed) else {
-                throw ValidationError("unknown strategy '\(trimmed)'; use \(MemoryStrategy.allCases.map(\.rawValue).joined(separator: ","))")
-            }
-            return s
+            do { return try MemoryPolicy(named: trimmed) } catch { throw ValidationError("\(error)") }
         }
     }
 
@@ -86,7 +83,7 @@ struct Summary: ParsableCommand {
             FileHandle.standardError.write(Data("summary: no memory prediction for \(configuration.name): the planner does not model the plain MLP\n".utf8))
         }
         for s in try parsedStrategies() where plannable {
-            plans.append(try MemoryPlanner.plan(configuration, batch: batch, strategy: s, threads: threads,
+            plans.append(try MemoryPlanner.plan(configuration, batch: batch, policy: s, threads: threads,
                                                 optimizer: optimizer))
         }
         if json {
@@ -117,7 +114,7 @@ struct Summary: ParsableCommand {
         let header = ["strategy", "parameters", "gradients", "optimizer", "input", "activations kept",
                       "peak scratch", "predicted peak", "peak during"]
         let rows = plans.map { p in
-            [p.strategy.rawValue, mib(p.parameterBytes), mib(p.gradientBytes), mib(p.optimizerStateBytes),
+            [p.policy.name, mib(p.parameterBytes), mib(p.gradientBytes), mib(p.optimizerStateBytes),
              mib(p.inputBytes), mib(p.activationBytes), mib(p.peakScratchBytes), mib(p.peakBytes), p.peakPhase]
         }
         let widths = header.indices.map { i in max(header[i].count, rows.map { $0[i].count }.max() ?? 0) }
@@ -200,7 +197,7 @@ struct SummaryReport: Encodable {
         }
         var strategies = [String: StrategyPlan]()
         for p in plans {
-            strategies[p.strategy.rawValue] = StrategyPlan(
+            strategies[p.policy.name] = StrategyPlan(
                 predicted_peak_bytes: p.peakBytes, predicted_peak_lower_bound_bytes: p.sequentialPeakBytes,
                 parameters_bytes: p.parameterBytes, gradients_bytes: p.gradientBytes,
                 optimizer_state_bytes: p.optimizerStateBytes, input_bytes: p.inputBytes,

@@ -120,7 +120,7 @@ struct Train: ParsableCommand {
             let planned: PlannedOptimizer = o.kind == .adam ? .adam : (o.momentum > 0 ? .sgdMomentum : .sgd)
             let predicted = try MemoryPlanner.predictedPeakBytes(model: run.modelConfiguration,
                                                                  batch: run.configuration.batchSize,
-                                                                 strategy: run.configuration.strategy, optimizer: planned)
+                                                                 policy: run.configuration.strategy, optimizer: planned)
             guard predicted <= limit else {
                 throw TrainingError.exceedsMemoryLimit(predictedBytes: predicted, limitBytes: limit)
             }
@@ -136,7 +136,7 @@ struct Train: ParsableCommand {
         }
         let m = run.modelConfiguration
         progress.message("run folder: \(run.outputDirectory)")
-        progress.message("\(m.name) (input \(m.inputShape), \(m.outputCount) classes), strategy \(c.strategy.rawValue),"
+        progress.message("\(m.name) (input \(m.inputShape), \(m.outputCount) classes), strategy \(c.strategy.name),"
                          + " \(c.data.name): \(min(run.trainSet.count, c.limit ?? .max)) training / \(min(run.testSet.count, c.testLimit ?? .max)) test images,"
                          + " batch \(c.batchSize), \(c.optimizer.kind.rawValue) lr \(c.optimizer.learningRate) (\(c.schedule.rawValue)),"
                          + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)")
@@ -166,7 +166,7 @@ struct Train: ParsableCommand {
                                          nesterov: nesterov)
         return TrainingConfiguration(
             model: ModelDescription(modelConfiguration),
-            strategy: try Train.choice(strategy ?? "shared", MemoryStrategy.self, option: "--strategy"),
+            strategy: try Train.policy(strategy ?? "shared"),
             data: spec, epochs: epochs ?? 10, batchSize: batch ?? 128, evaluationBatchSize: evaluationBatch,
             optimizer: settings,
             schedule: try Train.choice(schedule ?? "cosine", LearningRateSchedule.Kind.self, option: "--schedule"),
@@ -178,7 +178,7 @@ struct Train: ParsableCommand {
     func checkResumeOptions(_ saved: TrainingConfiguration) throws {
         var given: [(String, String?, String)] = [
             ("--model", model, saved.model.name),
-            ("--strategy", strategy, saved.strategy.rawValue),
+            ("--strategy", strategy, saved.strategy.name),
             ("--batch", batch.map(String.init), String(saved.batchSize)),
             ("--optimizer", optimizer, saved.optimizer.kind.rawValue),
             ("--lr", lr.map { "\($0)" }, "\(saved.optimizer.learningRate)"),
@@ -227,7 +227,7 @@ struct Train: ParsableCommand {
                                          nesterov: nesterov)
         let c = RegressionConfiguration(
             model: ModelDescription(modelConfiguration),
-            strategy: try Train.choice(strategy ?? "shared", MemoryStrategy.self, option: "--strategy"),
+            strategy: try Train.policy(strategy ?? "shared"),
             trainPath: trainPath, testPath: String(testData.dropFirst(4)), epochs: epochs ?? 10, batchSize: batch ?? 128,
             evaluationBatchSize: evaluationBatch, optimizer: settings,
             schedule: try Train.choice(schedule ?? "cosine", LearningRateSchedule.Kind.self, option: "--schedule"),
@@ -242,14 +242,14 @@ struct Train: ParsableCommand {
             }
             let planned: PlannedOptimizer = kind == .adam ? .adam : (settings.momentum > 0 ? .sgdMomentum : .sgd)
             let predicted = try MemoryPlanner.predictedPeakBytes(model: modelConfiguration, batch: c.batchSize,
-                                                                 strategy: c.strategy, optimizer: planned)
+                                                                 policy: c.strategy, optimizer: planned)
             guard predicted <= limit else { throw TrainingError.exceedsMemoryLimit(predictedBytes: predicted, limitBytes: limit) }
         }
         let progress = ConsoleProgress()
         run.observer = progress
         progress.message("run folder: \(run.outputDirectory)")
         progress.message("\(modelConfiguration.name) (\(modelConfiguration.inputShape.channels) features, 1 output), strategy"
-                         + " \(c.strategy.rawValue), regression on \(trainPath): \(run.trainSet.rowCount) training / \(run.testSet.rowCount)"
+                         + " \(c.strategy.name), regression on \(trainPath): \(run.trainSet.rowCount) training / \(run.testSet.rowCount)"
                          + " test rows, batch \(c.batchSize), \(settings.kind.rawValue) lr \(settings.learningRate) (\(c.schedule.rawValue)),"
                          + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)")
         let summary = try run.run()
@@ -274,6 +274,10 @@ struct Train: ParsableCommand {
             throw TrainingError.invalidOption(option, reason: "'\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return value
+    }
+
+    static func policy(_ text: String) throws -> MemoryPolicy {
+        do { return try MemoryPolicy(named: text) } catch { throw TrainingError.invalidOption("--strategy", reason: "\(error)") }
     }
 
     static func parseMilestones(_ text: String) throws -> [Int] {

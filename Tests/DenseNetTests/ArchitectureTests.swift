@@ -93,11 +93,11 @@ final class ArchitectureTests: XCTestCase {
         let macs = 4 * 64 * 3 * 9          // conv0 3→4 3x3 on 8x8
             + 4 * 64 * 4 + 2 * 64 * 4 * 9  // block1 layer1: 1x1 4→4, 3x3 4→2
             + 4 * 64 * 6 + 2 * 64 * 4 * 9  // block1 layer2: 1x1 6→4, 3x3 4→2
-            + 4 * 64 * 8                   // transition1: 1x1 8→4 (then 8x8 → 4x4)
+            + 4 * 16 * 8                   // transition1: 1x1 8→4 after the 8x8 → 4x4 average pool
             + 4 * 16 * 4 + 2 * 16 * 4 * 9  // block2 layer1 on 4x4
             + 6 * 3                        // classifier 6 → 3
         XCTAssertEqual(a.forwardFLOPs, 2 * macs)
-        XCTAssertEqual(a.forwardFLOPs, 44_324)
+        XCTAssertEqual(a.forwardFLOPs, 41_252)
         let params = 3 * 4 * 9
             + (2 * 4 + 4 * 4 + 2 * 4 + 4 * 2 * 9)
             + (2 * 6 + 6 * 4 + 2 * 4 + 4 * 2 * 9)
@@ -107,14 +107,25 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertEqual(a.trainableParameters, params)
         XCTAssertEqual(a.trainableParameters, 513)
         XCTAssertEqual(a.nonTrainableParameters, 2 * (4 + 4 + 6 + 4 + 8 + 4 + 4 + 6))
-        XCTAssertEqual(a.layer(named: "features.transition1.conv")?.forwardFLOPs, 2 * 4 * 64 * 8)
+        XCTAssertEqual(a.layer(named: "features.transition1.conv")?.forwardFLOPs, 2 * 4 * 16 * 8)
+        // The description lists what the module runs: pooling first with average pooling.
+        let names = a.leaves.map(\.name)
+        XCTAssertLessThan(try XCTUnwrap(names.firstIndex(of: "features.transition1.pool")),
+                          try XCTUnwrap(names.firstIndex(of: "features.transition1.conv")))
     }
 
     func testDenseNet121FLOPsMatchPublishedFigure() throws {
-        // torchvision lists densenet121 at 2.83 "GFLOPS" (multiply-accumulates) for 224x224.
-        let macs = try architecture("densenet121").forwardFLOPs / 2
-        XCTAssertGreaterThan(macs, 2_800_000_000)
-        XCTAssertLessThan(macs, 2_900_000_000)
+        // torchvision lists densenet121 at 2.83 "GFLOPS" (multiply-accumulates) for 224x224,
+        // counted with its transitions' 1x1 convolutions before the pooling: the order our
+        // max-pooling transitions keep.
+        guard case .denseNet(var c) = try ModelZoo.configuration(named: "densenet121") else { return XCTFail() }
+        c.transitionPooling = .max
+        let torchvisionOrder = try Architecture(c).forwardFLOPs
+        XCTAssertGreaterThan(torchvisionOrder / 2, 2_800_000_000)
+        XCTAssertLessThan(torchvisionOrder / 2, 2_900_000_000)
+        // Average pooling first saves 3/4 of each transition's product: 2·c·c/2·(H² − (H/2)²)
+        // for (c, H) = (256, 56), (512, 28), (1024, 14), 154,140,672 FLOPs each.
+        XCTAssertEqual(torchvisionOrder - (try architecture("densenet121").forwardFLOPs), 3 * 154_140_672)
     }
 
     func testAblationsChangeOpsNotCounts() throws {
@@ -156,6 +167,6 @@ final class ArchitectureTests: XCTestCase {
         XCTAssertEqual(Architecture.scaled(5_005_000_000), "5.01 G")
         XCTAssertEqual(Architecture.scaled(15_124), "15.12 K")
         XCTAssertEqual(Architecture.scaled(999), "999")
-        XCTAssertTrue(table.contains("Forward FLOPs: 5.67 G per example, 45.35 G per batch"), table)
+        XCTAssertTrue(table.contains("Forward FLOPs: 5.21 G per example, 41.65 G per batch"), table)
     }
 }

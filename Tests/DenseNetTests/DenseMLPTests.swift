@@ -64,9 +64,9 @@ final class DenseMLPTests: XCTestCase {
     /// every strategy.
     func testBlockConcatenatesInputAndLayerOutputs() throws {
         let x = Tensor.randomNormal([3, 5], seed: 31)
-        for strategy in MemoryStrategy.allCases {
+        for strategy in MemoryPolicy.allPresets {
             Initialization.seed = 32
-            let block = DenseMLPBlock(layerCount: 3, inputWidth: 3, growthRate: 2, batchNorm: false, strategy: strategy)
+            let block = DenseMLPBlock(layerCount: 3, inputWidth: 3, growthRate: 2, batchNorm: false, policy: strategy)
             let y = block(Variable(x)).value
             XCTAssertEqual(y.shape, [9, 5])
             var expected = x.array
@@ -106,34 +106,35 @@ final class DenseMLPTests: XCTestCase {
         let weights = lossWeights(2 * 7, seed: 27)
         for batchNorm in [false, true] {
             for training in [true, false] {
-                func step(_ strategy: MemoryStrategy) throws -> NetworkStep {
+                func step(_ strategy: MemoryPolicy) throws -> NetworkStep {
                     Initialization.seed = 28
-                    let model = try ModelFactory.build(.denseMLP(Self.tiny(batchNorm: batchNorm)), strategy: strategy)
+                    let model = try ModelFactory.build(.denseMLP(Self.tiny(batchNorm: batchNorm)), policy: strategy)
                     if !training { model.eval() }
                     return NetworkStep(model, x, weights: weights)
                 }
                 let naive = try step(.naive)
-                for strategy in MemoryStrategy.allCases where strategy != .naive {
+                for strategy in MemoryPolicy.allPresets where strategy != .naive {
                     try step(strategy).assertSame(as: naive, "\(strategy) BN \(batchNorm) training \(training)")
                 }
             }
         }
     }
 
-    /// Setting the strategy after building reaches every block.
-    func testStrategyPropagates() throws {
+    /// Setting the policy after building reaches every block, as the part an MLP honours.
+    func testPolicyPropagates() throws {
         let model = try DenseMLP(Self.tiny(batchNorm: false))
-        model.strategy = .minimal
-        XCTAssertEqual(model.blocks.map(\.strategy), [.minimal, .minimal])
+        model.policy = .minimal
+        let honoured = MemoryPolicy(sharedConcatenation: true, checkpointLayers: true)
+        XCTAssertEqual(model.blocks.map(\.policy), [honoured, honoured])
     }
 
     /// Kept bytes after the forward pass of a deep block: the shared buffer removes the
     /// quadratic concatenations, and checkpointing every layer keeps less again.
     func testSharedBufferKeepsLessThanNaive() throws {
-        func kept(_ strategy: MemoryStrategy) throws -> Int {
+        func kept(_ strategy: MemoryPolicy) throws -> Int {
             Initialization.seed = 29
             let configuration = DenseMLPConfiguration(inputFeatures: 8, growthRate: 8, blockConfig: [16])
-            let model = try DenseMLP(configuration, strategy: strategy)
+            let model = try DenseMLP(configuration, policy: strategy)
             let x = Tensor.randomNormal([8, 32], seed: 30)
             let before = Memory.active(.activations) + Memory.active(.scratch)
             let y = model(Variable(x))

@@ -18,45 +18,26 @@ final class MemoryPlannerTests: XCTestCase {
         var scratchPeak: Int
     }
 
-    /// Builds the model, optimizer and data as `TrainingStepBenchmark` does and runs one step.
-    func measure(_ configuration: ModelConfiguration, batch: Int, strategy: MemoryStrategy, threads: Int) throws -> Measured {
+    /// Runs the benchmark's own step (`TrainingStep`, which bench-memory times) for real.
+    func measure(_ configuration: ModelConfiguration, batch: Int, strategy: MemoryPolicy, threads: Int) throws -> Measured {
         let savedThreads = Parallel.threadCount
         Parallel.threadCount = threads
         defer { Parallel.threadCount = savedThreads }
         let before = Memory.snapshot()
-        let shape = configuration.inputShape
-        let isRegression: Bool
-        if case .denseMLP = configuration { isRegression = true } else { isRegression = false }
-        Initialization.seed = 42
-        let model = try ModelFactory.build(configuration, strategy: strategy)
-        let optimizer = SGD(parameters: model.parameters, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
-        let images = isRegression
-            ? Tensor.randomNormal([shape.channels, batch], seed: 3)
-            : Tensor.randomNormal([shape.channels, batch, shape.height, shape.width], seed: 3)
-        var rng = SeededGenerator(seed: 4)
-        let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(configuration.outputCount)) }
-        let targets = (0..<batch).map { _ in rng.nextNormal() }
-        func loss(_ output: Variable) -> Variable {
-            isRegression ? Functional.meanSquaredError(output, targets: targets)
-                         : Functional.crossEntropy(output, labels: labels)
-        }
+        let step = try TrainingStep(configuration, batch: batch, policy: strategy)
         let built = Memory.snapshot()
         var baseline = [MemoryCategory: Int]()
         for c in MemoryCategory.allCases { baseline[c] = built.active(c) - before.active(c) }
 
         Memory.resetPeak()
-        optimizer.zeroGradients()
-        loss(model(Variable(images))).backward()
-        optimizer.step()
+        step.run()
         let peak = Memory.peak - before.active
         let scratchPeak = Memory.peak(.scratch) - before.active(.scratch)
 
-        // A second step, stopped after the loss to see what the forward pass keeps.
-        optimizer.zeroGradients()
-        let l = loss(model(Variable(images)))
-        let activations = Memory.active(.activations) - built.active(.activations)
-        l.backward()
-        withExtendedLifetime((model, optimizer, images)) {}
+        // A second step, looked at after the loss to see what the forward pass keeps.
+        var activations = 0
+        step.run { activations = Memory.active(.activations) - built.active(.activations) }
+        withExtendedLifetime(step) {}
         return Measured(peak: peak, baseline: baseline, activationsAfterForward: activations, scratchPeak: scratchPeak)
     }
 
@@ -65,9 +46,9 @@ final class MemoryPlannerTests: XCTestCase {
     /// (tiles one after another) and upper (tiles at once) bounds, and, where `within5Percent`,
     /// the upper bound within 5 % of it (configurations whose scratch is a small share).
     @discardableResult
-    func check(_ configuration: ModelConfiguration, batch: Int, strategy: MemoryStrategy, threads: Int,
+    func check(_ configuration: ModelConfiguration, batch: Int, strategy: MemoryPolicy, threads: Int,
                within5Percent: Bool = true, file: StaticString = #filePath, line: UInt = #line) throws -> Double {
-        let plan = try MemoryPlanner.plan(configuration, batch: batch, strategy: strategy, threads: threads)
+        let plan = try MemoryPlanner.plan(configuration, batch: batch, policy: strategy, threads: threads)
         let measured = try measure(configuration, batch: batch, strategy: strategy, threads: threads)
         let what = "\(configuration.name) \(strategy) batch \(batch) threads \(threads)"
         XCTAssertEqual(plan.parameterBytes, measured.baseline[.parameters], "parameters \(what)", file: file, line: line)
@@ -103,7 +84,7 @@ final class MemoryPlannerTests: XCTestCase {
         var largest = 0.0
         for batch in batches {
             for t in [1, 2] {
-                for strategy in MemoryStrategy.allCases {
+                for strategy in MemoryPolicy.allPresets {
                     let e = try check(configuration, batch: batch, strategy: strategy, threads: t,
                                       within5Percent: within5Percent, file: file, line: line)
                     largest = max(largest, abs(e))
@@ -189,7 +170,7 @@ final class MemoryPlannerTests: XCTestCase {
     func testStrategiesOrderOnDenseNetBC100() throws {
         let c = try ModelZoo.configuration(named: "densenet-bc-100-12")
         let plans = try MemoryPlanner.plans(c, batch: 64, threads: 2)
-        let peak = Dictionary(uniqueKeysWithValues: plans.map { ($0.strategy, $0.peakBytes) })
+        let peak = Dictionary(uniqueKeysWithValues: plans.map { ($0.policy, $0.peakBytes) })
         XCTAssertGreaterThan(peak[.naive]!, peak[.checkpoint]!)
         XCTAssertGreaterThan(peak[.checkpoint]!, peak[.shared]!)
         XCTAssertGreaterThan(peak[.shared]!, peak[.minimal]!)

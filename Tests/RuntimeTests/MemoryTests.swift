@@ -119,9 +119,7 @@ final class BufferCacheTests: XCTestCase {
     /// The invariant the cache keeps: real bytes of live blocks + cached bytes never exceed
     /// the high water of live tensor bytes by more than the waste allowance (1/32).
     private func assertBound(file: StaticString = #filePath, line: UInt = #line) {
-        Memory.lock.lock()
-        let (held, cached, highWater) = (Memory.heldLive, Memory.cached, Memory.highWaterTotal)
-        Memory.lock.unlock()
+        let (held, cached, highWater) = Memory.cacheBound
         XCTAssertLessThanOrEqual(held + cached, highWater + highWater / Memory.cacheWasteDivisor,
                                  "held \(held) + cached \(cached) over high water \(highWater)", file: file, line: line)
     }

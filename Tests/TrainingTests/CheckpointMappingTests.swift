@@ -17,7 +17,7 @@ final class CheckpointMappingTests: XCTestCase {
     /// A model after two SGD steps, so weights, running statistics and momentum are not initial.
     func trainedModel(_ c: DenseNetConfiguration, seed: UInt64 = 3) throws -> (DenseNet, SGD) {
         Initialization.seed = seed
-        let model = try DenseNet(c, strategy: .shared)
+        let model = try DenseNet(c, policy: .shared)
         let sgd = SGD(parameters: model.parameters, learningRate: 0.05, momentum: 0.9)
         let shape = c.inputShape
         let trainer = Trainer(model: model, optimizer: sgd,
@@ -63,7 +63,7 @@ final class CheckpointMappingTests: XCTestCase {
         let path = dir.file("model.safetensors")
         try TrainingCheckpoint.saveModel(model, to: path)
         Initialization.seed = 999   // different initial weights
-        let restored = try DenseNet(c, strategy: .naive)
+        let restored = try DenseNet(c, policy: .naive)
         try TrainingCheckpoint.loadModel(restored, from: path)
         let x = Tensor.randomNormal([1, 5, 28, 28], seed: 42)
         for mode in ["eval", "train"] {

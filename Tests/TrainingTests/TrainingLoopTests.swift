@@ -13,7 +13,7 @@ final class TrainingLoopTests: XCTestCase {
     override func tearDown() { dir.remove() }
 
     func configuration(epochs: Int, limit: Int, batch: Int, dropRate: Double = 0,
-                       strategy: MemoryStrategy = .shared) -> TrainingConfiguration {
+                       strategy: MemoryPolicy = .shared) -> TrainingConfiguration {
         TrainingConfiguration(
             model: ModelDescription(.denseNet(tinyDenseNet(dropRate: dropRate))), strategy: strategy,
             data: .fashionMNIST(directory: FashionMNIST.defaultDirectory), epochs: epochs, batchSize: batch,

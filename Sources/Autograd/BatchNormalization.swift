@@ -1,0 +1,66 @@
+import Kernels
+import Runtime
+
+/// What batch normalisation keeps between steps: the running statistics, their momentum and
+/// eps, and the count of training-mode forward passes (PyTorch's `num_batches_tracked`).
+///
+/// It also owns the one rule of batch normalisation (Ioffe & Szegedy 2015, arXiv 1502.03167) that
+/// every caller follows, the autograd op (`Functional.batchNorm`) and the fused dense block of
+/// the shared strategies (DenseNetModels/DenseBlock+SharedStorage.swift) alike: training mode
+/// normalises with the batch statistics and updates the running ones once per forward pass,
+/// never during a checkpoint recompute (`Autograd.isRecomputing`: the recompute would otherwise
+/// count the batch twice, the known fault of PyTorch's checkpointed DenseNet); evaluation mode
+/// normalises with the running statistics.
+public final class BatchNormState {
+    public let runningMean: Tensor
+    public let runningVar: Tensor
+    public let momentum: Float
+    public let eps: Float
+    /// Training-mode forward passes counted so far.
+    public internal(set) var batchesTracked = 0
+
+    /// Fresh statistics for `channels` channels: mean 0, variance 1 (PyTorch's initial values).
+    public init(channels: Int, momentum: Float = 0.1, eps: Float = 1e-5) {
+        precondition(channels > 0, "BatchNormState: channels must be positive, got \(channels)")
+        runningMean = Tensor.zeros([channels], category: .parameters)
+        runningVar = Tensor.filled([channels], 1, category: .parameters)
+        self.momentum = momentum
+        self.eps = eps
+    }
+
+    public var channels: Int { runningMean.count }
+
+    /// y = γ·(x − mean)·invStd + β, then ReLU if `relu`, with the statistics the mode asks for
+    /// written into `mean` and `invStd` (C each) for the backward pass.
+    // x, y (C, ...); gamma, beta, mean, invStd (C).
+    public func normalize(_ x: Tensor, gamma: Tensor, beta: Tensor, training: Bool, relu: Bool,
+                          into y: Tensor, mean: Tensor, invStd: Tensor) {
+        precondition(x.shape.first == channels, "BatchNormState.normalize: x \(x.shape) for \(channels) channels")
+        guard training else {
+            BatchNorm.evaluationStatistics(runningMean: runningMean, runningVar: runningVar, eps: eps,
+                                           mean: mean, invStd: invStd)
+            BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
+            return
+        }
+        BatchNorm.forwardTraining(x, gamma: gamma, beta: beta, eps: eps, relu: relu, into: y, mean: mean, invStd: invStd)
+        if !Autograd.isRecomputing {
+            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                              invStd: invStd, eps: eps, momentum: momentum, count: x.count / channels)
+            batchesTracked += 1
+        }
+    }
+
+    /// The backward of `normalize` in the same mode: through the batch statistics in training,
+    /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta.
+    // dy, x, dx (C, ...); gamma, beta, mean, invStd, dGamma, dBeta (C).
+    public func normalizeBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
+                                  training: Bool, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+        if training {
+            BatchNorm.backward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                               dx: dx, dGamma: dGamma, dBeta: dBeta)
+        } else {
+            BatchNorm.backwardWithFixedStatistics(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                                  relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta)
+        }
+    }
+}
