@@ -138,21 +138,10 @@ struct BenchMemory: ParsableCommand {
             record.predicted_peak_tensor_mib = predicted.map { Double($0) / 1_048_576 }
             records.append(record)
             table(Reports.tableRow(record))
-            try write(records, to: folder)
+            try Reports.write(records, to: folder)
         }
         if jsonOutput.json { print(String(decoding: try Reports.json(records), as: UTF8.self)) }
         table("wrote \(folder.path)/{results.json,results.csv,results.md,peak-memory.svg}")
-    }
-
-    func write(_ records: [BenchmarkRecord], to folder: URL) throws {
-        try Reports.json(records).write(to: folder.appendingPathComponent("results.json"))
-        try Reports.csv(records).write(to: folder.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
-        try Reports.markdown(records).write(to: folder.appendingPathComponent("results.md"), atomically: true, encoding: .utf8)
-        let byDepth = records.contains { Reports.depth(of: $0.model) != nil } && Set(records.map(\.model)).count > 1
-        let svg = byDepth
-            ? Reports.svgChart(records, x: { Reports.depth(of: $0.model) }, xLabel: "depth L", title: "Peak memory against depth")
-            : Reports.svgChart(records, x: { Double($0.batch) }, xLabel: "batch", title: "Peak memory against batch")
-        try svg.write(to: folder.appendingPathComponent("peak-memory.svg"), atomically: true, encoding: .utf8)
     }
 
     static func timestamp() -> String {
