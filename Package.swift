@@ -55,11 +55,17 @@ let libraries: [Target] = [
 
 let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
 let commandLines: [Target] = [
-    .executableTarget(name: "bench-memory", dependencies: ["Runtime", "BenchmarkSupport", argumentParser],
+    // The option groups the command lines share (model and input, data, threads, memory
+    // budget, output, optimizer, strategies) and their one way to ask the memory planner.
+    .target(name: "CommandLineOptions", dependencies: ["Runtime", "Datasets", "DenseNetModels", "Training", argumentParser],
+            swiftSettings: plain),
+    .executableTarget(name: "bench-memory", dependencies: ["Runtime", "BenchmarkSupport", "CommandLineOptions", argumentParser],
                       path: "Benchmarks/bench-memory", swiftSettings: plain),
-    .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", argumentParser],
+    .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", "CommandLineOptions",
+                                                            argumentParser],
                       path: "Benchmarks/bench-kernels", swiftSettings: plain),
-    .executableTarget(name: "densenet", dependencies: ["Runtime", "Training", "BenchmarkSupport", argumentParser],
+    .executableTarget(name: "densenet", dependencies: ["Runtime", "Training", "BenchmarkSupport", "CommandLineOptions",
+                                                       argumentParser],
                       swiftSettings: plain),
 ]
 
@@ -75,7 +81,9 @@ let tests: [Target] = [
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels", "Autograd"],
                 exclude: ["Fixtures"], swiftSettings: plain),
-    .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
+    .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels", "Runtime"], swiftSettings: plain),
+    .testTarget(name: "CommandLineOptionsTests", dependencies: ["CommandLineOptions", "DenseNetModels", "Training",
+                                                                argumentParser], swiftSettings: plain),
 ]
 
 let package = Package(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import Foundation
 import Kernels
 import Runtime
@@ -20,8 +21,9 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Write the records as a JSON array to this path.")
     var json: String?
 
-    @Option(help: "Threads for our kernels (Parallel.threadCount) and for OpenBLAS in the plain sgemm runs.")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    /// Threads for our kernels (Parallel.threadCount) and for OpenBLAS in the plain sgemm runs.
+    @OptionGroup var threadsOptions: ThreadsOptions
+    var threads: Int { threadsOptions.threads }
 
     @Option(help: "Timed runs per case; the median is reported.")
     var repeats: Int = 5
@@ -44,12 +46,11 @@ struct BenchKernels: ParsableCommand {
     }
 
     mutating func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
     }
 
     func run() throws {
-        Parallel.threadCount = threads
+        threadsOptions.apply()
         print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
         var records: [Record] = []
         var failures = 0

@@ -1,8 +1,9 @@
 import ArgumentParser
-import Runtime
 import BenchmarkSupport
+import CommandLineOptions
 import DenseNetModels
 import Foundation
+import Runtime
 
 /// Peak RSS and step time of DenseNet training per memory strategy, each configuration in a
 /// fresh child process.
@@ -18,12 +19,19 @@ struct BenchMemory: ParsableCommand {
         commandName: "bench-memory",
         abstract: "Peak RSS and time per training step of DenseNets under each memory strategy.",
         discussion: """
-        With no options: DenseNet-BC (k=12) at depths 40, 100 and 160, batch 64, 3x32x32, every strategy.
-        Each (model, strategy, batch, input) runs in a fresh child process; peak RSS is its VmHWM.
+        With no options: DenseNet-BC (k=12) at depths 40, 100 and 160 (--model densenet-bc, the \
+        default, with --depths and --growth), batch 64, 3x32x32, every strategy, SGD with momentum. \
+        Each (model, strategy, batch, input) runs in a fresh child process; peak RSS is its VmHWM. \
+        Every record also carries the planner's predicted peak of tensor memory \
+        (predicted_peak_tensor_mib, as densenet summary); with --max-memory SIZE, the \
+        configurations predicted above it are skipped (a row saying so), not run.
+
+        The reports go to --out (default results/bench-memory-TIME): results.json, results.csv, \
+        results.md and peak-memory.svg; --json also prints the records on standard output (the \
+        table then goes to standard error).
         """)
 
-    @Option(help: "A named model (densenet121, densenet-bc-100-12, d2l, ...) or 'densenet-bc' with --depths and --growth.")
-    var model = "densenet-bc"
+    @OptionGroup var modelOptions: ModelInputOptions
 
     @Option(help: "Depths L for --model densenet-bc (each 6n+4).")
     var depths = "40,100,160"
@@ -34,11 +42,7 @@ struct BenchMemory: ParsableCommand {
     @Option(help: "Batch sizes, comma-separated.")
     var batch = "64"
 
-    @Option(help: "Input CxHxW (default: the model's).")
-    var input: String?
-
-    @Option(help: "Strategies, comma-separated: naive,checkpoint,shared,minimal (and the ablation step shared-concat).")
-    var strategies = "naive,checkpoint,shared,minimal"
+    @OptionGroup var strategyOptions: StrategyListOptions
 
     @Option(help: "Measured steps per configuration.")
     var steps = 3
@@ -46,21 +50,13 @@ struct BenchMemory: ParsableCommand {
     @Option(help: "Warm-up steps per configuration (not measured).")
     var warmup = 1
 
-    @Option(help: "Threads (kernels and GEMM).")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var threadsOptions: ThreadsOptions
 
-    @Option(name: .customLong("max-rss"),
-            help: "Memory budget in MiB: configurations whose predicted peak tensor memory (MemoryPlanner, as densenet summary; the process RSS is larger) exceeds it are skipped, not run.")
-    var maxRSS: Double?
+    @OptionGroup var budget: MemoryBudgetOptions
 
-    @Option(help: "Also write the JSON records here.")
-    var json: String?
+    @OptionGroup var output: OutputFolderOptions
 
-    @Option(help: "Also write the CSV here.")
-    var csv: String?
-
-    @Option(help: "Output folder (default: results/bench-memory-<time>).")
-    var out: String?
+    @OptionGroup var jsonOutput: JSONOutputOptions
 
     @Option(name: .customLong("child"), help: .hidden)
     var child: String?
@@ -68,10 +64,7 @@ struct BenchMemory: ParsableCommand {
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if let maxRSS, !(maxRSS > 0) { throw ValidationError("--max-rss takes a positive number of MiB, got \(maxRSS)") }
         _ = try parsedBatches()
-        _ = try parsedStrategies()
     }
 
     func parsedBatches() throws -> [Int] {
@@ -82,14 +75,8 @@ struct BenchMemory: ParsableCommand {
         return values.map { $0! }
     }
 
-    func parsedStrategies() throws -> [MemoryPolicy] {
-        try strategies.split(separator: ",").map { name in
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            do { return try MemoryPolicy(named: trimmed) } catch { throw ValidationError("\(error)") }
-        }
-    }
-
     func models() throws -> [String] {
+        let model = modelOptions.model ?? "densenet-bc"
         guard model == "densenet-bc" else { return [model] }
         return try depths.split(separator: ",").map { d in
             guard let depth = Int(d.trimmingCharacters(in: .whitespaces)) else {
@@ -111,64 +98,50 @@ struct BenchMemory: ParsableCommand {
             return
         }
         let names = try models()
-        // Refuse bad names and inputs before starting any child.
-        for name in names { _ = try ModelZoo.configuration(named: name, classes: nil, input: input) }
-        let folder = URL(fileURLWithPath: out ?? "results/bench-memory-\(Self.timestamp())")
+        // Refuse bad names, inputs and poolings before starting any child.
+        for name in names { _ = try modelOptions.configuration(named: name) }
+        let pooling = try modelOptions.parsedTransitionPooling()
+        let folder = URL(fileURLWithPath: output.folder { "results/bench-memory-\(Self.timestamp())" })
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let threads = threadsOptions.threads
         let configurations = try names.flatMap { name in
             try parsedBatches().flatMap { b in
-                try parsedStrategies().map { s in
-                    BenchmarkConfiguration(model: name, strategy: s, batch: b, input: input, steps: steps,
+                try strategyOptions.parsed().map { s in
+                    BenchmarkConfiguration(model: name, strategy: s, batch: b, input: modelOptions.input,
+                                           classes: modelOptions.classes, transitionPooling: pooling, steps: steps,
                                            warmup: warmup, threads: threads)
                 }
             }
         }
-        print("bench-memory: \(configurations.count) configurations, \(steps) steps each after \(warmup) warm-up, "
+        // With --json, standard output holds the JSON alone.
+        let table: (String) -> Void = jsonOutput.json
+            ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
+        table("bench-memory: \(configurations.count) configurations, \(steps) steps each after \(warmup) warm-up, "
               + "\(threads) threads; results in \(folder.path)")
-        print(Reports.tableHeader)
+        table(Reports.tableHeader)
         var records = [BenchmarkRecord]()
         for (i, c) in configurations.enumerated() {
-            if let budget = maxRSS, let (predicted, shape) = predictedPeakMiB(c), predicted > budget {
+            let predicted = try? MemoryPrediction.plan(try c.modelConfiguration(), batch: c.batch, strategy: c.strategy,
+                                                       threads: c.threads).peakBytes
+            var record: BenchmarkRecord
+            if let predicted, !budget.admits(predicted), let limit = budget.maxMemory {
                 // Over budget: say so in the row instead of running a child that may not fit.
-                var record = BenchmarkRecord.failed(c, input: shape, reason: String(
-                    format: "predicted peak tensor memory %.0f MiB exceeds --max-rss %.0f MiB", predicted, budget))
+                let shape = (try? c.modelConfiguration().inputShape.description) ?? (c.input ?? "default")
+                record = .failed(c, input: shape, reason: String(
+                    format: "predicted peak tensor memory %.1f MiB exceeds --max-memory %.1f MiB",
+                    Double(predicted) / 1_048_576, Double(limit) / 1_048_576))
                 record.status = "skipped"
-                record.predicted_peak_tensor_mib = predicted
-                records.append(record)
-                print(Reports.tableRow(record))
-                try write(records, to: folder)
-                continue
+            } else {
+                FileHandle.standardError.write(Data("[\(i + 1)/\(configurations.count)] \(c.model) \(c.strategy.name) batch \(c.batch)…\n".utf8))
+                record = ChildProcess.measure(c, inputLabel: modelOptions.input ?? "default")
             }
-            FileHandle.standardError.write(Data("[\(i + 1)/\(configurations.count)] \(c.model) \(c.strategy.name) batch \(c.batch)…\n".utf8))
-            let record = ChildProcess.measure(c, inputLabel: input ?? "default")
+            record.predicted_peak_tensor_mib = predicted.map { Double($0) / 1_048_576 }
             records.append(record)
-            print(Reports.tableRow(record))
-            try write(records, to: folder)
+            table(Reports.tableRow(record))
+            try Reports.write(records, to: folder)
         }
-        print("wrote \(folder.path)/{results.json,results.csv,results.md,peak-memory.svg}")
-    }
-
-    /// The planner's peak tensor MiB of one configuration's training step and its input shape
-    /// (nil if it cannot plan it).
-    func predictedPeakMiB(_ c: BenchmarkConfiguration) -> (Double, String)? {
-        guard let configuration = try? ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input),
-              let plan = try? MemoryPlanner.plan(configuration, batch: c.batch, policy: c.strategy, threads: c.threads)
-        else { return nil }
-        return (Double(plan.peakBytes) / 1_048_576, configuration.inputShape.description)
-    }
-
-    func write(_ records: [BenchmarkRecord], to folder: URL) throws {
-        let jsonData = try Reports.json(records)
-        try jsonData.write(to: folder.appendingPathComponent("results.json"))
-        try Reports.csv(records).write(to: folder.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
-        try Reports.markdown(records).write(to: folder.appendingPathComponent("results.md"), atomically: true, encoding: .utf8)
-        let byDepth = records.contains { Reports.depth(of: $0.model) != nil } && Set(records.map(\.model)).count > 1
-        let svg = byDepth
-            ? Reports.svgChart(records, x: { Reports.depth(of: $0.model) }, xLabel: "depth L", title: "Peak memory against depth")
-            : Reports.svgChart(records, x: { Double($0.batch) }, xLabel: "batch", title: "Peak memory against batch")
-        try svg.write(to: folder.appendingPathComponent("peak-memory.svg"), atomically: true, encoding: .utf8)
-        if let json { try jsonData.write(to: URL(fileURLWithPath: json)) }
-        if let csv { try Reports.csv(records).write(toFile: csv, atomically: true, encoding: .utf8) }
+        if jsonOutput.json { print(String(decoding: try Reports.json(records), as: UTF8.self)) }
+        table("wrote \(folder.path)/{results.json,results.csv,results.md,peak-memory.svg}")
     }
 
     static func timestamp() -> String {

@@ -25,8 +25,11 @@ public enum ChildProcess {
         do { try process.run() } catch {
             return .failed(c, input: inputLabel, reason: "could not start \(executable.path): \(error)")
         }
+        // Both pipes are drained at once: a child that fills one (64 KiB) while the parent
+        // waits on the other would otherwise block for ever.
+        let errorOutput = DrainedPipe(err)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        let errData = errorOutput.wait()
         process.waitUntilExit()
         let stderrTail = String(decoding: errData, as: UTF8.self)
             .split(separator: "\n").suffix(3).joined(separator: " | ")
@@ -41,5 +44,24 @@ public enum ChildProcess {
         }
         return .failed(c, input: inputLabel,
                        reason: "child exited with status \(process.terminationStatus): \(stderrTail.isEmpty ? "no output" : stderrTail)")
+    }
+}
+
+/// Reads a pipe to its end on a thread of its own; `wait()` returns what it read.
+final class DrainedPipe: @unchecked Sendable {
+    private var data = Data()
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ pipe: Pipe) {
+        let handle = pipe.fileHandleForReading
+        Thread.detachNewThread { [self] in
+            data = handle.readDataToEndOfFile()
+            done.signal()
+        }
+    }
+
+    func wait() -> Data {
+        done.wait()
+        return data
     }
 }

@@ -92,6 +92,20 @@ public enum Reports {
         return svg + "</svg>\n"
     }
 
+    /// Writes `results.json`, `results.csv`, `results.md` and `peak-memory.svg` of `records` into
+    /// `folder` (bench-memory rewrites them after each configuration). The chart's x axis is the
+    /// depth when the records span several `densenet-bc-L-k` models, else the batch.
+    public static func write(_ records: [BenchmarkRecord], to folder: URL) throws {
+        try json(records).write(to: folder.appendingPathComponent("results.json"))
+        try csv(records).write(to: folder.appendingPathComponent("results.csv"), atomically: true, encoding: .utf8)
+        try markdown(records).write(to: folder.appendingPathComponent("results.md"), atomically: true, encoding: .utf8)
+        let byDepth = records.contains { depth(of: $0.model) != nil } && Set(records.map(\.model)).count > 1
+        let svg = byDepth
+            ? svgChart(records, x: { depth(of: $0.model) }, xLabel: "depth L", title: "Peak memory against depth")
+            : svgChart(records, x: { Double($0.batch) }, xLabel: "batch", title: "Peak memory against batch")
+        try svg.write(to: folder.appendingPathComponent("peak-memory.svg"), atomically: true, encoding: .utf8)
+    }
+
     /// L from a `densenet-bc-L-k` name.
     public static func depth(of model: String) -> Double? {
         let parts = model.split(separator: "-")

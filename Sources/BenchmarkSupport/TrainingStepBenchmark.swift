@@ -13,14 +13,31 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     /// `CxHxW`; nil for the model's default.
     public var input: String?
     public var classes: Int?
+    /// A DenseNet's transition pooling (`DenseNetConfiguration.TransitionPooling`'s raw value);
+    /// nil for the model's own.
+    public var transitionPooling: String?
     public var steps: Int
     public var warmup: Int
     public var threads: Int
 
     public init(model: String, strategy: MemoryPolicy, batch: Int, input: String? = nil, classes: Int? = nil,
+                transitionPooling: DenseNetConfiguration.TransitionPooling? = nil,
                 steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         self.model = model; self.strategy = strategy; self.batch = batch; self.input = input
-        self.classes = classes; self.steps = steps; self.warmup = warmup; self.threads = threads
+        self.classes = classes; self.transitionPooling = transitionPooling?.rawValue
+        self.steps = steps; self.warmup = warmup; self.threads = threads
+    }
+
+    /// The zoo model measured: `model` with `classes`, `input` and `transitionPooling`.
+    public func modelConfiguration() throws -> ModelConfiguration {
+        let configuration = try ModelZoo.configuration(named: model, classes: classes, input: input)
+        guard let transitionPooling else { return configuration }
+        guard let pooling = DenseNetConfiguration.TransitionPooling(rawValue: transitionPooling),
+              case .denseNet(var c) = configuration else {
+            throw BenchmarkError.unsupportedModel("\(model) with transition pooling '\(transitionPooling)'")
+        }
+        c.transitionPooling = pooling
+        return .denseNet(c)
     }
 }
 
@@ -65,13 +82,14 @@ public struct BenchmarkRecord: Codable, Sendable {
 /// Runs `TrainingStep` (forward + cross-entropy + backward + SGD momentum step, training mode,
 /// synthetic data: the step the planner runs in a dry run) in this process and measures it.
 /// bench-memory runs each configuration in a fresh child process, so the peak RSS belongs to
-/// that configuration alone.
+/// that configuration alone, and adds the planner's prediction (`predicted_peak_tensor_mib`)
+/// to the record itself.
 public enum TrainingStepBenchmark {
     static let mib = 1_048_576.0
 
     public static func run(_ c: BenchmarkConfiguration) throws -> BenchmarkRecord {
         Parallel.threadCount = max(1, c.threads)
-        let configuration = try ModelZoo.configuration(named: c.model, classes: c.classes, input: c.input)
+        let configuration = try c.modelConfiguration()
         let architecture = try Architecture(configuration)
         let shape = configuration.inputShape
         let sgemm = GemmProbe.squareSgemmGFLOPS(threads: c.threads)
@@ -108,7 +126,6 @@ public enum TrainingStepBenchmark {
             params: architecture.trainableParameters,
             baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
             peak_tensor_mib: Double(Memory.peak) / mib,
-            predicted_peak_tensor_mib: (try? MemoryPlanner.plan(configuration, batch: c.batch, policy: c.strategy, threads: max(1, c.threads))).map { Double($0.peakBytes) / mib },
             median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
             gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,

@@ -1,16 +1,33 @@
 import Datasets
 import Foundation
 
-/// Which dataset to train or evaluate on: `fashion-mnist` (from `--data-dir`), `cifar10:DIR`
-/// or `cifar100:DIR` (the extracted binary distributions).
+/// Which data to train or evaluate on: `fashion-mnist` (from `--data-dir`), `cifar10:DIR` or
+/// `cifar100:DIR` (the extracted binary distributions), or a numeric table for regression,
+/// `csv:TRAIN.csv` with its test table `csv:TEST.csv` (`RegressionTable`, trained by
+/// `RegressionRun`).
 public enum DatasetSpec: Codable, Equatable, Sendable, CustomStringConvertible {
     case fashionMNIST(directory: String)
     case cifar10(directory: String)
     case cifar100(directory: String)
+    /// Two CSV tables: a header row, the target in the last column, the features in the others.
+    case table(train: String, test: String)
 
-    /// Parses `--data`; `dataDirectory` is where Fashion-MNIST is read from.
-    public static func parse(_ text: String, dataDirectory: String = FashionMNIST.defaultDirectory) throws -> DatasetSpec {
+    /// Parses `--data` (and `--test-data`, which only tables take: an image data set brings
+    /// its test split); `dataDirectory` is where Fashion-MNIST is read from.
+    public static func parse(_ text: String, testData: String? = nil,
+                             dataDirectory: String = FashionMNIST.defaultDirectory) throws -> DatasetSpec {
         let lower = text.lowercased()
+        if lower.hasPrefix("csv:") {
+            let train = String(text.dropFirst(4))
+            guard !train.isEmpty else { throw TrainingError.invalidOption("--data", reason: "csv: needs a path, e.g. csv:train.csv") }
+            guard let testData, testData.lowercased().hasPrefix("csv:"), testData.count > 4 else {
+                throw TrainingError.invalidOption("--test-data", reason: "csv training data needs its test table: --test-data csv:TEST.csv")
+            }
+            return .table(train: train, test: String(testData.dropFirst(4)))
+        }
+        guard testData == nil else {
+            throw TrainingError.invalidOption("--test-data", reason: "only for tables (--data csv:TRAIN.csv); image data sets bring their test split")
+        }
         if lower == "fashion-mnist" || lower == "fashionmnist" { return .fashionMNIST(directory: dataDirectory) }
         for (prefix, make) in [("cifar10:", DatasetSpec.cifar10), ("cifar100:", DatasetSpec.cifar100)] as [(String, (String) -> DatasetSpec)] {
             if lower.hasPrefix(prefix) {
@@ -27,39 +44,57 @@ public enum DatasetSpec: Codable, Equatable, Sendable, CustomStringConvertible {
         case .fashionMNIST: return "fashion-mnist"
         case .cifar10: return "cifar10"
         case .cifar100: return "cifar100"
+        case .table: return "csv"
         }
     }
 
-    public var directory: String {
+    /// Whether this is a table (regression) rather than an image data set.
+    public var isTable: Bool {
+        if case .table = self { return true }
+        return false
+    }
+
+    public var description: String {
         switch self {
-        case .fashionMNIST(let d), .cifar10(let d), .cifar100(let d): return d
+        case .fashionMNIST(let d), .cifar10(let d), .cifar100(let d): return "\(name) (\(d))"
+        case .table(let train, let test): return "\(name) (\(train), \(test))"
         }
     }
 
-    public var description: String { "\(name) (\(directory))" }
-
+    /// The images of `split`; an error for a table, which `table(_:)` reads.
     public func load(_ split: DatasetSplit) throws -> ImageDataset {
         switch self {
         case .fashionMNIST(let d): return try FashionMNIST.load(split, directory: d)
         case .cifar10(let d): return try CIFAR.load(.cifar10, split, directory: d)
         case .cifar100(let d): return try CIFAR.load(.cifar100Fine, split, directory: d)
+        case .table(let train, _):
+            throw TrainingError.invalidOption("--data", reason: "csv:\(train) is a table, not an image data set: it trains"
+                                              + " an MLP by regression (RegressionRun) and has no images to evaluate")
         }
     }
 
-    /// The per-channel normalisation of the usual training recipes.
-    public var normalization: Normalization {
+    /// The path of a table's `split`; nil for image data sets.
+    public func tablePath(_ split: DatasetSplit) -> String? {
+        guard case .table(let train, let test) = self else { return nil }
+        return split == .train ? train : test
+    }
+
+    /// The per-channel normalisation of the usual training recipes; nil for tables, whose
+    /// features are used as they are (standardise them first).
+    public var normalization: Normalization? {
         switch self {
         case .fashionMNIST: return .fashionMNIST
         case .cifar10: return .cifar10
         case .cifar100: return Normalization(mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762])
+        case .table: return nil
         }
     }
 
-    /// Training augmentation: none for Fashion-MNIST (as in the textbook), the standard
-    /// crop-and-flip for CIFAR.
+    /// Training augmentation: none for Fashion-MNIST (as in the textbook) and tables, the
+    /// standard crop-and-flip for CIFAR.
     public var trainAugmentation: Augmentation {
         switch self {
-        case .fashionMNIST: return .none
+        case .fashionMNIST, .table: return .none
         case .cifar10, .cifar100: return .cifar
         }
     }

@@ -5,74 +5,6 @@ import Foundation
 import NeuralLayers
 import Runtime
 
-/// Everything that determines a regression run's numbers (`densenet train --data csv:…`): an
-/// MLP of the zoo with one output, the two tables, and the optimizer, schedule, batch and seed
-/// as in `TrainingConfiguration`.
-public struct RegressionConfiguration: Codable, Equatable, Sendable {
-    public var model: ModelDescription
-    public var strategy: MemoryPolicy
-    public var trainPath: String
-    public var testPath: String
-    public var epochs: Int
-    public var batchSize: Int
-    public var evaluationBatchSize: Int
-    public var optimizer: OptimizerSettings
-    public var schedule: LearningRateSchedule.Kind
-    public var warmupEpochs: Double
-    public var milestones: [Int]?
-    public var gamma: Float
-    /// Seeds weight initialisation and the shuffles.
-    public var seed: UInt64
-    /// Use only the first `limit` training rows.
-    public var limit: Int?
-    /// Use only the first `testLimit` test rows.
-    public var testLimit: Int?
-
-    public init(model: ModelDescription, strategy: MemoryPolicy = .shared, trainPath: String, testPath: String,
-                epochs: Int = 1, batchSize: Int = 32, evaluationBatchSize: Int? = nil,
-                optimizer: OptimizerSettings = OptimizerSettings(), schedule: LearningRateSchedule.Kind = .cosine,
-                warmupEpochs: Double = 0, milestones: [Int]? = nil, gamma: Float = 0.1, seed: UInt64 = 0,
-                limit: Int? = nil, testLimit: Int? = nil) {
-        self.model = model
-        self.strategy = strategy
-        self.trainPath = trainPath
-        self.testPath = testPath
-        self.epochs = epochs
-        self.batchSize = batchSize
-        self.evaluationBatchSize = evaluationBatchSize ?? batchSize
-        self.optimizer = optimizer
-        self.schedule = schedule
-        self.warmupEpochs = warmupEpochs
-        self.milestones = milestones
-        self.gamma = gamma
-        self.seed = seed
-        self.limit = limit
-        self.testLimit = testLimit
-    }
-
-    public func validate() throws {
-        try TrainingConfiguration.validateSchedule(epochs: epochs, batchSize: batchSize,
-                                                   evaluationBatchSize: evaluationBatchSize, warmupEpochs: warmupEpochs,
-                                                   gamma: gamma, milestones: milestones, limit: limit, testLimit: testLimit,
-                                                   optimizer: optimizer)
-        let m = try model.configuration()
-        guard case .denseMLP = m else {
-            throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"
-                                              + " (dense-mlp, mlp), not \(m.name), an image model")
-        }
-        guard m.outputCount == 1 else {
-            throw TrainingError.invalidOption("--classes", reason: "regression trains a model with one output (mean squared"
-                                              + " error against the last column); \(m.name) has \(m.outputCount): give --classes 1")
-        }
-    }
-
-    public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {
-        LearningRateSchedule(kind: schedule, baseRate: optimizer.learningRate, epochs: epochs,
-                             stepsPerEpoch: max(stepsPerEpoch, 1), warmupEpochs: warmupEpochs,
-                             milestones: milestones, gamma: gamma)
-    }
-}
-
 /// What a regression run reports.
 public struct RegressionSummary: Sendable {
     public var outputDirectory: String
@@ -101,24 +33,29 @@ public struct RegressionSummary: Sendable {
 /// `model.safetensors` (the weights, as `densenet train` writes them). No `--resume`: a run
 /// takes seconds.
 public final class RegressionRun {
-    public let configuration: RegressionConfiguration
+    public let configuration: TrainingConfiguration
     public let modelConfiguration: ModelConfiguration
     public let outputDirectory: String
     public let trainSet: RegressionTable
     public let testSet: RegressionTable
     public weak var observer: TrainingObserver?
 
-    public init(_ configuration: RegressionConfiguration, outputDirectory: String) throws {
+    /// `configuration.data` must be a table (`DatasetSpec.table`); its model an MLP with one output.
+    public init(_ configuration: TrainingConfiguration, outputDirectory: String) throws {
+        guard let trainPath = configuration.data.tablePath(.train), let testPath = configuration.data.tablePath(.test) else {
+            throw TrainingError.invalidOption("--data", reason: "\(configuration.data.name) is an image data set: regression"
+                                              + " reads tables (--data csv:TRAIN.csv --test-data csv:TEST.csv)")
+        }
         try configuration.validate()
         self.configuration = configuration
         self.outputDirectory = outputDirectory
         modelConfiguration = try configuration.model.configuration()
-        var train = try RegressionTable.read(configuration.trainPath)
-        var test = try RegressionTable.read(configuration.testPath)
+        var train = try RegressionTable.read(trainPath)
+        var test = try RegressionTable.read(testPath)
         if let l = configuration.limit { train = train.prefix(l) }
         if let l = configuration.testLimit { test = test.prefix(l) }
         let f = modelConfiguration.inputShape.channels
-        for (table, path) in [(train, configuration.trainPath), (test, configuration.testPath)] where table.featureCount != f {
+        for (table, path) in [(train, trainPath), (test, testPath)] where table.featureCount != f {
             throw TrainingError.invalidOption("--data", reason: "\(path) has \(table.featureCount) feature columns (and the target);"
                                               + " \(modelConfiguration.name) takes \(f): give --input \(table.featureCount)")
         }
@@ -200,7 +137,7 @@ public final class RegressionRun {
     /// `metrics.json`: the configuration, the run, every record, and the final MSEs.
     func writeSummary(_ s: RegressionSummary, log: MetricsLog) throws {
         struct Document: Encodable {
-            var configuration: RegressionConfiguration
+            var configuration: TrainingConfiguration
             var run: [String: String]
             var train_mse: Double
             var test_mse: Double

@@ -50,7 +50,9 @@ public struct OptimizerSettings: Codable, Equatable, Sendable {
 
 /// Everything that determines a training run's numbers: model, memory strategy, data,
 /// optimizer, schedule, batch size, seed. Saved in every checkpoint, so a resumed run trains
-/// exactly as the uninterrupted one would.
+/// exactly as the uninterrupted one would. The same configuration describes an image run
+/// (`TrainingRun`) and a regression run on a table (`DatasetSpec.table`, `RegressionRun`),
+/// which ignores `augment`.
 public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var model: ModelDescription
     public var strategy: MemoryPolicy
@@ -95,17 +97,6 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     public func validate() throws {
-        try TrainingConfiguration.validateSchedule(epochs: epochs, batchSize: batchSize,
-                                                   evaluationBatchSize: evaluationBatchSize, warmupEpochs: warmupEpochs,
-                                                   gamma: gamma, milestones: milestones, limit: limit, testLimit: testLimit,
-                                                   optimizer: optimizer)
-        _ = try model.configuration()
-    }
-
-    /// The checks shared by image and regression runs: epochs, batches, schedule, limits, optimizer.
-    static func validateSchedule(epochs: Int, batchSize: Int, evaluationBatchSize: Int, warmupEpochs: Double,
-                                 gamma: Float, milestones: [Int]?, limit: Int?, testLimit: Int?,
-                                 optimizer: OptimizerSettings) throws {
         guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
         guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
         guard evaluationBatchSize >= 1 else {
@@ -121,6 +112,16 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
         if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
         try optimizer.validate()
+        let m = try model.configuration()
+        guard data.isTable else { return }
+        guard case .denseMLP = m else {
+            throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"
+                                              + " (dense-mlp, mlp), not \(m.name), an image model")
+        }
+        guard m.outputCount == 1 else {
+            throw TrainingError.invalidOption("--classes", reason: "regression trains a model with one output (mean squared"
+                                              + " error against the last column); \(m.name) has \(m.outputCount): give --classes 1")
+        }
     }
 
     public func learningRateSchedule(stepsPerEpoch: Int) -> LearningRateSchedule {

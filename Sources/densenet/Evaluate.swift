@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import Checkpoints
 import Datasets
 import DenseNetModels
@@ -14,8 +15,9 @@ struct Evaluate: ParsableCommand {
         discussion: """
         --checkpoint takes model.safetensors (or the run folder holding it). The model is read \
         from the checkpoint's metadata; a checkpoint without it (e.g. written by PyTorch) needs \
-        --model (with --classes and --input as in training). The test images are resized and \
-        normalised as in `densenet train`.
+        --model (with --classes, --input and --transition-pooling as in training). The test \
+        images (--data, default fashion-mnist; --test-limit, else --limit, of them) are resized \
+        and normalised as in `densenet train`.
 
         Logits of a given input: --input-tensor FILE.safetensors holding an F32 tensor 'input' in \
         PyTorch's layout (N, C, H, W) — (N, F) for dense-mlp — as it enters the network (no \
@@ -26,24 +28,12 @@ struct Evaluate: ParsableCommand {
 
     @Option(help: "model.safetensors, or the run folder holding it.")
     var checkpoint: String
-    @Option(help: "fashion-mnist, cifar10:DIR or cifar100:DIR.")
-    var data: String = "fashion-mnist"
-    @Option(name: .customLong("data-dir"), help: "Where Fashion-MNIST is.")
-    var dataDirectory: String = FashionMNIST.defaultDirectory
-    @Option(help: "The model, when the checkpoint's metadata does not name it.")
-    var model: String?
-    @Option(help: "Classifier outputs (with --model).")
-    var classes: Int?
-    @Option(help: "Model input CxHxW (with --model).")
-    var input: String?
+    @OptionGroup var dataOptions: DataOptions
+    @OptionGroup var modelOptions: ModelInputOptions
     @Option(help: "Batch size.")
     var batch: Int = 256
-    @Option(help: "Use only the first N test examples.")
-    var limit: Int?
-    @Option(help: "Threads (default: all cores).")
-    var threads: Int?
-    @Flag(help: "Print the results as JSON.")
-    var json = false
+    @OptionGroup var threadsOptions: ThreadsOptions
+    @OptionGroup var output: JSONOutputOptions
     @Option(name: .customLong("input-tensor"), help: "Compute the logits of the tensor 'input' of this safetensors file.")
     var inputTensor: String?
     @Option(name: .customLong("dump-logits"), help: "With --input-tensor: write the logits here (safetensors, 'logits').")
@@ -51,12 +41,13 @@ struct Evaluate: ParsableCommand {
     @Option(help: "With --input-tensor: eval (running statistics, default) or train (batch statistics).")
     var mode: String = "eval"
 
+    func validate() throws {
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
+        guard mode == "eval" || mode == "train" else { throw ValidationError("--mode must be eval or train, not \(mode)") }
+    }
+
     func run() throws {
-        if let threads {
-            guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-            Parallel.threadCount = threads
-        }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        threadsOptions.apply()
         var path = checkpoint
         var isDirectory: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
@@ -64,9 +55,9 @@ struct Evaluate: ParsableCommand {
         }
         if let inputTensor { return try logits(checkpoint: path, inputPath: inputTensor) }
 
-        let spec = try DatasetSpec.parse(data, dataDirectory: dataDirectory)
+        let spec = try dataOptions.spec()
         let test = try spec.load(.test)
-        let configuration = try modelConfiguration(checkpoint: path, dataset: test, datasetName: spec.name)
+        let configuration = try modelConfiguration(checkpoint: path, dataset: test)
         guard configuration.outputCount >= test.classCount else {
             throw TrainingError.tooFewClasses(classes: configuration.outputCount, dataset: spec.name, datasetClasses: test.classCount)
         }
@@ -74,15 +65,15 @@ struct Evaluate: ParsableCommand {
         try TrainingCheckpoint.loadModel(network, from: path)
         let loader = DataLoader(test, options: DataLoaderOptions(
             batchSize: batch, shuffle: false, resize: ModelInput.resize(for: configuration, dataset: test),
-            normalization: spec.normalization, limit: limit))
-        let progress = ConsoleProgress(isTerminal: !json && isatty(STDOUT_FILENO) != 0)
+            normalization: spec.normalization, limit: dataOptions.testExamples))
+        let progress = ConsoleProgress(isTerminal: !output.json && isatty(STDOUT_FILENO) != 0)
         let started = Date()
         let result = Trainer.evaluate(network, loader: loader, classCount: configuration.outputCount) { done, total in
             progress.evaluating(batch: done, of: total)
         }
         let seconds = Date().timeIntervalSince(started)
         let names = test.classNames + (test.classNames.isEmpty ? [] : (test.classCount..<configuration.outputCount).map { "(unused \($0))" })
-        if json {
+        if output.json {
             struct Report: Encodable {
                 var checkpoint: String
                 var model: String
@@ -111,28 +102,25 @@ struct Evaluate: ParsableCommand {
     }
 
     /// The model of a checkpoint: from its metadata, else from --model.
-    func modelConfiguration(checkpoint path: String, dataset: ImageDataset?, datasetName: String) throws -> ModelConfiguration {
+    func modelConfiguration(checkpoint path: String, dataset: ImageDataset?) throws -> ModelConfiguration {
         if let description = try TrainingCheckpoint.modelDescription(inFile: path) {
             let configuration = try description.configuration()
-            if let model, model.lowercased() != configuration.name.lowercased() {
-                throw TrainingError.resumeConflict(option: "--model", saved: configuration.name, given: model)
-            }
+            try modelOptions.checkAgrees(with: configuration)
             return configuration
         }
-        guard let model else {
+        guard modelOptions.model != nil else {
             throw TrainingError.missingCheckpointMetadata(path: path, field: "model_configuration",
                                                           hint: "name the model with --model (and --classes, --input as in training)")
         }
         if let dataset {
-            return try ModelInput.resolveModel(named: model, classes: classes, input: input, dataset: dataset, datasetName: datasetName)
+            return try modelOptions.configuration(for: try dataOptions.spec(), datasetProbe: dataset)
         }
-        return try ModelZoo.configuration(named: model, classes: classes, input: input)
+        return try modelOptions.configuration()
     }
 
     /// --input-tensor: the logits of a given (N, C, H, W) tensor, in evaluation or training mode.
     func logits(checkpoint path: String, inputPath: String) throws {
-        guard mode == "eval" || mode == "train" else { throw ValidationError("--mode must be eval or train, not \(mode)") }
-        let configuration = try modelConfiguration(checkpoint: path, dataset: nil, datasetName: "")
+        let configuration = try modelConfiguration(checkpoint: path, dataset: nil)
         let network = try ModelFactory.build(configuration, policy: .shared)
         try TrainingCheckpoint.loadModel(network, from: path)
         let contents = try Safetensors.read(inputPath, category: .activations)

@@ -1,110 +1,77 @@
 import ArgumentParser
+import CommandLineOptions
 import DenseNetModels
 import Foundation
 import Training
 
 /// `densenet summary --model NAME [--input CxHxW] [--batch N] [--classes C] [--json]`: the
 /// per-layer table (torchsummary / Keras style), parameter totals, and the predicted tensor
-/// memory of one training step under each memory strategy (`MemoryPlanner`).
+/// memory of one training step under each memory strategy (`MemoryPrediction`, which asks
+/// `MemoryPlanner`).
 struct Summary: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Layer table, parameter counts and predicted training memory of a model.",
         discussion: """
-        The memory prediction is the peak of live tensor bytes the runtime counts (Memory.peak,
-        bench-memory's peak_tensor_mib) over one training step with SGD momentum: parameters,
-        gradients, optimizer state and the batch, plus what the step allocates (activations kept
-        for backward, gradient buffers, recompute buffers, kernel scratch). On several threads
-        it assumes a kernel's threads hold their column tiles at once (an upper bound; the JSON
-        also gives the lower bound). Process RSS adds the allocator's and libraries' overhead.
+        The memory prediction is the peak of live tensor bytes the runtime counts (Memory.peak, \
+        bench-memory's peak_tensor_mib) over one training step with the optimizer of --optimizer \
+        and --momentum (default SGD with momentum 0.9, as train; --momentum 0: plain SGD): \
+        parameters, gradients, optimizer state and the batch, plus what the step allocates \
+        (activations kept for backward, gradient buffers, recompute buffers, kernel scratch). On \
+        several threads it assumes a kernel's threads hold their column tiles at once (an upper \
+        bound; the JSON also gives the lower bound). Process RSS adds the allocator's and \
+        libraries' overhead.
         """)
 
-    @Option(help: "A model of the zoo: densenet121, densenet161, densenet169, densenet201, densenet264, densenet83, densenet-bc-L-k, d2l, resnet18, dense-mlp.")
-    var model: String
-
-    @Option(help: "Input CxHxW for image models (F for dense-mlp); default: the model's.")
-    var input: String?
+    @OptionGroup var modelOptions: ModelInputOptions
 
     @Option(help: "Batch size of the shapes and of the memory prediction.")
     var batch = 64
 
-    @Option(help: "Classes (outputs for dense-mlp); default: the model's.")
-    var classes: Int?
+    @OptionGroup var threadsOptions: ThreadsOptions
 
-    @Option(name: .customLong("transition-pooling"), help: "DenseNet transition pooling: avg (default) or max.")
-    var transitionPooling: String?
+    @OptionGroup var strategyOptions: StrategyListOptions
 
-    @Option(help: "Threads the kernels run on (their scratch depends on it).")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
-
-    @Option(help: "Strategies to predict, comma-separated: naive,checkpoint,shared,minimal.")
-    var strategies = "naive,checkpoint,shared,minimal"
-
-    @Option(help: "Optimizer whose state is counted: sgd-momentum, sgd or adam.")
-    var optimizer = "sgd-momentum"
+    @OptionGroup var optimizerOptions: OptimizerOptions
 
     @Flag(help: "Also list composite entries (dense blocks, dense layers, transitions) in the table.")
     var nested = false
 
-    @Flag(help: "Print one JSON object (layers, parameter totals, per-strategy prediction) instead of text.")
-    var json = false
+    @OptionGroup var output: JSONOutputOptions
 
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
-        if let classes, classes < 1 { throw ValidationError("--classes must be at least 1, got \(classes)") }
-        _ = try parsedStrategies()
-        _ = try parsedOptimizer()
-    }
-
-    func parsedStrategies() throws -> [MemoryPolicy] {
-        try strategies.split(separator: ",").map { name in
-            let trimmed = name.trimmingCharacters(in: .whitespaces)
-            do { return try MemoryPolicy(named: trimmed) } catch { throw ValidationError("\(error)") }
-        }
-    }
-
-    func parsedOptimizer() throws -> PlannedOptimizer {
-        guard let o = PlannedOptimizer(rawValue: optimizer) else {
-            throw ValidationError("unknown optimizer '\(optimizer)'; use \(PlannedOptimizer.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        return o
+        guard modelOptions.model != nil else { throw ValidationError("--model is required") }
     }
 
     func run() throws {
-        let configuration = try ModelOptions.applying(
-            transitionPooling: transitionPooling, to: try ModelZoo.configuration(named: model, classes: classes, input: input))
+        let configuration = try modelOptions.configuration()
         let architecture = try Architecture(configuration)
-        let optimizer = try parsedOptimizer()
+        let optimizer = try optimizerOptions.settings()
+        let threads = threadsOptions.threads
         var plans = [MemoryPlan]()
-        // The planner replays the dense MLP's block structure; it has no model of the plain `mlp`.
-        let plannable: Bool
-        if case .denseMLP(let c) = configuration { plannable = c.denseConnections } else { plannable = true }
-        if !plannable {
-            FileHandle.standardError.write(Data("summary: no memory prediction for \(configuration.name): the planner does not model the plain MLP\n".utf8))
+        for s in try strategyOptions.parsed() {
+            plans.append(try MemoryPrediction.plan(configuration, batch: batch, strategy: s, threads: threads,
+                                                   optimizer: optimizer))
         }
-        for s in try parsedStrategies() where plannable {
-            plans.append(try MemoryPlanner.plan(configuration, batch: batch, policy: s, threads: threads,
-                                                optimizer: optimizer))
-        }
-        if json {
+        if output.json {
             let report = SummaryReport(configuration, architecture, batch: batch, threads: threads,
-                                       optimizer: optimizer, plans: plans)
+                                       optimizer: MemoryPrediction.plannedOptimizer(optimizer), plans: plans)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
             print(architecture.summaryTable(batchSize: batch, includeComposites: nested), terminator: "")
-            print(Self.memoryTable(plans, optimizer: optimizer))
+            print(Self.memoryTable(plans))
         }
     }
 
     static func mib(_ bytes: Int) -> String { String(format: "%.1f MiB", Double(bytes) / 1_048_576) }
 
     /// One row per strategy: the parts of the peak, the peak, and where it occurs.
-    static func memoryTable(_ plans: [MemoryPlan], optimizer: PlannedOptimizer) -> String {
+    static func memoryTable(_ plans: [MemoryPlan]) -> String {
         guard let first = plans.first else { return "" }
         let optimizerName: String
-        switch optimizer {
+        switch first.optimizer {
         case .sgd: optimizerName = "SGD"
         case .sgdMomentum: optimizerName = "SGD with momentum"
         case .adam: optimizerName = "Adam"

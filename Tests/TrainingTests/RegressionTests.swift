@@ -64,9 +64,9 @@ final class RegressionTests: XCTestCase {
         let targetVariance = 0.8 * 0.8 + 0.5 * 0.5
         for name in ["dense-mlp", "mlp"] {
             let model = try ModelZoo.configuration(named: name, classes: 1, input: "2")
-            let c = RegressionConfiguration(model: ModelDescription(model), strategy: .naive, trainPath: train, testPath: test,
-                                            epochs: 40, batchSize: 16,
-                                            optimizer: OptimizerSettings(kind: .adam, learningRate: 0.01, momentum: 0, weightDecay: 0))
+            let c = TrainingConfiguration(model: ModelDescription(model), strategy: .naive, data: .table(train: train, test: test),
+                                          epochs: 40, batchSize: 16,
+                                          optimizer: OptimizerSettings(kind: .adam, learningRate: 0.01, momentum: 0, weightDecay: 0))
             let out = dir.file("run-\(name)")
             let summary = try RegressionRun(c, outputDirectory: out).run()
             XCTAssertEqual(summary.globalStep, 40 * 6)
@@ -83,12 +83,18 @@ final class RegressionTests: XCTestCase {
     }
 
     func testRegressionRefusesImageModelsAndSeveralOutputs() throws {
-        let images = RegressionConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "d2l")),
-                                             trainPath: "t.csv", testPath: "s.csv")
+        let table = DatasetSpec.table(train: "t.csv", test: "s.csv")
+        let images = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "d2l")), data: table)
         XCTAssertThrowsError(try images.validate())
-        let two = RegressionConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 2)),
-                                          trainPath: "t.csv", testPath: "s.csv")
+        let two = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 2)), data: table)
         XCTAssertThrowsError(try two.validate())
+        let one = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 1)), data: table)
+        XCTAssertNoThrow(try one.validate())
+        // A table is not an image data set, and image data are not a table.
+        XCTAssertThrowsError(try TrainingRun(.fresh(one), outputDirectory: "unused"))
+        let fashion = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 1)),
+                                            data: .fashionMNIST(directory: "unused"))
+        XCTAssertThrowsError(try RegressionRun(fashion, outputDirectory: "unused"))
     }
 
     func testPlainMLPDescriptionRoundTripsAndOldOnesStayDense() throws {

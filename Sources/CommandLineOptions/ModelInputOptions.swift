@@ -1,0 +1,80 @@
+import ArgumentParser
+import Datasets
+import DenseNetModels
+import Training
+
+/// The model and its input: `--model`, `--input`, `--classes`, `--transition-pooling`.
+/// Shared by `densenet train`, `evaluate`, `summary` and `bench-memory`; each command says in
+/// its discussion what it does without `--model`.
+public struct ModelInputOptions: ParsableArguments {
+    @Option(help: "A model of the zoo: \(ModelZoo.names.joined(separator: ", ")), or densenet-bc-L-k.")
+    public var model: String?
+
+    @Option(help: "Model input CxHxW (F features for dense-mlp and mlp); default: the model's, with the data's channels.")
+    public var input: String?
+
+    @Option(help: "Classifier outputs (outputs of an MLP); default: the data's classes, else the model's.")
+    public var classes: Int?
+
+    @Option(name: .customLong("transition-pooling"), help: "DenseNet transition pooling: avg (default) or max.")
+    public var transitionPooling: String?
+
+    public init() {}
+
+    public func validate() throws {
+        if let classes, classes < 1 { throw ValidationError("--classes must be at least 1, got \(classes)") }
+        if let transitionPooling { _ = try ModelOptions.transitionPooling(transitionPooling) }
+    }
+
+    /// `--transition-pooling`, nil when not given.
+    public func parsedTransitionPooling() throws -> DenseNetConfiguration.TransitionPooling? {
+        try transitionPooling.map(ModelOptions.transitionPooling)
+    }
+
+    /// The zoo model `--model` (or `defaultModel`) with `--classes`, `--input` and
+    /// `--transition-pooling` applied; `name` replaces `--model` (bench-memory's depth sweep).
+    public func configuration(named name: String? = nil, defaultModel: String? = nil) throws -> ModelConfiguration {
+        guard let name = name ?? model ?? defaultModel else {
+            throw ValidationError("--model is required: one of \(ModelZoo.names.joined(separator: ", ")), or densenet-bc-L-k")
+        }
+        return try ModelOptions.applying(transitionPooling: transitionPooling,
+                                         to: try ModelZoo.configuration(named: name, classes: classes, input: input))
+    }
+
+    /// The model for training or evaluating on `data` (`datasetProbe`: a split of it, read for
+    /// its channels, size and classes). Images: `--model` (default `d2l`) keeps its H×W and takes
+    /// the data's channels (`ModelInput.resolveModel`). Tables: an MLP (default `dense-mlp`)
+    /// with one output reading the table's features.
+    public func configuration(for data: DatasetSpec, datasetProbe: ImageDataset? = nil) throws -> ModelConfiguration {
+        let resolved: ModelConfiguration
+        if let trainPath = data.tablePath(.train) {
+            let features = try RegressionTable.read(trainPath).featureCount
+            resolved = try ModelZoo.configuration(named: model ?? "dense-mlp", classes: classes ?? 1,
+                                                  input: input ?? "\(features)")
+        } else {
+            let probe = try datasetProbe ?? data.load(.test)
+            resolved = try ModelInput.resolveModel(named: model ?? "d2l", classes: classes, input: input,
+                                                   dataset: probe, datasetName: data.name)
+        }
+        return try ModelOptions.applying(transitionPooling: transitionPooling, to: resolved)
+    }
+
+    /// Refuses a `--model` or `--transition-pooling` that contradicts `saved` (a resumed run's
+    /// or a checkpoint's model).
+    public func checkAgrees(with saved: ModelConfiguration) throws {
+        if let model, model.lowercased() != saved.name.lowercased() {
+            throw TrainingError.resumeConflict(option: "--model", saved: saved.name, given: model)
+        }
+        if let transitionPooling {
+            let wanted = try ModelOptions.transitionPooling(transitionPooling)
+            guard case .denseNet(let c) = saved else {
+                throw TrainingError.invalidOption("--transition-pooling", reason: "\(saved.name) is not a DenseNet: only"
+                                                  + " DenseNet transitions pool (avg or max)")
+            }
+            if c.transitionPooling != wanted {
+                throw TrainingError.resumeConflict(option: "--transition-pooling", saved: c.transitionPooling.rawValue,
+                                                   given: wanted.rawValue)
+            }
+        }
+    }
+}

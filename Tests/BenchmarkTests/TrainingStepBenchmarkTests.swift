@@ -1,0 +1,94 @@
+import BenchmarkSupport
+import DenseNetModels
+import Foundation
+import Runtime
+import XCTest
+
+/// bench-memory's step (`TrainingStepBenchmark.run`) on tiny models: what it measures against
+/// the memory planner's prediction, which is exact on one thread (Sources/DenseNetModels/
+/// MemoryPlanner.swift), and what its record says.
+final class TrainingStepBenchmarkTests: XCTestCase {
+    var savedThreads = 1
+
+    override func setUp() { savedThreads = Parallel.threadCount }
+    override func tearDown() { Parallel.threadCount = savedThreads }
+
+    /// Runs `c` and returns its record and its measured tensor peak in bytes, less what was
+    /// live before (tensors other tests left).
+    func measure(_ c: BenchmarkConfiguration) throws -> (record: BenchmarkRecord, peakBytes: Int) {
+        let before = Memory.snapshot().active
+        let record = try TrainingStepBenchmark.run(c)
+        let peakMiB = try XCTUnwrap(record.peak_tensor_mib)
+        return (record, Int(peakMiB * 1_048_576) - before)
+    }
+
+    func testTensorPeakEqualsThePlannersPredictionOnOneThread() throws {
+        for strategy in MemoryPolicy.allPresets {
+            let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: strategy, batch: 2, input: "3x8x8",
+                                           steps: 1, warmup: 0, threads: 1)
+            let (record, peak) = try measure(c)
+            XCTAssertEqual(record.status, "ok")
+            let model = try ModelZoo.configuration(named: "densenet-bc-10-4", input: "3x8x8")
+            let plan = try MemoryPlanner.plan(model, batch: 2, policy: strategy, threads: 1)
+            XCTAssertEqual(peak, plan.peakBytes, "\(strategy): measured \(peak), predicted \(plan.peakBytes)")
+        }
+    }
+
+    /// The dense MLP trains by regression (mean squared error); transition pooling reaches the
+    /// model built.
+    func testRegressionAndMaxPoolingStepsMatchThePlannerToo() throws {
+        let mlp = BenchmarkConfiguration(model: "dense-mlp", strategy: .shared, batch: 4, input: "6", classes: 1,
+                                         steps: 1, warmup: 0, threads: 1)
+        let mlpPlan = try MemoryPlanner.plan(try ModelZoo.configuration(named: "dense-mlp", classes: 1, input: "6"),
+                                             batch: 4, policy: .shared, threads: 1)
+        XCTAssertEqual(try measure(mlp).peakBytes, mlpPlan.peakBytes)
+
+        let pooled = BenchmarkConfiguration(model: "d2l", strategy: .naive, batch: 2, input: "1x32x32",
+                                            transitionPooling: .max, steps: 1, warmup: 0, threads: 1)
+        guard case .denseNet(var d2l) = try ModelZoo.configuration(named: "d2l", input: "1x32x32") else {
+            return XCTFail("d2l is not a DenseNet")
+        }
+        let averagePlan = try MemoryPlanner.plan(.denseNet(d2l), batch: 2, policy: .naive, threads: 1)
+        d2l.transitionPooling = .max
+        XCTAssertEqual(try pooled.modelConfiguration(), .denseNet(d2l))
+        let maxPlan = try MemoryPlanner.plan(.denseNet(d2l), batch: 2, policy: .naive, threads: 1)
+        // Max pooling keeps its argmax for backward: the two predictions differ, and the step
+        // measured is the max-pooling one.
+        XCTAssertNotEqual(averagePlan.peakBytes, maxPlan.peakBytes)
+        XCTAssertEqual(try measure(pooled).peakBytes, maxPlan.peakBytes)
+    }
+
+    func testRecordDescribesTheRun() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .minimal, batch: 3, input: "3x8x8",
+                                       steps: 3, warmup: 1, threads: 1)
+        let (record, _) = try measure(c)
+        XCTAssertEqual(record.status, "ok")
+        XCTAssertNil(record.reason)
+        XCTAssertEqual(record.model, "densenet-bc-10-4")
+        XCTAssertEqual(record.strategy, "minimal")
+        XCTAssertEqual(record.batch, 3)
+        XCTAssertEqual(record.input, "3x8x8")
+        XCTAssertEqual(record.threads, 1)
+        XCTAssertEqual(Parallel.threadCount, 1)
+        XCTAssertEqual(record.params, try Architecture(try c.modelConfiguration()).trainableParameters)
+        // Three measured steps (the warm-up one is not), the median the middle one.
+        let times = try XCTUnwrap(record.step_times_s)
+        XCTAssertEqual(times.count, 3)
+        XCTAssertTrue(times.allSatisfy { $0 > 0 })
+        XCTAssertEqual(record.median_step_s, times.sorted()[1])
+        XCTAssertEqual(record.min_step_s, times.min())
+        XCTAssertEqual(try XCTUnwrap(record.images_per_s), 3 / times.sorted()[1], accuracy: 1e-9)
+        XCTAssertGreaterThan(try XCTUnwrap(record.peak_rss_mib), 0)
+        XCTAssertGreaterThan(try XCTUnwrap(record.sgemm_gflops), 0)
+        // bench-memory's parent adds the prediction, not the step.
+        XCTAssertNil(record.predicted_peak_tensor_mib)
+    }
+
+    func testModelsItCannotBuildThrow() {
+        XCTAssertThrowsError(try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "densenet-7", strategy: .naive, batch: 1,
+                                                                                  steps: 1, warmup: 0, threads: 1)))
+        XCTAssertThrowsError(try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "resnet18", strategy: .naive, batch: 1,
+                                                                                  transitionPooling: .max, steps: 1,
+                                                                                  warmup: 0, threads: 1)))
+    }
+}
