@@ -31,6 +31,9 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+    // Open MPI (Sources/CMPI/shim.h says why Swift reaches it through a C wrapper).
+    .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+    .target(name: "CMPIShim", dependencies: ["CMPI"], cSettings: [.unsafeFlags(["-O2"])]),
 ]
 
 // MARK: - Libraries
