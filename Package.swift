@@ -50,6 +50,7 @@ let libraries: [Target] = [
     .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints"], swiftSettings: optimized),
+    .target(name: "DataParallel", dependencies: ["Runtime", "CMPIShim"], swiftSettings: optimized),
     .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",
                                                      "DenseNetModels"], swiftSettings: optimized),
 ]
