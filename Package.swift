@@ -63,6 +63,8 @@ let commandLines: [Target] = [
                       path: "Benchmarks/bench-memory", swiftSettings: plain),
     .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", argumentParser],
                       path: "Benchmarks/bench-kernels", swiftSettings: plain),
+    .executableTarget(name: "mpi-selftest", dependencies: ["Runtime", "DataParallel"],
+                      path: "Benchmarks/mpi-selftest", swiftSettings: plain),
     .executableTarget(name: "densenet", dependencies: ["Runtime", "Training", "BenchmarkSupport", argumentParser],
                       swiftSettings: plain),
 ]
@@ -78,6 +80,7 @@ let tests: [Target] = [
                 swiftSettings: plain),
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels"], swiftSettings: plain),
+    .testTarget(name: "DataParallelTests", dependencies: ["Runtime", "DataParallel"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
 ]
 
