@@ -46,8 +46,10 @@ func runCollectives(_ world: Communicator) throws -> Int32 {
     c.expect("size matches the launcher's", size == environmentSize, "MPI size \(size), launcher \(environmentSize)")
     c.expect("rank in range", (0..<size).contains(rank), "rank \(rank) of \(size)")
 
-    // Blocking all-reduce of sizes that do not divide by the rank count (and 0, 1).
-    for (k, count) in [13, 1, 0, 1001].enumerated() {
+    print("rank \(rank) of \(size): host \(ProcessInfo.processInfo.hostName)")
+    // Blocking all-reduce of sizes that do not divide by the rank count (and 0, 1, and one
+    // past Open MPI's eager limits, which goes by its rendezvous protocol).
+    for (k, count) in [13, 1, 0, 1001, 100_003].enumerated() {
         let t = Tensor(shape: [count], values: values(rank: rank, k, count: count), category: .gradients)
         try world.allReduceSum(t)
         c.expect("allReduceSum of \(count)", t.array, expectedSum(size: size, k, count: count))
