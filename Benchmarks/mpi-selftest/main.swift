@@ -4,6 +4,7 @@
 //   mpirun --oversubscribe -np 2 mpi-selftest collectives   every check; exit 1 on a mismatch
 //   mpirun --oversubscribe -np 2 mpi-selftest kill-rank 1   rank 1 kills itself (SIGKILL) while
 //                                                           the others wait in an all-reduce
+//   mpirun --oversubscribe -np 2 mpi-selftest exit-rank 1   rank 1 exits with status 3 instead
 //   mpi-selftest collectives                                 without mpirun: the one-rank fallback
 import DataParallel
 import Foundation
@@ -140,11 +141,16 @@ func checkBuckets(_ c: Checks) throws {
     }
 }
 
-/// Rank `victim` kills itself; every other rank waits in an all-reduce that cannot complete.
-func runKillRank(_ world: Communicator, victim: Int) throws -> Int32 {
+/// Rank `victim` kills itself (or exits with status 3); every other rank waits in an all-reduce
+/// that cannot complete.
+func runFailingRank(_ world: Communicator, victim: Int, signal: Bool) throws -> Int32 {
     try world.barrier()
     print("rank \(world.rank): entering the all-reduce"); fflush(stdout)
-    if world.rank == victim { kill(getpid(), SIGKILL) }
+    if world.rank == victim {
+        if signal { kill(getpid(), SIGKILL) }
+        FileHandle.standardError.write(Data("rank \(victim): exiting with status 3 on purpose\n".utf8))
+        exit(3)
+    }
     let t = Tensor(shape: [1 << 16], values: [Float](repeating: 1, count: 1 << 16))
     while true { try world.allReduceSum(t) }
 }
@@ -156,14 +162,14 @@ do {
     switch arguments.first {
     case "collectives", nil:
         status = try runCollectives(world)
-    case "kill-rank":
+    case "kill-rank", "exit-rank":
         guard let victim = arguments.dropFirst().first.flatMap(Int.init), (0..<world.size).contains(victim) else {
-            FileHandle.standardError.write(Data("mpi-selftest: kill-rank needs a rank in 0..<\(world.size)\n".utf8))
+            FileHandle.standardError.write(Data("mpi-selftest: \(arguments.first!) needs a rank in 0..<\(world.size)\n".utf8))
             exit(2)
         }
-        status = try runKillRank(world, victim: victim)
+        status = try runFailingRank(world, victim: victim, signal: arguments.first == "kill-rank")
     default:
-        FileHandle.standardError.write(Data("mpi-selftest: unknown mode '\(arguments.first!)' (collectives, kill-rank R)\n".utf8))
+        FileHandle.standardError.write(Data("mpi-selftest: unknown mode '\(arguments.first!)' (collectives, kill-rank R, exit-rank R)\n".utf8))
         exit(2)
     }
     try world.finalize()

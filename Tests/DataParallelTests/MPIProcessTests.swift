@@ -29,6 +29,15 @@ final class MPIProcessTests: XCTestCase {
         XCTAssertLessThan(run.seconds, 60, run.output)
     }
 
+    func testARankExitingWithAnErrorEndsTheJobWithAMessage() throws {
+        let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "exit-rank", "1"], timeout: 90)
+        XCTAssertFalse(run.timedOut, "the job outlived its deadline: \(run.output)")
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("rank 1: exiting with status 3 on purpose"), run.output)
+        XCTAssertTrue(run.output.contains("exited with non-zero status"), run.output)
+        XCTAssertLessThan(run.seconds, 60, run.output)
+    }
+
     /// Scripts/two_namespaces.sh: one rank in each of two network namespaces, over TCP on a
     /// veth pair. Skipped (with the script's reason) where namespaces cannot be made.
     func testTwoRanksInTwoNetworkNamespaces() throws {
