@@ -114,7 +114,12 @@ func checkBuckets(_ c: Checks) throws {
     let byCap = try GradientBuckets(elementCounts: counts, capBytes: 64, communicator: world)
     let explicit = GradientBuckets(elementCounts: counts, buckets: [[7, 6], [], [5, 4, 3], [2, 1, 0], []],
                                    communicator: world)
-    for (name, buckets) in [("byte cap", byCap), ("explicit, with empty buckets", explicit)] {
+    // Started buckets after each markReady, worked out by hand from the bucket layouts: byte cap
+    // [[7, 6, 5, 4], [3, 2, 1, 0]]; explicit as given (an empty bucket starts with the one before).
+    let startedReverse = [[0, 0, 0, 1, 1, 1, 1, 2], [0, 2, 2, 2, 3, 3, 3, 5]]
+    let startedForward = [[0, 0, 0, 0, 0, 0, 0, 2], [0, 0, 0, 0, 0, 0, 0, 5]]
+    c.expect("byte cap bucket layout", byCap.buckets == [[7, 6, 5, 4], [3, 2, 1, 0]], "\(byCap.buckets)")
+    for (set, (name, buckets)) in [("byte cap", byCap), ("explicit, with empty buckets", explicit)].enumerated() {
         for step in 0..<3 {
             let gradients = counts.indices.map { k in
                 Tensor(shape: [counts[k]], values: values(rank: rank, 100 * step + k, count: counts[k]), category: .gradients)
@@ -122,7 +127,14 @@ func checkBuckets(_ c: Checks) throws {
             // Even ranks in the usual reverse order, odd ranks forwards: their later buckets
             // complete first, and must still be started after the earlier ones.
             let order = rank % 2 == 0 ? Array(counts.indices.reversed()) : Array(counts.indices)
-            for k in order { try buckets.markReady(k, gradient: gradients[k]) }
+            var started = [Int]()
+            for k in order {
+                try buckets.markReady(k, gradient: gradients[k])
+                started.append(buckets.startedBucketCount)
+            }
+            c.expect("\(name), step \(step): buckets started in order as soon as complete",
+                     started == (!world.usesMPI ? Array(repeating: 0, count: counts.count)
+                                 : (rank % 2 == 0 ? startedReverse : startedForward)[set]), "\(started)")
             try buckets.finish()
             for k in counts.indices {
                 c.expect("\(name), step \(step), gradient \(k)", gradients[k].array,

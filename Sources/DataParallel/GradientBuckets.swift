@@ -28,6 +28,8 @@ public final class GradientBuckets {
     /// The gradient indices of every bucket, in the order they are filled.
     public let buckets: [[Int]]
     public let communicator: Communicator
+    /// Buckets whose reduction has started this step (always a prefix of `buckets`); 0 without MPI.
+    public var startedBucketCount: Int { nextToStart }
     /// Seconds `finish()` spent waiting for reductions in the last step (0 with one rank).
     public private(set) var lastWaitSeconds: Double = 0
 
@@ -116,6 +118,13 @@ public final class GradientBuckets {
         guard communicator.usesMPI else { return }
         buffers[b].pointer.advanced(by: offset).update(from: gradient.pointer, count: gradient.count)
         try startReadyBuckets()
+        try progress()
+    }
+
+    /// Lets MPI advance the reductions in flight (`MPI_Test` on each). Open MPI moves
+    /// non-blocking collectives forward only inside MPI calls, and `markReady` calls this; a
+    /// caller with long computations between gradients may call it in between as well.
+    public func progress() throws {
         for case let reduction? in pending { _ = try reduction.isComplete() }
     }
 
