@@ -169,22 +169,21 @@ func runFailingRank(_ world: Communicator, victim: Int, signal: Bool) throws -> 
 
 let arguments = CommandLine.arguments.dropFirst()
 do {
-    let world = try Communicator.world()
-    let status: Int32
-    switch arguments.first {
-    case "collectives", nil:
-        status = try runCollectives(world)
-    case "kill-rank", "exit-rank":
-        guard let victim = arguments.dropFirst().first.flatMap(Int.init), (0..<world.size).contains(victim) else {
-            FileHandle.standardError.write(Data("mpi-selftest: \(arguments.first!) needs a rank in 0..<\(world.size)\n".utf8))
+    let status = try Communicator.withWorld { world -> Int32 in
+        switch arguments.first {
+        case "collectives", nil:
+            return try runCollectives(world)
+        case "kill-rank", "exit-rank":
+            guard let victim = arguments.dropFirst().first.flatMap(Int.init), (0..<world.size).contains(victim) else {
+                FileHandle.standardError.write(Data("mpi-selftest: \(arguments.first!) needs a rank in 0..<\(world.size)\n".utf8))
+                exit(2)
+            }
+            return try runFailingRank(world, victim: victim, signal: arguments.first == "kill-rank")
+        default:
+            FileHandle.standardError.write(Data("mpi-selftest: unknown mode '\(arguments.first!)' (collectives, kill-rank R, exit-rank R)\n".utf8))
             exit(2)
         }
-        status = try runFailingRank(world, victim: victim, signal: arguments.first == "kill-rank")
-    default:
-        FileHandle.standardError.write(Data("mpi-selftest: unknown mode '\(arguments.first!)' (collectives, kill-rank R, exit-rank R)\n".utf8))
-        exit(2)
     }
-    try world.finalize()
     exit(status)
 } catch {
     FileHandle.standardError.write(Data("mpi-selftest: \(error)\n".utf8))

@@ -79,6 +79,17 @@ public final class Communicator: @unchecked Sendable {
         return world
     }
 
+    /// Runs `body` with `world()` and then finalizes MPI, which every rank must do before it
+    /// exits or mpirun reports the job as failed. An error thrown by `body` is rethrown without
+    /// finalizing (finalizing waits for the other ranks, which may be waiting for this one): the
+    /// process then exits non-zero and mpirun ends the other ranks.
+    public static func withWorld<R>(_ body: (Communicator) throws -> R) throws -> R {
+        let communicator = try world()
+        let result = try body(communicator)
+        try communicator.finalize()
+        return result
+    }
+
     static func check(_ operation: String, _ code: Int32) throws {
         if code != 0 { throw DataParallelError.failed(operation, code) }
     }

@@ -57,8 +57,7 @@ public enum DataParallelError: Error, CustomStringConvertible, Equatable {
 
     /// The error of a failed MPI call, with MPI's own text for `code`.
     static func failed(_ operation: String, _ code: Int32) -> DataParallelError {
-        if code == CMPI_UNAVAILABLE { return .mpiUnavailable(launcherVariable: "none") }
-        return .operationFailed(operation: operation, code: code, message: mpiErrorString(code))
+        .operationFailed(operation: operation, code: code, message: mpiErrorString(code))
     }
 }
 
