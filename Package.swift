@@ -31,6 +31,9 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+    // Open MPI (Sources/CMPI/shim.h says why Swift reaches it through a C wrapper).
+    .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+    .target(name: "CMPIShim", dependencies: ["CMPI"], cSettings: [.unsafeFlags(["-O2"])]),
 ]
 
 // MARK: - Libraries
@@ -47,6 +50,7 @@ let libraries: [Target] = [
     .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints"], swiftSettings: optimized),
+    .target(name: "DataParallel", dependencies: ["Runtime", "CMPIShim"], swiftSettings: optimized),
     .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",
                                                      "DenseNetModels"], swiftSettings: optimized),
 ]
@@ -64,6 +68,8 @@ let commandLines: [Target] = [
     .executableTarget(name: "bench-kernels", dependencies: ["Runtime", "Kernels", "BenchmarkSupport", "CommandLineOptions",
                                                             argumentParser],
                       path: "Benchmarks/bench-kernels", swiftSettings: plain),
+    .executableTarget(name: "mpi-selftest", dependencies: ["Runtime", "DataParallel"],
+                      path: "Benchmarks/mpi-selftest", swiftSettings: plain),
     .executableTarget(name: "densenet", dependencies: ["Runtime", "Training", "BenchmarkSupport", "CommandLineOptions",
                                                        argumentParser],
                       swiftSettings: plain),
@@ -81,6 +87,7 @@ let tests: [Target] = [
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels", "Autograd"],
                 exclude: ["Fixtures"], swiftSettings: plain),
+    .testTarget(name: "DataParallelTests", dependencies: ["Runtime", "DataParallel"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels", "Runtime"], swiftSettings: plain),
     .testTarget(name: "CommandLineOptionsTests", dependencies: ["CommandLineOptions", "DenseNetModels", "Training",
                                                                 argumentParser], swiftSettings: plain),

@@ -48,6 +48,9 @@ public struct Batch: @unchecked Sendable {
     public let index: Int
     /// Dataset indices of the examples, in batch order.
     public let exampleIndices: [Int]
+    /// Examples in the whole global batch, of which a data-parallel rank's batch is its slice
+    /// (`DataLoader.slice`); equal to `labels.count` for one process.
+    public let globalCount: Int
 }
 
 /// Where a `DataLoader` is: enough to resume exactly. The random state is counter-based, a
@@ -94,6 +97,9 @@ public final class DataLoader: @unchecked Sendable {
     public let options: DataLoaderOptions
     /// Examples per epoch: the dataset size, or `limit`.
     public let exampleCount: Int
+    /// The share of every global batch this loader delivers (`RankSlice.whole` for one process).
+    /// Epochs, batch indices and `state` stay those of the global batches.
+    public let slice: RankSlice
     private let rows: ImageTransforms.Axis?
     private let columns: ImageTransforms.Axis?
 
@@ -107,7 +113,12 @@ public final class DataLoader: @unchecked Sendable {
 
     private final class ResultBox: @unchecked Sendable { var batch: Batch? }
 
-    public init(_ dataset: ImageDataset, options: DataLoaderOptions) {
+    public convenience init(_ dataset: ImageDataset, options: DataLoaderOptions) {
+        self.init(dataset, options: options, slice: .whole)
+    }
+
+    /// A loader of `slice`'s share of every global batch, for one rank of a data-parallel job.
+    public init(_ dataset: ImageDataset, options: DataLoaderOptions, slice: RankSlice) {
         if let n = options.normalization {
             precondition(n.mean.count == dataset.channels,
                          "DataLoader: normalisation for \(n.mean.count) channels, dataset has \(dataset.channels)")
@@ -117,6 +128,7 @@ public final class DataLoader: @unchecked Sendable {
         }
         self.dataset = dataset
         self.options = options
+        self.slice = slice
         self.exampleCount = min(dataset.count, options.limit ?? dataset.count)
         if let size = options.resize, size != ImageSize(height: dataset.height, width: dataset.width) {
             rows = ImageTransforms.Axis(from: dataset.height, to: size.height)
@@ -175,7 +187,7 @@ public final class DataLoader: @unchecked Sendable {
             return nil
         }
         let batch = take(epoch: epoch, index: index)
-        position += batch.labels.count
+        position = min(position + options.batchSize, exampleCount)
         if options.prefetch {
             let following = index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
             if batchesPerEpoch > 0 { schedule(epoch: following.0, index: following.1) }
@@ -220,12 +232,15 @@ public final class DataLoader: @unchecked Sendable {
         return order
     }
 
-    /// Batch `index` of epoch `epoch`, built now on the calling thread (and `Parallel`'s).
+    /// Batch `index` of epoch `epoch` (this loader's slice of it), built now on the calling
+    /// thread (and `Parallel`'s).
     public func batch(epoch: Int, index: Int) -> Batch {
         precondition(index >= 0 && index < batchesPerEpoch,
                      "DataLoader.batch: index \(index) out of 0..<\(batchesPerEpoch)")
-        let start = index * options.batchSize
-        let end = min(start + options.batchSize, exampleCount)
+        let globalStart = index * options.batchSize
+        let globalEnd = min(globalStart + options.batchSize, exampleCount)
+        let part = slice.range(inBatchOf: globalEnd - globalStart)
+        let start = globalStart + part.lowerBound, end = globalStart + part.upperBound
         let indices = Array(order(epoch: epoch)[start..<end])
         let draws = (start..<end).map { position -> CropFlip in
             guard options.augmentation != .none else { return .identity }
@@ -234,7 +249,7 @@ public final class DataLoader: @unchecked Sendable {
         }
         let images = render(indices: indices, draws: draws)
         return Batch(images: images, labels: indices.map { dataset.labels[$0] }, epoch: epoch, index: index,
-                     exampleIndices: indices)
+                     exampleIndices: indices, globalCount: globalEnd - globalStart)
     }
 
     /// The images of `indices` as a `(C, N, H, W)` tensor.

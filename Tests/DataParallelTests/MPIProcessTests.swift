@@ -1,0 +1,136 @@
+import Foundation
+import XCTest
+
+/// Real Open MPI jobs: `mpirun --oversubscribe -np 2` of the `mpi-selftest` executable
+/// (Benchmarks/mpi-selftest/main.swift), which `swift build` and `swift test` build next to this
+/// test bundle. Every job runs under a deadline, so a hang fails the test instead of the suite.
+final class MPIProcessTests: XCTestCase {
+    func testCollectivesAndBucketsBetweenTwoRanks() throws {
+        let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "collectives"], timeout: 120)
+        XCTAssertFalse(run.timedOut, run.output)
+        XCTAssertEqual(run.status, 0, run.output)
+        for rank in 0..<2 {
+            XCTAssertTrue(run.output.contains("rank \(rank) of 2: 71 checks passed, 0 failed"), run.output)
+        }
+    }
+
+    func testWithoutMpirunTheSelftestIsOneRank() throws {
+        let run = try MPIJob.run(executable: MPIJob.selftest(), ["collectives"], timeout: 60)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("rank 0 of 1: 71 checks passed, 0 failed"), run.output)
+    }
+
+    func testAKilledRankEndsTheJobWithAMessage() throws {
+        let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "kill-rank", "1"], timeout: 90)
+        XCTAssertFalse(run.timedOut, "the job outlived its deadline: \(run.output)")
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("rank 0: entering the all-reduce"), run.output)
+        XCTAssertTrue(run.output.contains("exited on signal 9"), run.output)
+        XCTAssertLessThan(run.seconds, 60, run.output)
+    }
+
+    func testARankExitingWithAnErrorEndsTheJobWithAMessage() throws {
+        let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "exit-rank", "1"], timeout: 90)
+        XCTAssertFalse(run.timedOut, "the job outlived its deadline: \(run.output)")
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("rank 1: exiting with status 3 on purpose"), run.output)
+        XCTAssertTrue(run.output.contains("exited with non-zero status"), run.output)
+        XCTAssertLessThan(run.seconds, 60, run.output)
+    }
+
+    /// Scripts/two_namespaces.sh: one rank in each of two network namespaces, over TCP on a
+    /// veth pair. Skipped (with the script's reason) where namespaces cannot be made.
+    func testTwoRanksInTwoNetworkNamespaces() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Scripts/two_namespaces.sh")
+        let run = try MPIJob.run(executable: script, [MPIJob.selftest().path, "collectives"], timeout: 120)
+        if run.status == 77 { throw XCTSkip(run.output) }
+        XCTAssertFalse(run.timedOut, run.output)
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("rank 0 of 2: host node-a"), run.output)
+        XCTAssertTrue(run.output.contains("rank 1 of 2: host node-b"), run.output)
+        for rank in 0..<2 {
+            XCTAssertTrue(run.output.contains("rank \(rank) of 2: 71 checks passed, 0 failed"), run.output)
+        }
+    }
+}
+
+/// Starting `mpirun` and the self-test, with a deadline.
+enum MPIJob {
+    struct Result {
+        var status: Int32
+        var timedOut: Bool
+        var seconds: Double
+        var output: String
+    }
+
+    /// The `mpi-selftest` executable in this test bundle's build products folder.
+    static func selftest() throws -> URL {
+        let products = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let url = products.appendingPathComponent("mpi-selftest")
+        guard FileManager.default.isExecutableFile(atPath: url.path) else {
+            throw MPIJobError("\(url.path) is missing: build it with `swift build --product mpi-selftest`"
+                              + " (a plain `swift build` or `swift test` builds it too)")
+        }
+        return url
+    }
+
+    /// `mpirun` from PATH.
+    static func mpirun() throws -> URL {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = URL(fileURLWithPath: String(dir)).appendingPathComponent("mpirun")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw MPIJobError("mpirun not found on PATH; run Scripts/setup.sh (it installs openmpi-bin)")
+    }
+
+    /// `mpirun --oversubscribe <arguments>`, allowed to run as root (CI does).
+    static func run(_ arguments: [String], timeout: Double) throws -> Result {
+        try run(executable: mpirun(), ["--oversubscribe"] + arguments, timeout: timeout)
+    }
+
+    /// Runs `executable` with standard output and error to one temporary file; past `timeout`
+    /// seconds sends SIGTERM (mpirun then ends its ranks), and SIGKILL 10 s later.
+    static func run(executable: URL, _ arguments: [String], timeout: Double) throws -> Result {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-job-\(UUID().uuidString).log")
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        defer { try? handle.close() }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        // Containers often forbid the cross-process memory reads (CMA) that Open MPI's shared
+        // memory transport uses for large messages; copying through the shared segment works
+        // everywhere. A value set by the caller wins.
+        if environment["OMPI_MCA_btl_vader_single_copy_mechanism"] == nil {
+            environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
+        }
+        process.environment = environment
+        process.standardOutput = handle
+        process.standardError = handle
+        let started = Date()
+        try process.run()
+        var timedOut = false
+        while process.isRunning {
+            let elapsed = Date().timeIntervalSince(started)
+            if elapsed > timeout + 10 { kill(process.processIdentifier, SIGKILL) }
+            else if elapsed > timeout && !timedOut { timedOut = true; process.terminate() }
+            usleep(50_000)
+        }
+        process.waitUntilExit()
+        let seconds = Date().timeIntervalSince(started)
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        return Result(status: process.terminationStatus, timedOut: timedOut, seconds: seconds,
+                      output: "\(executable.lastPathComponent) \(arguments.joined(separator: " ")):\n\(output)")
+    }
+}
+
+struct MPIJobError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
