@@ -49,7 +49,7 @@ public final class RegressionRun {
         try configuration.validate()
         self.configuration = configuration
         self.outputDirectory = outputDirectory
-        modelConfiguration = try configuration.model.configuration()
+        modelConfiguration = configuration.model
         var train = try RegressionTable.read(trainPath)
         var test = try RegressionTable.read(testPath)
         if let l = configuration.limit { train = train.prefix(l) }

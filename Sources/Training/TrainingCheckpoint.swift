@@ -84,7 +84,7 @@ public enum TrainingCheckpoint {
         m["format"] = "pt"
         m["framework"] = "densenet-swift"
         m["model"] = model.modelConfiguration.name
-        m["model_configuration"] = ModelDescription(model.modelConfiguration).json
+        m["model_configuration"] = model.modelConfiguration.json
         m["layout"] = "PyTorch state_dict names and shapes, F32 row-major; BatchNorm num_batches_tracked omitted"
         return m
     }
@@ -104,9 +104,22 @@ public enum TrainingCheckpoint {
 
     /// The model configuration recorded in a model file's metadata, or nil when it has none
     /// (e.g. a file written by PyTorch).
-    public static func modelDescription(inFile path: String) throws -> ModelDescription? {
+    public static func modelConfiguration(inFile path: String) throws -> ModelConfiguration? {
         guard let json = try Safetensors.readHeader(path).metadata["model_configuration"] else { return nil }
-        return try ModelDescription(json: json)
+        do { return try ModelConfiguration(json: json) } catch {
+            throw TrainingError.invalidCheckpointMetadata(field: "model_configuration", reason: Self.reason(error))
+        }
+    }
+
+    /// What a decoding error says, without Swift's coding-path noise.
+    static func reason(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c): return c.debugDescription
+        case DecodingError.keyNotFound(let key, _): return "no field '\(key.stringValue)'"
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+            return "\(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)"
+        default: return "\(error)"
+        }
     }
 
     // MARK: Optimizer state

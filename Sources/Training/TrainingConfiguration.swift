@@ -54,7 +54,7 @@ public struct OptimizerSettings: Codable, Equatable, Sendable {
 /// (`TrainingRun`) and a regression run on a table (`DatasetSpec.table`, `RegressionRun`),
 /// which ignores `augment`.
 public struct TrainingConfiguration: Codable, Equatable, Sendable {
-    public var model: ModelDescription
+    public var model: ModelConfiguration
     public var strategy: MemoryPolicy
     public var data: DatasetSpec
     public var epochs: Int
@@ -75,7 +75,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// Apply the dataset's training augmentation (CIFAR crop and flip).
     public var augment: Bool
 
-    public init(model: ModelDescription, strategy: MemoryPolicy = .shared, data: DatasetSpec, epochs: Int = 1,
+    public init(model: ModelConfiguration, strategy: MemoryPolicy = .shared, data: DatasetSpec, epochs: Int = 1,
                 batchSize: Int = 128, evaluationBatchSize: Int? = nil, optimizer: OptimizerSettings = OptimizerSettings(),
                 schedule: LearningRateSchedule.Kind = .cosine, warmupEpochs: Double = 0, milestones: [Int]? = nil,
                 gamma: Float = 0.1, seed: UInt64 = 0, limit: Int? = nil, testLimit: Int? = nil, augment: Bool = true) {
@@ -112,7 +112,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
         if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
         try optimizer.validate()
-        let m = try model.configuration()
+        let m = model
         guard data.isTable else { return }
         guard case .denseMLP = m else {
             throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"

@@ -82,7 +82,7 @@ public final class TrainingRun {
             resumed = (files.model, files.state, progress)
             self.outputDirectory = outputDirectory ?? (files.model as NSString).deletingLastPathComponent
         }
-        modelConfiguration = try configuration.model.configuration()
+        modelConfiguration = configuration.model
         trainSet = try configuration.data.load(.train)
         testSet = try configuration.data.load(.test)
         for (set, split) in [(trainSet, "training"), (testSet, "test")] where set.classCount > modelConfiguration.outputCount {

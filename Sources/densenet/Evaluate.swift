@@ -103,8 +103,7 @@ struct Evaluate: ParsableCommand {
 
     /// The model of a checkpoint: from its metadata, else from --model.
     func modelConfiguration(checkpoint path: String, dataset: ImageDataset?) throws -> ModelConfiguration {
-        if let description = try TrainingCheckpoint.modelDescription(inFile: path) {
-            let configuration = try description.configuration()
+        if let configuration = try TrainingCheckpoint.modelConfiguration(inFile: path) {
             try modelOptions.checkAgrees(with: configuration)
             return configuration
         }

@@ -105,7 +105,7 @@ struct Train: ParsableCommand {
         let data = try dataOptions.spec()
         let model = try modelOptions.configuration(for: data)
         return TrainingConfiguration(
-            model: ModelDescription(model),
+            model: model,
             strategy: try MemoryPrediction.strategy(named: strategy ?? "shared"),
             data: data, epochs: epochs ?? 10, batchSize: batch ?? 128, evaluationBatchSize: evaluationBatch,
             optimizer: try optimizerOptions.settings(),

@@ -54,7 +54,7 @@ final class CheckpointMappingTests: XCTestCase {
             XCTAssertEqual(contents.tensors[name]?.array, tensor.array, name)
         }
         XCTAssertEqual(header.metadata["format"], "pt")
-        XCTAssertEqual(try TrainingCheckpoint.modelDescription(inFile: path), ModelDescription(.denseNet(tinyDenseNet())))
+        XCTAssertEqual(try TrainingCheckpoint.modelConfiguration(inFile: path), .denseNet(tinyDenseNet()))
     }
 
     func testRoundTripRestoresIdenticalLogits() throws {
@@ -112,13 +112,23 @@ final class CheckpointMappingTests: XCTestCase {
         XCTAssertEqual(fresh.namedState().map { $0.tensor.array }, sgd.namedState().map { $0.tensor.array })
     }
 
-    func testModelDescriptionRoundTripsEveryZooModel() throws {
+    func testConfigurationJSONRoundTripsEveryZooModel() throws {
         for name in ModelZoo.names + ["densenet-bc-40-12"] {
             let configuration = try ModelZoo.configuration(named: name, classes: 7)
-            let description = ModelDescription(configuration)
-            let decoded = try ModelDescription(json: description.json)
-            XCTAssertEqual(decoded, description, name)
-            XCTAssertEqual(try decoded.configuration(), configuration, name)
+            XCTAssertEqual(try ModelConfiguration(json: configuration.json), configuration, name)
+        }
+        // The schema checkpoints have stored since they first stored a model (written out by hand).
+        let d2l = try ModelZoo.configuration(named: "d2l")
+        XCTAssertEqual(d2l.json, #"{"denseNet":{"_0":{"blockConfig":[4,4,4,4],"classCount":10,"compression":0.5,"#
+                       + #""convBias":true,"dropRate":0,"growthRate":32,"initialFeatures":64,"input":"1x96x96","#
+                       + #""name":"d2l","stem":"imagenet","transitionPooling":"average"}}}"#)
+        // A configuration that cannot be built is refused with the reason, naming the field.
+        let bad = d2l.json.replacingOccurrences(of: #""growthRate":32"#, with: #""growthRate":0"#)
+        XCTAssertThrowsError(try ModelConfiguration(json: bad)) { XCTAssertTrue("\($0)".contains("growth"), "\($0)") }
+        let path = dir.file("bad.safetensors")
+        try Safetensors.write([TensorSource](), metadata: ["model_configuration": bad], to: path)
+        XCTAssertThrowsError(try TrainingCheckpoint.modelConfiguration(inFile: path)) { error in
+            XCTAssertTrue("\(error)".contains("model_configuration"), "\(error)")
         }
     }
 

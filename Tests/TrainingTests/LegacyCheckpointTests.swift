@@ -15,7 +15,7 @@ final class LegacyCheckpointTests: XCTestCase {
 
     func testLoadsAndComputesTheLogitsItComputedWhenWritten() throws {
         let path = LegacyCheckpointTests.folder + "/" + TrainingCheckpoint.modelFileName
-        let configuration = try XCTUnwrap(try TrainingCheckpoint.modelDescription(inFile: path)).configuration()
+        let configuration = try XCTUnwrap(try TrainingCheckpoint.modelConfiguration(inFile: path))
         let network = try ModelFactory.build(configuration)
         _ = try TrainingCheckpoint.loadModel(network, from: path)
         XCTAssertEqual(network.modelConfiguration.name, "densenet-bc-16-4")

@@ -64,7 +64,7 @@ final class RegressionTests: XCTestCase {
         let targetVariance = 0.8 * 0.8 + 0.5 * 0.5
         for name in ["dense-mlp", "mlp"] {
             let model = try ModelZoo.configuration(named: name, classes: 1, input: "2")
-            let c = TrainingConfiguration(model: ModelDescription(model), strategy: .naive, data: .table(train: train, test: test),
+            let c = TrainingConfiguration(model: model, strategy: .naive, data: .table(train: train, test: test),
                                           epochs: 40, batchSize: 16,
                                           optimizer: OptimizerSettings(kind: .adam, learningRate: 0.01, momentum: 0, weightDecay: 0))
             let out = dir.file("run-\(name)")
@@ -84,27 +84,27 @@ final class RegressionTests: XCTestCase {
 
     func testRegressionRefusesImageModelsAndSeveralOutputs() throws {
         let table = DatasetSpec.table(train: "t.csv", test: "s.csv")
-        let images = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "d2l")), data: table)
+        let images = TrainingConfiguration(model: try ModelZoo.configuration(named: "d2l"), data: table)
         XCTAssertThrowsError(try images.validate())
-        let two = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 2)), data: table)
+        let two = TrainingConfiguration(model: try ModelZoo.configuration(named: "mlp", classes: 2), data: table)
         XCTAssertThrowsError(try two.validate())
-        let one = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 1)), data: table)
+        let one = TrainingConfiguration(model: try ModelZoo.configuration(named: "mlp", classes: 1), data: table)
         XCTAssertNoThrow(try one.validate())
         // A table is not an image data set, and image data are not a table.
         XCTAssertThrowsError(try TrainingRun(.fresh(one), outputDirectory: "unused"))
-        let fashion = TrainingConfiguration(model: ModelDescription(try ModelZoo.configuration(named: "mlp", classes: 1)),
+        let fashion = TrainingConfiguration(model: try ModelZoo.configuration(named: "mlp", classes: 1),
                                             data: .fashionMNIST(directory: "unused"))
         XCTAssertThrowsError(try RegressionRun(fashion, outputDirectory: "unused"))
     }
 
     func testPlainMLPDescriptionRoundTripsAndOldOnesStayDense() throws {
         let mlp = try ModelZoo.configuration(named: "mlp")
-        XCTAssertEqual(try ModelDescription(json: ModelDescription(mlp).json).configuration(), mlp)
+        XCTAssertEqual(try ModelConfiguration(json: mlp.json), mlp)
         // A description written before `denseConnections` existed is the dense MLP.
-        var json = ModelDescription(try ModelZoo.configuration(named: "dense-mlp")).json
+        var json = try ModelZoo.configuration(named: "dense-mlp").json
         json = json.replacingOccurrences(of: "\"denseConnections\":true,", with: "")
         XCTAssertFalse(json.contains("denseConnections"), json)
-        guard case .denseMLP(let c) = try ModelDescription(json: json).configuration() else { return XCTFail() }
+        guard case .denseMLP(let c) = try ModelConfiguration(json: json) else { return XCTFail() }
         XCTAssertTrue(c.denseConnections)
     }
 
@@ -118,7 +118,7 @@ final class RegressionTests: XCTestCase {
         XCTAssertEqual(a.layer(named: "features.transition1.pool")?.kind, .maxPool(PoolingSpec(kernel: 2, stride: 2)))
         XCTAssertEqual(a.trainableParameters, 758_226)   // pooling has no parameters
         XCTAssertEqual(try ModelOptions.applying(transitionPooling: nil, to: d2l), d2l)
-        XCTAssertEqual(try ModelDescription(json: ModelDescription(maxed).json).configuration(), maxed)
+        XCTAssertEqual(try ModelConfiguration(json: maxed.json), maxed)
         XCTAssertThrowsError(try ModelOptions.applying(transitionPooling: "max", to: try ModelZoo.configuration(named: "resnet18")))
     }
 }

@@ -15,7 +15,7 @@ final class TrainingLoopTests: XCTestCase {
     func configuration(epochs: Int, limit: Int, batch: Int, dropRate: Double = 0,
                        strategy: MemoryPolicy = .shared) -> TrainingConfiguration {
         TrainingConfiguration(
-            model: ModelDescription(.denseNet(tinyDenseNet(dropRate: dropRate))), strategy: strategy,
+            model: .denseNet(tinyDenseNet(dropRate: dropRate)), strategy: strategy,
             data: .fashionMNIST(directory: FashionMNIST.defaultDirectory), epochs: epochs, batchSize: batch,
             optimizer: OptimizerSettings(kind: .sgd, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4, nesterov: true),
             schedule: .cosine, warmupEpochs: 0.5, seed: 7, limit: limit, testLimit: 100)
