@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
 """The optimisation ladder, one saving added at a time, like the original authors' LuaTorch
-table (DenseNet-BC L=100 k=12, batch 64): naive; checkpoint (torchvision memory_efficient);
-shared concatenation only (block buffer, BN outputs kept per layer); shared concatenation and
-BN storage (Pleiss et al.); minimal.
+table (DenseNet-BC L=100 k=12, batch 64). The rungs are the presets' own ladder
+(`densenet policies`): naive; checkpoint (torchvision memory_efficient); shared concatenation
+only (block buffer, BN outputs kept per layer); shared concatenation and BN storage (Pleiss et
+al.); minimal.
 
   Scripts/ablation_ladder.py [--model densenet-bc-100-12] [--batch 64] [--steps 3]
 """
 import argparse
+import json
 import os
+import subprocess
 
 import benchlib
 
-LADDER = [("naive", "naive (concatenation copies)"),
-          ("checkpoint", "checkpoint (torchvision memory_efficient)"),
-          ("shared-concat", "+ shared concatenation buffer"),
-          ("shared", "+ shared BN/ReLU storage, recomputed (Pleiss et al.)"),
-          ("minimal", "+ bottleneck recomputed too (minimal)")]
+
+def ladder():
+    """The rungs as the presets define them (`MemoryPolicy.ladder`, via `densenet policies --json`)."""
+    exe = benchlib.build_release("densenet")
+    listing = json.loads(subprocess.run([exe, "policies", "--json"], check=True, capture_output=True, text=True).stdout)
+    return [(r["strategy"], r["adds"]) for r in listing["ladder"]]
 
 
 def main():
@@ -25,6 +29,7 @@ def main():
     p.add_argument("--steps", default="3")
     a = p.parse_args()
     out = benchlib.results_dir("ablation-ladder")
+    LADDER = ladder()
     records = benchlib.bench_memory(["--model", a.model, "--batch", a.batch, "--steps", a.steps, "--warmup", "1",
                                      "--strategies", ",".join(s for s, _ in LADDER)], out)
     by = {r["strategy"]: r for r in records}

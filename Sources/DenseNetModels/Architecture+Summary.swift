@@ -60,7 +60,7 @@ extension Architecture {
     private func shapeText(_ layer: Layer, batchSize: Int) -> String {
         let s = layer.outputShape
         if case .linear = layer.kind { return "[\(batchSize), \(s.channels)]" }
-        if s.height == 1 && s.width == 1, case .denseMLP = configuration { return "[\(batchSize), \(s.channels)]" }
+        if s.height == 1 && s.width == 1 && configuration.takesFeatureVectors { return "[\(batchSize), \(s.channels)]" }
         return "[\(batchSize), \(s.channels), \(s.height), \(s.width)]"
     }
 

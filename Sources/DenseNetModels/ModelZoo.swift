@@ -75,8 +75,7 @@ public enum ModelZoo {
 
     /// Reads `--input` for `model`: `CxHxW` for image models, `F` or `Fx1x1` for the MLP.
     public static func parseInput(_ text: String, for model: ModelConfiguration) throws(ConfigurationError) -> FeatureShape {
-        let isMLP: Bool
-        if case .denseMLP = model { isMLP = true } else { isMLP = false }
+        let isMLP = model.takesFeatureVectors
         let expected = isMLP ? "a feature count F (e.g. 10) for \(model.name)"
                              : "CxHxW (e.g. 3x32x32) for \(model.name)"
         guard let shape = FeatureShape(parsing: text) else { throw .malformedInput(text, expected: expected) }

@@ -46,17 +46,21 @@ extension ModelConfiguration {
         }
     }
 
+    /// Whether the model reads flat feature vectors (F, N) (the MLPs) rather than images
+    /// (C, N, H, W). The one place that says so: the input shapes, the loader's resize and
+    /// flattening, the loss and the summary's shapes all ask here.
+    public var takesFeatureVectors: Bool {
+        if case .denseMLP = self { return true }
+        return false
+    }
+
     /// The shape of a batch of `batch` inputs: (C, N, H, W), or (F, N) for the MLPs.
     public func batchShape(_ batch: Int) -> [Int] {
         let s = inputShape
-        if case .denseMLP = self { return [s.channels, batch] }
-        return [s.channels, batch, s.height, s.width]
+        return takesFeatureVectors ? [s.channels, batch] : [s.channels, batch, s.height, s.width]
     }
 
     /// Whether the model regresses (mean squared error: the MLPs on tables) rather than
     /// classifies (cross-entropy).
-    public var isRegression: Bool {
-        if case .denseMLP = self { return true }
-        return false
-    }
+    public var isRegression: Bool { takesFeatureVectors }
 }

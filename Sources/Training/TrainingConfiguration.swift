@@ -114,7 +114,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         try optimizer.validate()
         let m = model
         guard data.isTable else { return }
-        guard case .denseMLP = m else {
+        guard m.takesFeatureVectors else {
             throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"
                                               + " (dense-mlp, mlp), not \(m.name), an image model")
         }
@@ -157,8 +157,7 @@ public enum ModelInput {
         guard classes >= dataset.classCount else {
             throw TrainingError.tooFewClasses(classes: classes, dataset: datasetName, datasetClasses: dataset.classCount)
         }
-        let isMLP: Bool
-        if case .denseMLP = base { isMLP = true } else { isMLP = false }
+        let isMLP = base.takesFeatureVectors
         let text: String
         if let input {
             text = input
@@ -182,7 +181,7 @@ public enum ModelInput {
 
     /// The resize the loader applies: to the model's H×W for image models, none for the MLP.
     public static func resize(for model: ModelConfiguration, dataset: ImageDataset) -> ImageSize? {
-        if case .denseMLP = model { return nil }
+        if model.takesFeatureVectors { return nil }
         let s = model.inputShape
         if s.height == dataset.height && s.width == dataset.width { return nil }
         return ImageSize(height: s.height, width: s.width)
@@ -191,7 +190,7 @@ public enum ModelInput {
     /// A batch `(C, N, H, W)` as the model's input: unchanged for image models, flattened to
     /// `(C·H·W, N)` for the MLP (feature c·H·W + y·W + x, as PyTorch's `flatten(1)` of NCHW).
     public static func prepare(_ images: Tensor, for model: ModelConfiguration) -> Tensor {
-        guard case .denseMLP = model else { return images }
+        guard model.takesFeatureVectors else { return images }
         precondition(images.rank == 4, "ModelInput.prepare: images \(images.shape) must be (C, N, H, W)")
         let (c, n, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
         let plane = h * w

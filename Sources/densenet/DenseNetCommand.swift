@@ -1,7 +1,7 @@
 import ArgumentParser
 import Runtime
 
-/// `densenet summary | train | evaluate`
+/// `densenet summary | train | evaluate | policies`
 @main
 struct DenseNetCommand: ParsableCommand {
     /// OpenBLAS's best kernels for this CPU first (`BLASCoreSelection`), then the command line.
@@ -13,5 +13,5 @@ struct DenseNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "densenet",
         abstract: "Memory-efficient DenseNets: inspect, train and evaluate models of the zoo.",
-        subcommands: [Summary.self, Train.self, Evaluate.self])
+        subcommands: [Summary.self, Train.self, Evaluate.self, Policies.self])
 }

@@ -127,8 +127,7 @@ struct Evaluate: ParsableCommand {
             throw ValidationError("\(inputPath) has no tensor named 'input' (it has \(contents.tensors.keys.sorted()))")
         }
         let expected = configuration.inputShape
-        let isMLP: Bool
-        if case .denseMLP = configuration { isMLP = true } else { isMLP = false }
+        let isMLP = configuration.takesFeatureVectors
         let shapeOK = isMLP ? batchMajor.shape.count == 2 && batchMajor.shape[1] == expected.channels
                             : batchMajor.shape.count == 4 && batchMajor.shape[1] == expected.channels
         guard shapeOK, batchMajor.shape[0] >= 1 else {
