@@ -66,7 +66,7 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var jemalloc_config: String?
     public var threads: Int?
     public var step_times_s: [Double]?
-    /// The runtime's buffer cache over the measured steps (Memory+BufferCache.swift).
+    /// The runtime's buffer cache over the measured steps (Runtime/BufferCache.swift).
     public var buffer_cache: Bool?
     public var cache_hits: Int?
     public var cache_misses: Int?

@@ -4,7 +4,7 @@
 // freed blocks go back to the system at once, so RSS follows live bytes and a peak-RSS reading
 // measures what a configuration really needed, not what an earlier phase left dirty. The page
 // faults this would cost every training step are mostly avoided by the runtime's bounded buffer cache
-// (Sources/Runtime/Memory+BufferCache.swift; measured in Papers/). MALLOC_CONF in the environment
+// (Sources/Runtime/BufferCache.swift; measured in Papers/). MALLOC_CONF in the environment
 // is applied after this string, so it can override it for experiments.
 const char *malloc_conf = "dirty_decay_ms:0,muzzy_decay_ms:0";
 

@@ -5,7 +5,7 @@ import Runtime
 /// with Wo = W (Conv2d+Shifted.swift), im2col tiles for the rest (Conv2d+Im2col.swift).
 ///
 /// OpenBLAS's own threads are slow on DenseNet's thin products (Cout = 12 output rows, see
-/// machine-notes.md), so each of our threads runs one-thread OpenBLAS on its own part with its
+/// ../shared/reference/machine-notes.md), so each of our threads runs one-thread OpenBLAS on its own part with its
 /// own column tile: forward splits the output columns; backward splits either the input
 /// channels (each thread owns rows of the im2col matrix, so its dx channels and dW columns are
 /// its own) or whole images (col2im of different images never overlaps; dW gets per-thread

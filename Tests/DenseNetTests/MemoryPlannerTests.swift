@@ -42,7 +42,7 @@ final class MemoryPlannerTests: XCTestCase {
     }
 
     /// Checks plan against measurement; returns the relative error of the peak. On one thread
-    /// the replay must be exact. On two, the measured peak must lie between the plan's lower
+    /// the plan must be exact. On two, the measured peak must lie between the plan's lower
     /// (tiles one after another) and upper (tiles at once) bounds, and, where `within5Percent`,
     /// the upper bound within 5 % of it (configurations whose scratch is a small share).
     @discardableResult

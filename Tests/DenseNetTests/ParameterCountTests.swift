@@ -1,7 +1,7 @@
 import XCTest
 @testable import DenseNetModels
 
-/// Exact counts against /work/shared/reference/densenet-facts.md (torchvision, Keras, d2l and
+/// Exact counts against ../shared/reference/densenet-facts.md (torchvision, Keras, d2l and
 /// the original CIFAR DenseNet-BC), and the totals' consistency.
 final class ParameterCountTests: XCTestCase {
     private func architecture(_ name: String, classes: Int? = nil, input: String? = nil) throws -> Architecture {
