@@ -134,7 +134,7 @@ public final class DataLoader: @unchecked Sendable {
 
     public var batchesPerEpoch: Int {
         options.dropLast ? exampleCount / options.batchSize
-            : (exampleCount + options.batchSize - 1) / options.batchSize
+            : CheckedSize.ceilingDivision(exampleCount, by: options.batchSize)
     }
 
     // MARK: State
@@ -154,9 +154,14 @@ public final class DataLoader: @unchecked Sendable {
         guard saved.batchSize == options.batchSize else {
             throw fail("it was saved with batch size \(saved.batchSize), this loader has \(options.batchSize)")
         }
-        let index = (saved.position + options.batchSize - 1) / options.batchSize
-        guard saved.epoch >= 0, saved.position >= 0, index <= batchesPerEpoch,
-              saved.position == min(index * options.batchSize, exampleCount) else {
+        guard saved.epoch >= 0 else { throw fail("epoch \(saved.epoch) is negative") }
+        guard saved.position >= 0, saved.position <= exampleCount else {
+            throw fail("position \(saved.position) is outside 0...\(exampleCount), the examples of an epoch")
+        }
+        // Overflow-free: a batch size near Int.max must not trap here.
+        let index = CheckedSize.ceilingDivision(saved.position, by: options.batchSize)
+        let (start, overflow) = index.multipliedReportingOverflow(by: options.batchSize)
+        guard index <= batchesPerEpoch, saved.position == (overflow ? exampleCount : min(start, exampleCount)) else {
             throw fail("epoch \(saved.epoch) position \(saved.position) is not a batch boundary of this loader")
         }
         epoch = saved.epoch
@@ -168,7 +173,7 @@ public final class DataLoader: @unchecked Sendable {
     /// The next batch of the current epoch, or nil when it is over (the loader then moves to
     /// the next epoch).
     public func next() -> Batch? {
-        let index = (position + options.batchSize - 1) / options.batchSize
+        let index = CheckedSize.ceilingDivision(position, by: options.batchSize)
         if index >= batchesPerEpoch {
             epoch += 1
             position = 0

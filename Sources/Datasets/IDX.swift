@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/): a big-endian
 /// magic number `0x0000TTDD` (TT = 0x08 for unsigned bytes, DD = the number of dimensions),
@@ -8,6 +9,10 @@ public enum IDX {
     public static let imagesMagic: UInt32 = 0x0000_0803
     /// Unsigned-byte data with 1 dimension: (count).
     public static let labelsMagic: UInt32 = 0x0000_0801
+    /// The largest data size (bytes after the header) accepted: 128 GiB, far above any IDX
+    /// dataset (Fashion-MNIST's training images are 47 MB) and below what `Int` arithmetic on it
+    /// could overflow.
+    public static let maxDataSize = Int(Int32.max) * 64
 
     /// The contents of an images file: `count` images of `rows × columns` bytes, row-major.
     public struct Images: Sendable, Equatable {
@@ -59,14 +64,12 @@ public enum IDX {
         if let zero = dims.firstIndex(of: 0) {
             throw DatasetError.badDimensions(path: path, dimensions: dims, reason: "dimension \(zero) is zero")
         }
-        var dataSize = 1
-        for d in dims {
-            let (product, overflow) = dataSize.multipliedReportingOverflow(by: d)
-            if overflow || product > Int(Int32.max) * 64 {
-                throw DatasetError.badDimensions(path: path, dimensions: dims,
-                                                 reason: "they imply an absurd data size")
-            }
-            dataSize = product
+        let dataSize: Int
+        do {
+            dataSize = try CheckedSize.atMost(CheckedSize.product(dims, what: "IDX dimensions"), maxDataSize,
+                                              what: "IDX data size", bound: "the largest IDX data this reader accepts")
+        } catch {
+            throw DatasetError.badDimensions(path: path, dimensions: dims, reason: "they imply an absurd data size (\(error))")
         }
         let expected = headerSize + dataSize
         if bytes.count < expected {

@@ -108,6 +108,7 @@ public enum ModelDescription: Codable, Equatable, Sendable {
                 denseConnections: f.denseConnections ?? true))
         }
         try model.validate()
+        try ModelBounds.check(model, field: "model_configuration")
         return model
     }
 

@@ -156,7 +156,7 @@ public final class TrainingRun {
             let epoch = trainLoader.state.epoch + 1
             let epochStart = Date()
             var sessionExamples = 0, sessionSteps = 0
-            let firstStep = (trainLoader.state.position + c.batchSize - 1) / c.batchSize
+            let firstStep = CheckedSize.ceilingDivision(trainLoader.state.position, by: c.batchSize)
             while let batch = trainLoader.next() {
                 let m = trainer.step(batch)
                 lossSum += Double(m.loss) * Double(m.examples)
