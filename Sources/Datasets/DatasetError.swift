@@ -7,6 +7,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case missingFile(path: String, hint: String)
     /// Reading failed for another operating-system reason.
     case unreadable(path: String, reason: String)
+    /// The path is a directory, a named pipe, a device: `kind` says which.
+    case notRegularFile(path: String, kind: String)
     /// The file claims to be gzip (by name or by its first bytes) but does not inflate.
     case corruptGzip(path: String, reason: String)
     /// The IDX magic number is not the one expected for this kind of file.
@@ -29,7 +31,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     /// The file the error is about (for CountMismatch, the labels file).
     public var path: String {
         switch self {
-        case .missingFile(let p, _), .unreadable(let p, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
+        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
              .truncated(let p, _, _), .trailingGarbage(let p, _, _), .badDimensions(let p, _, _),
              .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _):
             return p
@@ -45,6 +47,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
             return "\(path): no such file. \(hint)"
         case .unreadable(let path, let reason):
             return "\(path): cannot read (\(reason)); check its permissions"
+        case .notRegularFile(let path, let kind):
+            return "\(path) is \(kind), not a regular file; give the path of the data file itself"
         case .corruptGzip(let path, let reason):
             return "\(path): corrupt gzip data (\(reason)); \(redownload)"
         case .wrongMagic(let path, let found, let expected):

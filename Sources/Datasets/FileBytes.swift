@@ -1,5 +1,6 @@
 import CZlib
 import Foundation
+import Runtime
 
 /// Reading a whole dataset file into memory, inflating it when it is gzip'd.
 public enum FileBytes {
@@ -23,23 +24,19 @@ public enum FileBytes {
         return raw
     }
 
-    /// The file's bytes as stored, via POSIX `read` (errno becomes the error's reason).
+    /// The file's bytes as stored, via POSIX `read` (errno becomes the error's reason). Anything
+    /// but a regular file (a directory, a named pipe, a device) is refused before it is read,
+    /// without blocking (`RegularFile.open`).
     public static func readRaw(_ path: String, missingHint: String = defaultMissingHint) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw DatasetError.missingFile(path: path, hint: missingHint) }
-            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(code)))
+        let fd: Int32, size: Int
+        switch RegularFile.open(path) {
+        case .success(let file): (fd, size) = file
+        case .failure(.system(let code, _)) where code == ENOENT || code == ENOTDIR:
+            throw DatasetError.missingFile(path: path, hint: missingHint)
+        case .failure(.system(_, let reason)): throw DatasetError.unreadable(path: path, reason: reason)
+        case .failure(.notRegular(let kind)): throw DatasetError.notRegularFile(path: path, kind: kind)
         }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(errno)))
-        }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw DatasetError.unreadable(path: path, reason: "it is a directory")
-        }
-        let size = Int(info.st_size)
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         var failure: Int32 = 0

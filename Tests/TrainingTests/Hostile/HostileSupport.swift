@@ -29,3 +29,23 @@ func hostileDataset(_ n: Int, channels: Int = 1, side: Int = 4, classes: Int = 1
     return try! ImageDataset(pixels: pixels, labels: (0..<n).map { Int32($0 % classes) }, channels: channels,
                              height: side, width: side, classCount: classes)
 }
+
+/// Runs `body` on another thread and fails (instead of hanging the suite) when it has not
+/// returned within `seconds`; a stuck `open` of a named pipe among `fifos` is then released by
+/// opening the pipe's other end.
+func withoutHanging(_ label: String, seconds: Double = 5, fifos: [String] = [], file: StaticString = #filePath,
+                    line: UInt = #line, _ body: @escaping @Sendable () -> Void) {
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        body()
+        done.signal()
+    }
+    if done.wait(timeout: .now() + seconds) == .timedOut {
+        XCTFail("\(label): still blocked after \(seconds) s (a hang)", file: file, line: line)
+        for fifo in fifos {
+            let fd = open(fifo, O_RDWR | O_NONBLOCK)
+            if fd >= 0 { close(fd) }
+        }
+        _ = done.wait(timeout: .now() + seconds)
+    }
+}
