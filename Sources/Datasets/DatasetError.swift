@@ -9,6 +9,10 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     /// The path is a directory, a named pipe, a device: `kind` says which.
     case notRegularFile(path: String, kind: String)
+    /// The file, or what it inflates to, is larger than `limit` bytes; `reason` says where the
+    /// limit comes from (the size the header announces, or the reader's limit). `bytes`: how
+    /// many were read or inflated before stopping.
+    case tooLarge(path: String, bytes: Int, limit: Int, reason: String)
     /// The file claims to be gzip (by name or by its first bytes) but does not inflate.
     case corruptGzip(path: String, reason: String)
     /// The IDX magic number is not the one expected for this kind of file.
@@ -31,7 +35,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     /// The file the error is about (for CountMismatch, the labels file).
     public var path: String {
         switch self {
-        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
+        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .tooLarge(let p, _, _, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
              .truncated(let p, _, _), .trailingGarbage(let p, _, _), .badDimensions(let p, _, _),
              .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _):
             return p
@@ -49,6 +53,9 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
             return "\(path): cannot read (\(reason)); check its permissions"
         case .notRegularFile(let path, let kind):
             return "\(path) is \(kind), not a regular file; give the path of the data file itself"
+        case .tooLarge(let path, let bytes, let limit, let reason):
+            return "\(path): more than \(limit) bytes, \(reason) (stopped at \(bytes)); the file is damaged,"
+                + " not what its name says, or a decompression bomb"
         case .corruptGzip(let path, let reason):
             return "\(path): corrupt gzip data (\(reason)); \(redownload)"
         case .wrongMagic(let path, let found, let expected):
