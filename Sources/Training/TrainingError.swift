@@ -18,6 +18,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case invalidCheckpointMetadata(field: String, reason: String)
     /// `--resume` given a path with no checkpoint.
     case noCheckpoint(path: String)
+    /// `--resume` found checkpoints, none of them sound; `reasons` says what is wrong with each.
+    case noUsableCheckpoint(path: String, reasons: [String])
     /// model.safetensors and training-state.safetensors were written at different steps.
     case checkpointPairMismatch(modelPath: String, modelStep: String, statePath: String, stateStep: String)
     /// A resumed run given an option that contradicts the saved configuration.
@@ -43,8 +45,11 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .invalidCheckpointMetadata(let field, let reason):
             return "checkpoint metadata '\(field)' is invalid: \(reason)"
         case .noCheckpoint(let path):
-            return "\(path): no checkpoint here: --resume takes a run folder (with model.safetensors and"
-                + " training-state.safetensors) or one of those two files"
+            return "\(path): no checkpoint here: --resume takes a run folder (with checkpoints/, or model.safetensors"
+                + " and training-state.safetensors), a checkpoint folder, or one of those files"
+        case .noUsableCheckpoint(let path, let reasons):
+            return "\(path): no checkpoint here can be resumed (\(reasons.joined(separator: "; ")));"
+                + " start a new run, or restore a checkpoint folder from a backup"
         case .checkpointPairMismatch(let mp, let ms, let sp, let ss):
             return "\(mp) (step \(ms)) and \(sp) (step \(ss)) were not saved together (was a save interrupted?);"
                 + " restore both files from the same save"

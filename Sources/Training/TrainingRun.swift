@@ -45,6 +45,9 @@ public final class TrainingRun {
     public let testSet: ImageDataset
     /// Set for a resumed run.
     public let resumed: (model: String, state: String, progress: TrainingProgress)?
+    /// What `--resume` had to skip (damaged newer checkpoints) and what `run()` cleaned up
+    /// (temporaries of an interrupted save); `run()` reports them to the observer first.
+    public private(set) var notes: [String] = []
     public var stopAfterEpoch: Int?
     public var stopAfterStep: Int?
     public weak var observer: TrainingObserver?
@@ -65,8 +68,9 @@ public final class TrainingRun {
             }
             self.outputDirectory = outputDirectory
         case .resume(let path, let epochs, let data):
-            let files = try TrainingCheckpoint.locate(path)
-            var progress = try TrainingCheckpoint.readProgress(model: files.model, state: files.state)
+            let (files, savedProgress, skipped) = try TrainingRun.lastCompleteCheckpoint(path)
+            notes = skipped
+            var progress = savedProgress
             if let epochs { progress.configuration.epochs = epochs }
             if let data {
                 guard data.name == progress.configuration.data.name else {
@@ -80,7 +84,7 @@ public final class TrainingRun {
             }
             configuration = progress.configuration
             resumed = (files.model, files.state, progress)
-            self.outputDirectory = outputDirectory ?? (files.model as NSString).deletingLastPathComponent
+            self.outputDirectory = outputDirectory ?? files.run
         }
         modelConfiguration = try configuration.model.configuration()
         trainSet = try configuration.data.load(.train)
@@ -89,6 +93,30 @@ public final class TrainingRun {
             throw TrainingError.tooFewClasses(classes: modelConfiguration.outputCount,
                                               dataset: "\(configuration.data.name) (\(split))", datasetClasses: set.classCount)
         }
+    }
+
+    /// The newest checkpoint of `path` whose files and progress are sound, and a note for each
+    /// newer one skipped (damaged, torn, lying): `--resume` falls back to the last complete
+    /// checkpoint and says so. With a single candidate its own error is thrown.
+    static func lastCompleteCheckpoint(_ path: String) throws
+        -> (location: TrainingCheckpoint.Location, progress: TrainingProgress, notes: [String]) {
+        let candidates = try TrainingCheckpoint.resumeCandidates(path)
+        var notes = [String]()
+        var firstError: Error? = nil
+        for candidate in candidates {
+            do {
+                let progress = try TrainingCheckpoint.readProgress(model: candidate.model, state: candidate.state)
+                if !notes.isEmpty {
+                    notes.append("resuming from the last complete checkpoint, \(candidate.name) (step \(progress.globalStep))")
+                }
+                return (candidate, progress, notes)
+            } catch {
+                firstError = firstError ?? error
+                notes.append("skipping checkpoint \(candidate.name): \(error)")
+            }
+        }
+        if candidates.count == 1, let firstError { throw firstError }
+        throw TrainingError.noUsableCheckpoint(path: path, reasons: notes)
     }
 
     /// A well-mixed seed for stream `stream` of the run's seed.
@@ -104,6 +132,10 @@ public final class TrainingRun {
         let c = configuration
         let clockStart = Date()
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        for leftover in TrainingCheckpoint.removeInterruptedSaves(inRun: outputDirectory) {
+            notes.append("removed \(leftover), left by an interrupted save")
+        }
+        for note in notes { observer?.message(note) }
 
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
         let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)

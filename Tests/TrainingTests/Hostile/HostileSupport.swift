@@ -1,5 +1,7 @@
 import Datasets
+import DenseNetModels
 import Foundation
+import Training
 import XCTest
 
 /// The hostile-input suite (issue 11): every case feeds one bad input to the real code and
@@ -48,4 +50,32 @@ func withoutHanging(_ label: String, seconds: Double = 5, fifos: [String] = [], 
         }
         _ = done.wait(timeout: .now() + seconds)
     }
+}
+
+/// A CIFAR-10 binary distribution in miniature under `directory` (5 training files of
+/// `perFile` records and a test file), pixels and labels from a fixed pattern: real files for
+/// `TrainingRun`, with no dataset installed.
+func writeMiniatureCIFAR10(in directory: String, perFile: Int = 4) {
+    func records(_ seed: Int) -> [UInt8] {
+        let pixels = (0..<(perFile * CIFAR.imageBytes)).map { UInt8(truncatingIfNeeded: ($0 &* 31) ^ (seed &* 97)) }
+        let labels = (0..<perFile).map { UInt8(($0 + seed) % 10) }
+        return CIFAR.encodeRecords(pixels: pixels, labels: [labels])
+    }
+    try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    for (i, name) in (CIFAR.fileNames(.cifar10, .train) + CIFAR.fileNames(.cifar10, .test)).enumerated() {
+        _ = FileManager.default.createFile(atPath: (directory as NSString).appendingPathComponent(name),
+                                          contents: Data(records(i)))
+    }
+}
+
+/// A DenseNet of a few hundred parameters at 3x8x8 (the loader resizes CIFAR's 32x32), trained
+/// on the miniature CIFAR-10: milliseconds per epoch, one checkpoint per epoch.
+func hostileConfiguration(data: String, epochs: Int, batch: Int = 10) -> TrainingConfiguration {
+    let model = DenseNetConfiguration(name: "hostile-tiny", growthRate: 2, blockConfig: [1, 1], initialFeatures: 4,
+                                      bottleneckFactor: 2, compression: 0.5, classCount: 10,
+                                      inputShape: FeatureShape(channels: 3, height: 8, width: 8), stem: .cifar)
+    return TrainingConfiguration(model: ModelDescription(.denseNet(model)), strategy: .shared, data: .cifar10(directory: data),
+                                 epochs: epochs, batchSize: batch,
+                                 optimizer: OptimizerSettings(kind: .sgd, learningRate: 0.05, momentum: 0.9),
+                                 schedule: .cosine, seed: 3, testLimit: 4, augment: false)
 }
