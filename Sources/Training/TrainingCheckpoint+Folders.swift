@@ -49,10 +49,12 @@ extension TrainingCheckpoint {
     // MARK: Saving
 
     /// Saves the weights and the optimizer with `progress` as a new complete checkpoint of the
-    /// run folder `directory` (see the type's note); returns where.
+    /// run folder `directory` (see the type's note); returns where. A state with a NaN or
+    /// infinity is refused before anything is written (`checkFinite`).
     @discardableResult
     public static func save(directory: String, model: any Network, optimizer: any Optimizer,
                             progress: TrainingProgress) throws -> Location {
+        try checkFinite(model: model, optimizer: optimizer, progress: progress)
         let folders = path(directory, foldersName)
         do {
             try FileManager.default.createDirectory(atPath: folders, withIntermediateDirectories: true)

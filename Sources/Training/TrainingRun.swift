@@ -89,6 +89,7 @@ public final class TrainingRun {
         modelConfiguration = try configuration.model.configuration()
         trainSet = try configuration.data.load(.train)
         testSet = try configuration.data.load(.test)
+        if let resumed { try resumed.progress.validate(path: resumed.state, trainingExamples: trainSet.count) }
         for (set, split) in [(trainSet, "training"), (testSet, "test")] where set.classCount > modelConfiguration.outputCount {
             throw TrainingError.tooFewClasses(classes: modelConfiguration.outputCount,
                                               dataset: "\(configuration.data.name) (\(split))", datasetClasses: set.classCount)
@@ -106,6 +107,7 @@ public final class TrainingRun {
         for candidate in candidates {
             do {
                 let progress = try TrainingCheckpoint.readProgress(model: candidate.model, state: candidate.state)
+                try progress.validate(path: candidate.state)
                 if !notes.isEmpty {
                     notes.append("resuming from the last complete checkpoint, \(candidate.name) (step \(progress.globalStep))")
                 }
@@ -191,6 +193,9 @@ public final class TrainingRun {
             let firstStep = CheckedSize.ceilingDivision(trainLoader.state.position, by: c.batchSize)
             while let batch = trainLoader.next() {
                 let m = trainer.step(batch)
+                guard m.loss.isFinite else {
+                    throw TrainingError.nonFiniteLoss(step: trainer.globalStep, epoch: epoch, loss: m.loss)
+                }
                 lossSum += Double(m.loss) * Double(m.examples)
                 correct += m.correct
                 examples += m.examples
