@@ -28,6 +28,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case nonFiniteState(what: String, step: Int)
     /// A training step whose loss is NaN or infinite: training stops before it saves.
     case nonFiniteLoss(step: Int, epoch: Int, loss: Float)
+    /// A training batch would give a batch norm one value per channel (PyTorch: "Expected more
+    /// than 1 value per channel when training").
+    case batchNormNeedsMoreValues(option: String, value: Int, reason: String, hint: String)
     /// A resumed run given an option that contradicts the saved configuration.
     case resumeConflict(option: String, saved: String, given: String)
     /// A resumed run that has already trained `epochs` epochs.
@@ -68,6 +71,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .nonFiniteLoss(let step, let epoch, let loss):
             return "the training loss is \(loss) at step \(step) (epoch \(epoch)): the run diverged and stops without saving"
                 + " (the last checkpoint is kept); resume from it with a lower --lr, or use warm-up (--warmup-epochs)"
+        case .batchNormNeedsMoreValues(let option, let value, let reason, let hint):
+            return "\(option) \(value): expected more than 1 value per channel when training: \(reason); \(hint)"
         case .resumeConflict(let option, let saved, let given):
             return "\(option) \(given) differs from the resumed run's \(saved): a resumed run keeps its configuration"
                 + " (start a new run with --out to change it)"

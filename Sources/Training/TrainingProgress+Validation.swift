@@ -1,3 +1,4 @@
+import Datasets
 import DenseNetModels
 import Foundation
 import NeuralLayers
@@ -30,9 +31,12 @@ extension TrainingProgress {
         guard l.position >= 0, l.position <= l.exampleCount else {
             throw fail("loader.position", l.position, "a position is within 0...\(l.exampleCount), the examples of an epoch")
         }
-        let stepsPerEpoch = CheckedSize.ceilingDivision(l.exampleCount, by: l.batchSize)
+        // As the run's loader counts them (a last batch too small for batch norm is dropped).
+        let minimumLastBatch = try Architecture(configuration.model.configuration()).minimumTrainingBatch
+        let stepsPerEpoch = DataLoader.batchesPerEpoch(exampleCount: l.exampleCount, batchSize: l.batchSize, dropLast: false,
+                                                       minimumLastBatch: minimumLastBatch)
         let stepsInEpoch = CheckedSize.ceilingDivision(l.position, by: l.batchSize)
-        guard l.position == min(stepsInEpoch * l.batchSize, l.exampleCount) else {
+        guard stepsInEpoch <= stepsPerEpoch, l.position == min(stepsInEpoch * l.batchSize, l.exampleCount) else {
             throw fail("loader.position", l.position, "not a batch boundary of batches of \(l.batchSize)")
         }
         let expected: Int

@@ -48,6 +48,8 @@ public final class TrainingRun {
     /// What `--resume` had to skip (damaged newer checkpoints) and what `run()` cleaned up
     /// (temporaries of an interrupted save); `run()` reports them to the observer first.
     public private(set) var notes: [String] = []
+    /// The training loader's handling of batch norm's minimum batch, decided in `init`.
+    public let batchNormPlan: BatchNormPlan
     public var stopAfterEpoch: Int?
     public var stopAfterStep: Int?
     public weak var observer: TrainingObserver?
@@ -90,6 +92,10 @@ public final class TrainingRun {
         trainSet = try configuration.data.load(.train)
         testSet = try configuration.data.load(.test)
         if let resumed { try resumed.progress.validate(path: resumed.state, trainingExamples: trainSet.count) }
+        batchNormPlan = try BatchNormPlan.check(model: modelConfiguration,
+                                                exampleCount: min(trainSet.count, configuration.limit ?? trainSet.count),
+                                                batchSize: configuration.batchSize)
+        if let note = batchNormPlan.note { notes.append(note) }
         for (set, split) in [(trainSet, "training"), (testSet, "test")] where set.classCount > modelConfiguration.outputCount {
             throw TrainingError.tooFewClasses(classes: modelConfiguration.outputCount,
                                               dataset: "\(configuration.data.name) (\(split))", datasetClasses: set.classCount)
@@ -143,7 +149,9 @@ public final class TrainingRun {
         let model = try ModelFactory.build(modelConfiguration, strategy: c.strategy)
         let parameterNames = model.namedParameters().map(\.name)
         let optimizer = c.optimizer.make(model.parameters)
-        let trainLoader = c.loader(for: trainSet, model: modelConfiguration, split: .train)
+        var trainOptions = c.loader(for: trainSet, model: modelConfiguration, split: .train).options
+        trainOptions.minimumLastBatch = batchNormPlan.minimumLastBatch
+        let trainLoader = DataLoader(trainSet, options: trainOptions)
         let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test)
         let stepsPerEpoch = trainLoader.batchesPerEpoch
         guard stepsPerEpoch > 0 else {

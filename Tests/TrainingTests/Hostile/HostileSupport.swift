@@ -70,10 +70,12 @@ func writeMiniatureCIFAR10(in directory: String, perFile: Int = 4) {
 
 /// A DenseNet of a few hundred parameters at 3x8x8 (the loader resizes CIFAR's 32x32), trained
 /// on the miniature CIFAR-10: milliseconds per epoch, one checkpoint per epoch.
-func hostileConfiguration(data: String, epochs: Int, batch: Int = 10) -> TrainingConfiguration {
+/// With `side` 2 its second block's batch norms see a 1x1 map: one value per channel
+/// per example.
+func hostileConfiguration(data: String, epochs: Int, batch: Int = 10, side: Int = 8) -> TrainingConfiguration {
     let model = DenseNetConfiguration(name: "hostile-tiny", growthRate: 2, blockConfig: [1, 1], initialFeatures: 4,
                                       bottleneckFactor: 2, compression: 0.5, classCount: 10,
-                                      inputShape: FeatureShape(channels: 3, height: 8, width: 8), stem: .cifar)
+                                      inputShape: FeatureShape(channels: 3, height: side, width: side), stem: .cifar)
     return TrainingConfiguration(model: ModelDescription(.denseNet(model)), strategy: .shared, data: .cifar10(directory: data),
                                  epochs: epochs, batchSize: batch,
                                  optimizer: OptimizerSettings(kind: .sgd, learningRate: 0.05, momentum: 0.9),
