@@ -53,7 +53,8 @@ public enum CIFAR {
 
     /// Loads a split from the extracted binary distribution in `directory`.
     public static func load(_ variant: Variant, _ split: DatasetSplit, directory: String) throws -> ImageDataset {
-        try read(fileNames(variant, split).map { (directory as NSString).appendingPathComponent($0) }, variant: variant)
+        try DatasetError.checkDirectory(directory)
+        return try read(fileNames(variant, split).map { (directory as NSString).appendingPathComponent($0) }, variant: variant)
     }
 
     /// Reads and concatenates record files (gzip'd when named ".gz").

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// Everything a dataset file on disk can get wrong. Each case names the file, says what is
 /// wrong with it and what to do; none of them is a crash.
@@ -9,6 +10,16 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, reason: String)
     /// The path is a directory, a named pipe, a device: `kind` says which.
     case notRegularFile(path: String, kind: String)
+    /// A dataset folder that is a file, a named pipe, a device: `kind` says which.
+    case notADirectory(path: String, kind: String)
+
+    /// Refuses `path` when something other than a folder is there (a missing folder is left to
+    /// the file reads, whose error names the file and hints where to get it).
+    public static func checkDirectory(_ path: String) throws {
+        if let mode = RegularFile.kind(of: path), mode != S_IFDIR {
+            throw DatasetError.notADirectory(path: path, kind: RegularFile.kindName(mode))
+        }
+    }
     /// The file, or what it inflates to, is larger than `limit` bytes; `reason` says where the
     /// limit comes from (the size the header announces, or the reader's limit). `bytes`: how
     /// many were read or inflated before stopping.
@@ -35,7 +46,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     /// The file the error is about (for CountMismatch, the labels file).
     public var path: String {
         switch self {
-        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .tooLarge(let p, _, _, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
+        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .notADirectory(let p, _), .tooLarge(let p, _, _, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
              .truncated(let p, _, _), .trailingGarbage(let p, _, _), .badDimensions(let p, _, _),
              .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _):
             return p
@@ -53,6 +64,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
             return "\(path): cannot read (\(reason)); check its permissions"
         case .notRegularFile(let path, let kind):
             return "\(path) is \(kind), not a regular file; give the path of the data file itself"
+        case .notADirectory(let path, let kind):
+            return "\(path) is \(kind), not a folder; give the folder that holds the dataset's files"
         case .tooLarge(let path, let bytes, let limit, let reason):
             return "\(path): more than \(limit) bytes, \(reason) (stopped at \(bytes)); the file is damaged,"
                 + " not what its name says, or a decompression bomb"

@@ -57,6 +57,17 @@ final class HostileFileTests: XCTestCase {
         try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         refuses("directory as data", mentioning: [folder, "a directory"]) { try FileBytes.read(folder) }
         refuses("directory as checkpoint", mentioning: [folder, "a directory"]) { try Safetensors.read(folder) }
+        // A named pipe or a file where a dataset folder is expected.
+        let pipeFolder = fifo("cifar-10-batches-bin")
+        withoutHanging("FIFO as a CIFAR folder", fifos: [pipeFolder]) {
+            refuses("FIFO as a CIFAR folder", mentioning: [pipeFolder, "named pipe", "not a folder"]) {
+                try CIFAR.load(.cifar10, .train, directory: pipeFolder)
+            }
+        }
+        let fileFolder = dir.write("fashion", [1])
+        refuses("file as the Fashion-MNIST folder", mentioning: [fileFolder, "regular file", "not a folder"]) {
+            try FashionMNIST.load(.test, directory: fileFolder)
+        }
         // What is not refused: a symbolic link to a regular file.
         let real = dir.write("real.bin", [1, 2, 3])
         let link = dir.file("real-link.bin")

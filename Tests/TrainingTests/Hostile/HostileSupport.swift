@@ -11,15 +11,20 @@ import XCTest
 @discardableResult
 func refuses<R>(_ label: String, mentioning words: [String], file: StaticString = #filePath, line: UInt = #line,
                 _ body: () throws -> R) -> Error? {
+    let verbose = ProcessInfo.processInfo.environment["HOSTILE_VERBOSE"] != nil
     do {
         _ = try body()
         XCTFail("\(label): accepted, expected a clear error", file: file, line: line)
+        if verbose { print("hostile case: \(label): ACCEPTED") }
         return nil
     } catch {
         let message = "\(error)"
-        for word in words where !message.contains(word) {
+        let missing = words.filter { !message.contains($0) }
+        for word in missing {
             XCTFail("\(label): the error does not mention '\(word)': \(message)", file: file, line: line)
         }
+        // HOSTILE_VERBOSE=1 swift test --filter Hostile lists every case and its message.
+        if verbose { print("hostile case: \(label): \(missing.isEmpty ? "clear error" : "UNCLEAR") \(type(of: error)): \(message)") }
         return error
     }
 }
