@@ -196,6 +196,17 @@ extension TrainingCheckpoint {
 
     // MARK: Cleaning up
 
+    /// Renames a damaged checkpoint folder to `damaged-NAME` beside it: out of the complete set
+    /// (so it is neither resumed nor counted among the kept ones), but not deleted. Returns the
+    /// new path, or nil when it is not a checkpoint folder or the rename fails.
+    @discardableResult
+    public static func setAside(_ location: Location) -> String? {
+        let folders = path(location.run, foldersName)
+        guard sequenceNumber(location.name) != nil else { return nil }
+        let aside = path(folders, "damaged-\(location.name)")
+        return rename(path(folders, location.name), aside) == 0 ? aside : nil
+    }
+
     /// Removes what interrupted saves left in a run folder: `.partial-*` and `.trash-*` folders
     /// and dangling link temporaries in `checkpoints/`, and `AtomicFile` temporaries
     /// (`.NAME.tmp-PID-N`) of processes that no longer run; returns the paths removed.

@@ -48,6 +48,10 @@ public final class TrainingRun {
     /// What `--resume` had to skip (damaged newer checkpoints) and what `run()` cleaned up
     /// (temporaries of an interrupted save); `run()` reports them to the observer first.
     public private(set) var notes: [String] = []
+    /// Newer checkpoints `--resume` skipped as damaged; `run()` sets them aside (renamed to
+    /// `checkpoints/damaged-NAME`, kept for inspection) so that later saves retire them, not
+    /// the sound ones.
+    private var damagedCheckpoints: [TrainingCheckpoint.Location] = []
     /// The training loader's handling of batch norm's minimum batch, decided in `init`.
     public let batchNormPlan: BatchNormPlan
     public var stopAfterEpoch: Int?
@@ -72,6 +76,7 @@ public final class TrainingRun {
         case .resume(let path, let epochs, let data):
             let (files, savedProgress, skipped) = try TrainingRun.lastCompleteCheckpoint(path)
             notes = skipped
+            damagedCheckpoints = ((try? TrainingCheckpoint.resumeCandidates(path)) ?? []).filter { $0.sequence > files.sequence }
             var progress = savedProgress
             if let epochs { progress.configuration.epochs = epochs }
             if let data {
@@ -143,6 +148,10 @@ public final class TrainingRun {
         for leftover in TrainingCheckpoint.removeInterruptedSaves(inRun: outputDirectory) {
             notes.append("removed \(leftover), left by an interrupted save")
         }
+        for damaged in damagedCheckpoints {
+            if let aside = TrainingCheckpoint.setAside(damaged) { notes.append("kept the damaged checkpoint as \(aside)") }
+        }
+        damagedCheckpoints = []
         for note in notes { observer?.message(note) }
 
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)

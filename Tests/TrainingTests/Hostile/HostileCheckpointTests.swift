@@ -81,6 +81,11 @@ final class HostileCheckpointTests: XCTestCase {
                     let summary = try resumed.run()
                     XCTAssertEqual(summary.globalStep, 6, label)
                     XCTAssertTrue(messages.lines.contains { $0.contains("skipping checkpoint") }, label)
+                    // The damaged one is set aside, so the kept pair is the new save and the sound one.
+                    XCTAssertTrue(messages.lines.contains { $0.contains("kept the damaged checkpoint") }, label)
+                    XCTAssertEqual(TrainingCheckpoint.completeCheckpoints(inRun: run).map(\.name),
+                                   ["000003-step-6", "000002-step-4"], label)
+                    XCTAssertTrue(FileManager.default.fileExists(atPath: run + "/checkpoints/damaged-000002-step-4"), label)
                 } catch {
                     XCTFail("\(label): \(error)")
                 }
