@@ -81,6 +81,13 @@ final class HostileTrainingStateTests: XCTestCase {
             ("model of 10^12 classes", configuration { c in
                 var m = c["model"] as! [String: Any]; var e = m["denseNet"] as! [String: Any]; var d = e["_0"] as! [String: Any]
                 d["classCount"] = 1_000_000_000_000; e["_0"] = d; m["denseNet"] = e; c["model"] = m }, ["model_configuration", "physical memory"]),
+            ("input 1x4611686018427387904x2", configuration { c in
+                var m = c["model"] as! [String: Any]; var e = m["denseNet"] as! [String: Any]; var d = e["_0"] as! [String: Any]
+                d["input"] = "1x4611686018427387904x2"; e["_0"] = d; m["denseNet"] = e; c["model"] = m },
+             ["model_configuration.input", "overflows"]),
+            ("model of 10^9 layers", configuration { c in
+                var m = c["model"] as! [String: Any]; var e = m["denseNet"] as! [String: Any]; var d = e["_0"] as! [String: Any]
+                d["blockConfig"] = [1_000_000_000, 1]; e["_0"] = d; m["denseNet"] = e; c["model"] = m }, ["model_configuration"]),
         ]
         for (i, (label, edit, words)) in cases.enumerated() {
             let run = try lyingRun("lie\(i)", from: source, edit: edit)
