@@ -31,6 +31,12 @@ public enum AtomicFile {
             throw CheckpointError.writeFailed(path: path, reason: "\(error)")
         }
         // Make the rename itself durable. Failure here cannot undo it, so it is not an error.
+        syncDirectory(directory)
+    }
+
+    /// fsyncs a directory, making renames and creations in it durable (best effort: a failure
+    /// cannot undo them).
+    public static func syncDirectory(_ directory: String) {
         let dirfd = Foundation.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dirfd >= 0 { fsync(dirfd); close(dirfd) }
     }

@@ -18,6 +18,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
 
     case missingFile(path: String)
     case io(path: String, reason: String)
+    /// The path is a directory, a named pipe, a device: `kind` says which.
+    case notRegularFile(path: String, kind: String)
     /// Shorter than the 8-byte header length.
     case fileTooShort(path: String, size: Int)
     /// The header length says more bytes than the file has (or than any sane header).
@@ -47,7 +49,7 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
 
     public var path: String {
         switch self {
-        case .missingFile(let p), .io(let p, _), .fileTooShort(let p, _), .headerTooLarge(let p, _, _),
+        case .missingFile(let p), .io(let p, _), .notRegularFile(let p, _), .fileTooShort(let p, _), .headerTooLarge(let p, _, _),
              .invalidHeader(let p, _), .invalidMetadata(let p, _), .missingField(let p, _, _),
              .invalidField(let p, _, _, _), .unsupportedDtype(let p, _, _), .invalidShape(let p, _, _, _),
              .offsetsOutOfRange(let p, _, _, _, _), .sizeMismatch(let p, _, _, _, _),
@@ -64,6 +66,8 @@ public enum CheckpointError: Error, CustomStringConvertible, Equatable {
             return "\(path): no such checkpoint file; check the path"
         case .io(let path, let reason):
             return "\(path): cannot read: \(reason)"
+        case .notRegularFile(let path, let kind):
+            return "\(path) is \(kind), not a regular file; give the path of a .safetensors file (or of a run folder where one is expected)"
         case .fileTooShort(let path, let size):
             return "\(path): \(size) bytes is too short for a safetensors file (8-byte header length first); \(damaged)"
         case .headerTooLarge(let path, let length, let size):

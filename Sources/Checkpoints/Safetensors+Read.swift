@@ -68,7 +68,8 @@ extension Safetensors {
     }
 }
 
-/// An open file read with `pread` at explicit offsets: every read is bounded by sizes that
+/// An open regular file (a named pipe or device is refused without blocking: `RegularFile.open`)
+/// read with `pread` at explicit offsets: every read is bounded by sizes that
 /// were checked against `fstat`, and a short read (the file shrank) is an error, never a crash.
 struct ReadFile {
     let path: String
@@ -77,23 +78,13 @@ struct ReadFile {
 
     init(_ path: String) throws {
         self.path = path
-        fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw CheckpointError.missingFile(path: path) }
-            throw CheckpointError.io(path: path, reason: String(cString: strerror(code)))
+        switch RegularFile.open(path) {
+        case .success(let file): (fd, size) = file
+        case .failure(.system(let code, _)) where code == ENOENT || code == ENOTDIR:
+            throw CheckpointError.missingFile(path: path)
+        case .failure(.system(_, let reason)): throw CheckpointError.io(path: path, reason: reason)
+        case .failure(.notRegular(let kind)): throw CheckpointError.notRegularFile(path: path, kind: kind)
         }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let reason = String(cString: strerror(errno))
-            Foundation.close(fd)
-            throw CheckpointError.io(path: path, reason: reason)
-        }
-        guard (info.st_mode & S_IFMT) == S_IFREG else {
-            Foundation.close(fd)
-            throw CheckpointError.io(path: path, reason: "not a regular file")
-        }
-        size = Int(info.st_size)
     }
 
     func close() { Foundation.close(fd) }

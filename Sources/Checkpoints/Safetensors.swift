@@ -127,15 +127,15 @@ public enum Safetensors {
         if let negative = shape.first(where: { $0 < 0 }) {
             throw CheckpointError.invalidShape(path: path, tensor: name, shape: shape, reason: "dimension \(negative) is negative")
         }
-        var elements = 1
-        for d in shape {
-            let (p, overflow) = elements.multipliedReportingOverflow(by: d)
-            // Checked before `* 4`; a large but representable size is caught by the offsets.
-            guard !overflow, p <= Int.max / 8 else {
-                throw CheckpointError.invalidShape(path: path, tensor: name, shape: shape,
-                                                   reason: "the element count overflows 64 bits")
-            }
-            elements = p
+        // Checked up to the bytes of the widest dtype read (8); a large but representable size
+        // is caught by the offsets.
+        let elements: Int
+        do {
+            elements = try CheckedSize.product(shape, what: "shape")
+            _ = try CheckedSize.bytes(elements: elements, elementSize: 8, what: "shape")
+        } catch {
+            throw CheckpointError.invalidShape(path: path, tensor: name, shape: shape,
+                                               reason: "the element count overflows 64 bits")
         }
         let offsets = try integers("data_offsets")
         guard offsets.count == 2 else {

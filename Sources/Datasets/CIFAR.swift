@@ -35,6 +35,9 @@ public enum CIFAR {
     }
 
     public static let imageBytes = 3 * 32 * 32
+    /// The largest record file read (after decompression): 1 GiB, six times CIFAR-100's
+    /// `train.bin` (153.7 MB), so that a gzip'd file inflating without end is refused early.
+    public static let maxFileBytes = 1 << 30
     public static let cifar10ClassNames = ["airplane", "automobile", "bird", "cat", "deer",
                                            "dog", "frog", "horse", "ship", "truck"]
 
@@ -50,7 +53,8 @@ public enum CIFAR {
 
     /// Loads a split from the extracted binary distribution in `directory`.
     public static func load(_ variant: Variant, _ split: DatasetSplit, directory: String) throws -> ImageDataset {
-        try read(fileNames(variant, split).map { (directory as NSString).appendingPathComponent($0) }, variant: variant)
+        try DatasetError.checkDirectory(directory)
+        return try read(fileNames(variant, split).map { (directory as NSString).appendingPathComponent($0) }, variant: variant)
     }
 
     /// Reads and concatenates record files (gzip'd when named ".gz").
@@ -60,7 +64,8 @@ public enum CIFAR {
         for path in paths {
             let hint = "Check the path: \(variant) is read from its binary distribution"
                 + " (\(variant == .cifar10 ? "cifar-10-batches-bin" : "cifar-100-binary")), extracted."
-            let part = try parseRecords(FileBytes.read(path, missingHint: hint), variant: variant, path: path)
+            let part = try parseRecords(FileBytes.read(path, missingHint: hint, limit: .atMost(maxFileBytes)),
+                                        variant: variant, path: path)
             pixels.append(contentsOf: part.pixels)
             labels.append(contentsOf: part.labels)
         }

@@ -14,6 +14,10 @@ public struct DataLoaderOptions: Sendable, Equatable {
     /// Per-channel normalisation of pixels scaled to [0, 1]; nil leaves them in [0, 1].
     public var normalization: Normalization?
     public var augmentation: Augmentation
+    /// Drop the last batch of an epoch when it holds fewer than this many examples (1: never):
+    /// a model whose batch norm sees one value per channel per example cannot train on a batch
+    /// of one (`Architecture.minimumTrainingBatch`).
+    public var minimumLastBatch: Int = 1
     /// Use only the first `limit` examples of the dataset.
     public var limit: Int?
     /// Build the next batch on another thread while the current one is used.
@@ -23,8 +27,9 @@ public struct DataLoaderOptions: Sendable, Equatable {
 
     public init(batchSize: Int, shuffle: Bool = true, dropLast: Bool = false, resize: ImageSize? = nil,
                 normalization: Normalization? = nil, augmentation: Augmentation = .none, limit: Int? = nil,
-                prefetch: Bool = true, seed: UInt64 = 0) {
+                prefetch: Bool = true, seed: UInt64 = 0, minimumLastBatch: Int = 1) {
         precondition(batchSize > 0, "DataLoaderOptions: batch size \(batchSize) must be positive")
+        precondition(minimumLastBatch >= 1, "DataLoaderOptions: minimum last batch \(minimumLastBatch) must be positive")
         precondition(limit.map { $0 >= 0 } ?? true, "DataLoaderOptions: negative limit \(limit!)")
         self.batchSize = batchSize
         self.shuffle = shuffle
@@ -35,6 +40,7 @@ public struct DataLoaderOptions: Sendable, Equatable {
         self.limit = limit
         self.prefetch = prefetch
         self.seed = seed
+        self.minimumLastBatch = minimumLastBatch
     }
 }
 
@@ -145,8 +151,15 @@ public final class DataLoader: @unchecked Sendable {
     }
 
     public var batchesPerEpoch: Int {
-        options.dropLast ? exampleCount / options.batchSize
-            : (exampleCount + options.batchSize - 1) / options.batchSize
+        DataLoader.batchesPerEpoch(exampleCount: exampleCount, batchSize: options.batchSize, dropLast: options.dropLast,
+                                   minimumLastBatch: options.minimumLastBatch)
+    }
+
+    /// Full batches, plus the last partial one unless `dropLast` or it is smaller than
+    /// `minimumLastBatch` (overflow-free for any batch size).
+    public static func batchesPerEpoch(exampleCount: Int, batchSize: Int, dropLast: Bool, minimumLastBatch: Int) -> Int {
+        let full = exampleCount / batchSize, rest = exampleCount % batchSize
+        return full + (rest > 0 && !dropLast && rest >= minimumLastBatch ? 1 : 0)
     }
 
     // MARK: State
@@ -166,9 +179,14 @@ public final class DataLoader: @unchecked Sendable {
         guard saved.batchSize == options.batchSize else {
             throw fail("it was saved with batch size \(saved.batchSize), this loader has \(options.batchSize)")
         }
-        let index = (saved.position + options.batchSize - 1) / options.batchSize
-        guard saved.epoch >= 0, saved.position >= 0, index <= batchesPerEpoch,
-              saved.position == min(index * options.batchSize, exampleCount) else {
+        guard saved.epoch >= 0 else { throw fail("epoch \(saved.epoch) is negative") }
+        guard saved.position >= 0, saved.position <= exampleCount else {
+            throw fail("position \(saved.position) is outside 0...\(exampleCount), the examples of an epoch")
+        }
+        // Overflow-free: a batch size near Int.max must not trap here.
+        let index = CheckedSize.ceilingDivision(saved.position, by: options.batchSize)
+        let (start, overflow) = index.multipliedReportingOverflow(by: options.batchSize)
+        guard index <= batchesPerEpoch, saved.position == (overflow ? exampleCount : min(start, exampleCount)) else {
             throw fail("epoch \(saved.epoch) position \(saved.position) is not a batch boundary of this loader")
         }
         epoch = saved.epoch
@@ -180,7 +198,7 @@ public final class DataLoader: @unchecked Sendable {
     /// The next batch of the current epoch, or nil when it is over (the loader then moves to
     /// the next epoch).
     public func next() -> Batch? {
-        let index = (position + options.batchSize - 1) / options.batchSize
+        let index = CheckedSize.ceilingDivision(position, by: options.batchSize)
         if index >= batchesPerEpoch {
             epoch += 1
             position = 0

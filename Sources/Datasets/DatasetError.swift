@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// Everything a dataset file on disk can get wrong. Each case names the file, says what is
 /// wrong with it and what to do; none of them is a crash.
@@ -7,6 +8,22 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case missingFile(path: String, hint: String)
     /// Reading failed for another operating-system reason.
     case unreadable(path: String, reason: String)
+    /// The path is a directory, a named pipe, a device: `kind` says which.
+    case notRegularFile(path: String, kind: String)
+    /// A dataset folder that is a file, a named pipe, a device: `kind` says which.
+    case notADirectory(path: String, kind: String)
+
+    /// Refuses `path` when something other than a folder is there (a missing folder is left to
+    /// the file reads, whose error names the file and hints where to get it).
+    public static func checkDirectory(_ path: String) throws {
+        if let mode = RegularFile.kind(of: path), mode != S_IFDIR {
+            throw DatasetError.notADirectory(path: path, kind: RegularFile.kindName(mode))
+        }
+    }
+    /// The file, or what it inflates to, is larger than `limit` bytes; `reason` says where the
+    /// limit comes from (the size the header announces, or the reader's limit). `bytes`: how
+    /// many were read or inflated before stopping.
+    case tooLarge(path: String, bytes: Int, limit: Int, reason: String)
     /// The file claims to be gzip (by name or by its first bytes) but does not inflate.
     case corruptGzip(path: String, reason: String)
     /// The IDX magic number is not the one expected for this kind of file.
@@ -29,7 +46,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     /// The file the error is about (for CountMismatch, the labels file).
     public var path: String {
         switch self {
-        case .missingFile(let p, _), .unreadable(let p, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
+        case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .notADirectory(let p, _), .tooLarge(let p, _, _, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
              .truncated(let p, _, _), .trailingGarbage(let p, _, _), .badDimensions(let p, _, _),
              .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _):
             return p
@@ -45,6 +62,13 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
             return "\(path): no such file. \(hint)"
         case .unreadable(let path, let reason):
             return "\(path): cannot read (\(reason)); check its permissions"
+        case .notRegularFile(let path, let kind):
+            return "\(path) is \(kind), not a regular file; give the path of the data file itself"
+        case .notADirectory(let path, let kind):
+            return "\(path) is \(kind), not a folder; give the folder that holds the dataset's files"
+        case .tooLarge(let path, let bytes, let limit, let reason):
+            return "\(path): more than \(limit) bytes, \(reason) (stopped at \(bytes)); the file is damaged,"
+                + " not what its name says, or a decompression bomb"
         case .corruptGzip(let path, let reason):
             return "\(path): corrupt gzip data (\(reason)); \(redownload)"
         case .wrongMagic(let path, let found, let expected):

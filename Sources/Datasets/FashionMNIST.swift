@@ -45,6 +45,7 @@ public enum FashionMNIST {
     /// Loads one split from `directory`. Uncompressed files (the same names without ".gz") are
     /// used when the gzip'd ones are absent.
     public static func load(_ split: DatasetSplit, directory: String = defaultDirectory) throws -> ImageDataset {
+        try DatasetError.checkDirectory(directory)
         let names = fileNames(split)
         return try IDX.loadDataset(images: locate(names.images, in: directory),
                                    labels: locate(names.labels, in: directory),

@@ -1,5 +1,31 @@
 import CZlib
 import Foundation
+import Runtime
+
+/// How many bytes a reader accepts from one file, after decompression: at most `maximum`,
+/// and, for a format with a header (IDX), no more than the size its first `headerBytes`
+/// announce. `FileBytes.read` inflates gzip within it, so a small file that inflates to
+/// gigabytes is refused as soon as it passes the limit, not after it has been inflated.
+public struct SizeLimit: Sendable {
+    public var maximum: Int
+    /// Decompressed bytes `announcedSize` needs (0: no header).
+    public var headerBytes: Int
+    /// The whole size the header announces (throws for a header that is wrong on its own).
+    public var announcedSize: (@Sendable ([UInt8]) throws -> Int)?
+
+    public init(maximum: Int, headerBytes: Int = 0, announcedSize: (@Sendable ([UInt8]) throws -> Int)? = nil) {
+        precondition(maximum >= 0 && headerBytes >= 0, "SizeLimit: negative maximum \(maximum) or header \(headerBytes)")
+        self.maximum = maximum
+        self.headerBytes = headerBytes
+        self.announcedSize = announcedSize
+    }
+
+    /// At most `bytes`, no header.
+    public static func atMost(_ bytes: Int) -> SizeLimit { SizeLimit(maximum: bytes) }
+
+    /// Half of this machine's physical memory: the bound of a file with no better one.
+    public static var physicalMemoryShare: SizeLimit { .atMost(CheckedSize.physicalMemoryBytes / 2) }
+}
 
 /// Reading a whole dataset file into memory, inflating it when it is gzip'd.
 public enum FileBytes {
@@ -11,10 +37,13 @@ public enum FileBytes {
     /// The file's bytes, inflated when it is gzip'd: the first two bytes are gzip's magic
     /// (1f 8b), or the name ends in ".gz" (then it must be gzip). Concatenated gzip members are
     /// read one after another, like `gunzip`; anything else after the last member is an error.
-    public static func read(_ path: String, missingHint: String = defaultMissingHint) throws -> [UInt8] {
-        let raw = try readRaw(path, missingHint: missingHint)
+    /// A file, or its inflated data, larger than `limit` allows is refused
+    /// (`DatasetError.tooLarge`) without reading or inflating more than one byte past it.
+    public static func read(_ path: String, missingHint: String = defaultMissingHint,
+                            limit: SizeLimit = .physicalMemoryShare) throws -> [UInt8] {
+        let raw = try readRaw(path, missingHint: missingHint, maximum: limit.maximum)
         let looksGzip = raw.count >= 2 && raw[0] == 0x1f && raw[1] == 0x8b
-        if looksGzip { return try gunzip(raw, path: path) }
+        if looksGzip { return try gunzip(raw, path: path, limit: limit) }
         if path.hasSuffix(".gz") {
             let head = raw.prefix(2).map { String(format: "%02x", $0) }.joined(separator: " ")
             throw DatasetError.corruptGzip(path: path, reason: "named .gz but does not start with gzip's"
@@ -23,23 +52,24 @@ public enum FileBytes {
         return raw
     }
 
-    /// The file's bytes as stored, via POSIX `read` (errno becomes the error's reason).
-    public static func readRaw(_ path: String, missingHint: String = defaultMissingHint) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let code = errno
-            if code == ENOENT || code == ENOTDIR { throw DatasetError.missingFile(path: path, hint: missingHint) }
-            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(code)))
+    /// The file's bytes as stored, via POSIX `read` (errno becomes the error's reason). Anything
+    /// but a regular file (a directory, a named pipe, a device) is refused before it is read,
+    /// without blocking (`RegularFile.open`).
+    /// A file larger than `maximum` bytes is refused before anything is read.
+    public static func readRaw(_ path: String, missingHint: String = defaultMissingHint,
+                               maximum: Int = SizeLimit.physicalMemoryShare.maximum) throws -> [UInt8] {
+        let fd: Int32, size: Int
+        switch RegularFile.open(path) {
+        case .success(let file): (fd, size) = file
+        case .failure(.system(let code, _)) where code == ENOENT || code == ENOTDIR:
+            throw DatasetError.missingFile(path: path, hint: missingHint)
+        case .failure(.system(_, let reason)): throw DatasetError.unreadable(path: path, reason: reason)
+        case .failure(.notRegular(let kind)): throw DatasetError.notRegularFile(path: path, kind: kind)
         }
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw DatasetError.unreadable(path: path, reason: String(cString: strerror(errno)))
+        guard size <= maximum else {
+            throw DatasetError.tooLarge(path: path, bytes: size, limit: maximum, reason: "the file itself")
         }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            throw DatasetError.unreadable(path: path, reason: "it is a directory")
-        }
-        let size = Int(info.st_size)
         var bytes = [UInt8](repeating: 0, count: size)
         var done = 0
         var failure: Int32 = 0
@@ -57,10 +87,15 @@ public enum FileBytes {
     }
 
     /// Inflates gzip data (zlib's `inflate` with windowBits 15+32, which accepts gzip and zlib
-    /// headers and checks the CRC and length trailer).
-    public static func gunzip(_ compressed: [UInt8], path: String) throws -> [UInt8] {
+    /// headers and checks the CRC and length trailer), never producing more than one byte past
+    /// `limit`: its maximum, or, once the first `headerBytes` are out, the size they announce.
+    public static func gunzip(_ compressed: [UInt8], path: String,
+                              limit: SizeLimit = .physicalMemoryShare) throws -> [UInt8] {
+        var allowed = limit.maximum
+        var reason = "the reader's limit for this kind of file"
+        var headerChecked = limit.announcedSize == nil
         // The gzip trailer's ISIZE is the uncompressed size mod 2^32: exact for these files,
-        // only a starting capacity otherwise.
+        // only a starting capacity otherwise, and never more than allowed.
         var capacity = 1 << 16
         if compressed.count >= 18 {
             let n = compressed.count
@@ -69,6 +104,8 @@ public enum FileBytes {
             // Deflate expands at most ~1032:1, so a damaged trailer cannot ask for more than that.
             capacity = max(capacity, min(isize, compressed.count * 1032))
         }
+        capacity = min(capacity, allowed + 1)
+        if !headerChecked { capacity = max(min(capacity, 1 << 16), limit.headerBytes) }
         var out = [UInt8](repeating: 0, count: capacity)
         var produced = 0
         var stream = z_stream()
@@ -79,8 +116,25 @@ public enum FileBytes {
 
         var consumed = 0
         var finished = false
+        func checkLimit() throws {
+            if !headerChecked && produced >= limit.headerBytes, let announced = limit.announcedSize {
+                let size = try announced(Array(out[0..<limit.headerBytes]))
+                if size < allowed {
+                    allowed = size
+                    reason = "the size its header announces"
+                }
+                headerChecked = true
+            }
+            if produced > allowed {
+                throw DatasetError.tooLarge(path: path, bytes: produced, limit: allowed, reason: reason)
+            }
+        }
         while !finished {
-            if produced == out.count { out.append(contentsOf: repeatElement(0, count: max(out.count, 1 << 16))) }
+            try checkLimit()
+            if produced == out.count {
+                let target = min(out.count + max(out.count, 1 << 16), allowed + 1)
+                out.append(contentsOf: repeatElement(0, count: max(target - out.count, 1)))
+            }
             var status: Int32 = Z_OK
             compressed.withUnsafeBufferPointer { input in
                 out.withUnsafeMutableBufferPointer { output in
@@ -122,6 +176,7 @@ public enum FileBytes {
                 throw DatasetError.corruptGzip(path: path, reason: message)
             }
         }
+        try checkLimit()
         out.removeLast(out.count - produced)
         return out
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The IDX format of MNIST and Fashion-MNIST (http://yann.lecun.com/exdb/mnist/): a big-endian
 /// magic number `0x0000TTDD` (TT = 0x08 for unsigned bytes, DD = the number of dimensions),
@@ -8,6 +9,10 @@ public enum IDX {
     public static let imagesMagic: UInt32 = 0x0000_0803
     /// Unsigned-byte data with 1 dimension: (count).
     public static let labelsMagic: UInt32 = 0x0000_0801
+    /// The largest data size (bytes after the header) accepted: 128 GiB, far above any IDX
+    /// dataset (Fashion-MNIST's training images are 47 MB) and below what `Int` arithmetic on it
+    /// could overflow.
+    public static let maxDataSize = Int(Int32.max) * 64
 
     /// The contents of an images file: `count` images of `rows × columns` bytes, row-major.
     public struct Images: Sendable, Equatable {
@@ -18,14 +23,22 @@ public enum IDX {
         public var pixels: [UInt8]
     }
 
-    /// Reads an images file (gzip'd or plain).
+    /// Reads an images file (gzip'd or plain), inflating no more than its header announces.
     public static func readImages(_ path: String) throws -> Images {
-        try parseImages(FileBytes.read(path), path: path)
+        try parseImages(FileBytes.read(path, limit: sizeLimit(magic: imagesMagic, path: path)), path: path)
     }
 
     /// Reads a labels file (gzip'd or plain); one byte per item.
     public static func readLabels(_ path: String) throws -> [UInt8] {
-        try parseLabels(FileBytes.read(path), path: path)
+        try parseLabels(FileBytes.read(path, limit: sizeLimit(magic: labelsMagic, path: path)), path: path)
+    }
+
+    /// A file of `magic`'s kind holds no more than its header announces (header + data).
+    public static func sizeLimit(magic: UInt32, path: String) -> SizeLimit {
+        let headerSize = 4 + 4 * Int(magic & 0xFF)
+        return SizeLimit(maximum: headerSize + maxDataSize, headerBytes: headerSize) { header in
+            try headerSize + announcedDataSize(header, magic: magic, path: path).dataSize
+        }
     }
 
     /// Parses the (decompressed) bytes of an images file; `path` names it in errors.
@@ -45,6 +58,21 @@ public enum IDX {
     /// Checks the magic, the dimensions and that the data is exactly as long as they say;
     /// returns the dimensions.
     static func parseHeader(_ bytes: [UInt8], magic: UInt32, path: String) throws -> [Int] {
+        let (dims, dataSize) = try announcedDataSize(bytes, magic: magic, path: path)
+        let headerSize = 4 + 4 * dims.count
+        let expected = headerSize + dataSize
+        if bytes.count < expected {
+            throw DatasetError.truncated(path: path, expectedBytes: expected, actualBytes: bytes.count)
+        }
+        if bytes.count > expected {
+            throw DatasetError.trailingGarbage(path: path, expectedBytes: expected, actualBytes: bytes.count)
+        }
+        return dims
+    }
+
+    /// Checks the magic and the dimensions of a header (the first bytes of a file: at least the
+    /// header); returns the dimensions and the data size they announce.
+    static func announcedDataSize(_ bytes: [UInt8], magic: UInt32, path: String) throws -> (dims: [Int], dataSize: Int) {
         let rank = Int(magic & 0xFF)
         let headerSize = 4 + 4 * rank
         guard bytes.count >= 4 else {
@@ -59,23 +87,13 @@ public enum IDX {
         if let zero = dims.firstIndex(of: 0) {
             throw DatasetError.badDimensions(path: path, dimensions: dims, reason: "dimension \(zero) is zero")
         }
-        var dataSize = 1
-        for d in dims {
-            let (product, overflow) = dataSize.multipliedReportingOverflow(by: d)
-            if overflow || product > Int(Int32.max) * 64 {
-                throw DatasetError.badDimensions(path: path, dimensions: dims,
-                                                 reason: "they imply an absurd data size")
-            }
-            dataSize = product
+        do {
+            let size = try CheckedSize.atMost(CheckedSize.product(dims, what: "IDX dimensions"), maxDataSize,
+                                              what: "IDX data size", bound: "the largest IDX data this reader accepts")
+            return (dims, size)
+        } catch {
+            throw DatasetError.badDimensions(path: path, dimensions: dims, reason: "they imply an absurd data size (\(error))")
         }
-        let expected = headerSize + dataSize
-        if bytes.count < expected {
-            throw DatasetError.truncated(path: path, expectedBytes: expected, actualBytes: bytes.count)
-        }
-        if bytes.count > expected {
-            throw DatasetError.trailingGarbage(path: path, expectedBytes: expected, actualBytes: bytes.count)
-        }
-        return dims
     }
 
     static func bigEndian32(_ bytes: [UInt8], at i: Int) -> UInt32 {

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// A labelled image dataset in memory, as stored on disk: `count` images of `channels ×
 /// height × width` unsigned bytes (image-major, each image channel-planar like CIFAR's records)
@@ -30,8 +31,11 @@ public struct ImageDataset: Sendable {
                      "ImageDataset: channels \(channels), height \(height), width \(width), classes \(classCount) must be positive")
         precondition(classNames.isEmpty || classNames.count == classCount,
                      "ImageDataset: \(classNames.count) class names for \(classCount) classes")
-        let size = channels * height * width
-        guard pixels.count == labels.count * size else {
+        let size: Int
+        do { size = try CheckedSize.product([channels, height, width], what: "image size (channels × height × width)") } catch {
+            throw DatasetError.badDimensions(path: path, dimensions: [channels, height, width], reason: "\(error)")
+        }
+        guard pixels.count / size == labels.count, pixels.count % size == 0 else {
             throw DatasetError.countMismatch(imagesPath: path, images: pixels.count / size, labelsPath: path,
                                              labels: labels.count)
         }

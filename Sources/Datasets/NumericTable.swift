@@ -21,8 +21,12 @@ public struct NumericTable: Sendable, Equatable {
 
     /// Reads a table (gzip'd when its name ends in ".gz"). With `hasHeader` false the columns
     /// are named "0", "1", …. Blank lines and lines starting with `#` are skipped.
-    public static func read(_ path: String, delimiter: Character = ",", hasHeader: Bool = true) throws -> NumericTable {
-        let bytes = try FileBytes.read(path, missingHint: "Check the path.")
+    /// The largest table read (after decompression): 1 GiB of text.
+    public static let maxFileBytes = 1 << 30
+
+    public static func read(_ path: String, delimiter: Character = ",", hasHeader: Bool = true,
+                            limit: SizeLimit = .atMost(maxFileBytes)) throws -> NumericTable {
+        let bytes = try FileBytes.read(path, missingHint: "Check the path.", limit: limit)
         guard let text = String(bytes: bytes, encoding: .utf8) else {
             throw DatasetError.badTable(path: path, line: 1, reason: "not UTF-8 text")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Runtime
 
 /// The learning rate of every optimizer step: an optional linear warm-up, then a constant
 /// rate, step decay at epoch milestones (PyTorch's `MultiStepLR`, the DenseNet paper's ÷10 at
@@ -41,17 +42,26 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
     /// of training epochs"), without 0 and duplicates.
     public static func defaultMilestones(epochs: Int) -> [Int] {
         var out = [Int]()
-        for m in [epochs / 2, epochs * 3 / 4] where m > 0 && !out.contains(m) { out.append(m) }
+        // ⌊3E/4⌋ as 3⌊E/4⌋ + ⌊3(E mod 4)/4⌋: no overflow for an absurd E from a file.
+        for m in [epochs / 2, epochs / 4 * 3 + epochs % 4 * 3 / 4] where m > 0 && !out.contains(m) { out.append(m) }
         return out
     }
 
-    public var totalSteps: Int { epochs * stepsPerEpoch }
-    public var warmupSteps: Int { Int((warmupEpochs * Double(stepsPerEpoch)).rounded()) }
+    /// Saturates at `Int.max` (an absurd `epochs` from a file or option must not trap here;
+    /// `TrainingProgress.validate` refuses such runs before they train).
+    public var totalSteps: Int {
+        let (t, overflow) = epochs.multipliedReportingOverflow(by: stepsPerEpoch)
+        return overflow ? Int.max : t
+    }
+    public var warmupSteps: Int {
+        (try? CheckedSize.integer((warmupEpochs * Double(stepsPerEpoch)).rounded(), what: "warm-up steps")) ?? Int.max
+    }
 
     /// The rate of 0-based optimizer step `step`.
     public func rate(atStep step: Int) -> Float {
+        precondition(step >= 0, "LearningRateSchedule.rate: negative step \(step) (TrainingProgress.validate refuses it)")
         let w = warmupSteps
-        if step < w { return Float(Double(baseRate) * Double(step + 1) / Double(w)) }
+        if step < w { return Float(Double(baseRate) * (Double(step) + 1) / Double(w)) }
         switch kind {
         case .constant:
             return baseRate
@@ -61,7 +71,7 @@ public struct LearningRateSchedule: Codable, Equatable, Sendable {
             return Float(Double(baseRate) * pow(Double(gamma), Double(drops)))
         case .cosine:
             let span = max(totalSteps - w, 1)
-            let t = Double(min(step - w, span)) / Double(span)
+            let t = Double(min(max(step - w, 0), span)) / Double(span)
             return Float(Double(baseRate) * 0.5 * (1 + cos(Double.pi * t)))
         }
     }

@@ -1,4 +1,5 @@
 import Checkpoints
+import Datasets
 import Foundation
 
 /// One logged measurement: a training step, an epoch's training mean, or an epoch's test result.
@@ -85,7 +86,9 @@ public final class MetricsLog {
     public init(directory: String, resumingAtStep: Int? = nil) throws {
         self.directory = directory
         let path = csvPath
-        if let step = resumingAtStep, let text = try? String(contentsOfFile: path, encoding: .utf8) {
+        // Read through `FileBytes` so that a named pipe in the run folder is refused, not waited on.
+        if let step = resumingAtStep, let bytes = try? FileBytes.readRaw(path) {
+            let text = String(decoding: bytes, as: UTF8.self)
             records = text.split(separator: "\n").dropFirst().compactMap { MetricRecord(csvLine: $0) }
                 .filter { $0.step <= step }
         }

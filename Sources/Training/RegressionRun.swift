@@ -59,6 +59,17 @@ public final class RegressionRun {
             throw TrainingError.invalidOption("--data", reason: "\(path) has \(table.featureCount) feature columns (and the target);"
                                               + " \(modelConfiguration.name) takes \(f): give --input \(table.featureCount)")
         }
+        // Batch norm needs more than one value per channel; this loop keeps every batch, so a
+        // batch size that leaves one row over is refused before the run (`BatchNormPlan`).
+        let plan = try BatchNormPlan.check(model: modelConfiguration, exampleCount: train.rowCount,
+                                           batchSize: configuration.batchSize)
+        if plan.note != nil {
+            throw TrainingError.batchNormNeedsMoreValues(
+                option: "--batch", value: configuration.batchSize,
+                reason: "the last batch of each epoch would hold \(train.rowCount % configuration.batchSize) of \(train.rowCount)"
+                    + " rows, one value per channel for the batch norms of \(modelConfiguration.name)",
+                hint: "choose a --batch that leaves 0 or at least 2 rows over, or a --limit")
+        }
         trainSet = train
         testSet = test
     }
@@ -84,7 +95,7 @@ public final class RegressionRun {
         Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
         let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
         let optimizer = c.optimizer.make(model.parameters)
-        let stepsPerEpoch = (trainSet.rowCount + c.batchSize - 1) / c.batchSize
+        let stepsPerEpoch = CheckedSize.ceilingDivision(trainSet.rowCount, by: c.batchSize)
         let trainer = Trainer(model: model, optimizer: optimizer, schedule: c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch))
         let log = try MetricsLog(directory: outputDirectory)
         func elapsed() -> Double { Date().timeIntervalSince(clockStart) }

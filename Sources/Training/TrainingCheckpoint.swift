@@ -54,7 +54,8 @@ public struct DataLoaderStateRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// Checkpoints of a run, two files in its folder:
+/// Checkpoints of a run, two files in a checkpoint folder (`TrainingCheckpoint+Folders.swift`:
+/// `checkpoints/<sequence>-step-<step>/`, linked from the run folder):
 ///
 /// - `model.safetensors`: the weights alone, with torchvision's `state_dict` names and shapes
 ///   (`features.conv0.weight`, `features.denseblock1.denselayer1.norm1.running_mean`, …,
@@ -70,7 +71,7 @@ public struct DataLoaderStateRecord: Codable, Equatable, Sendable {
 ///   `TrainingProgress` as JSON in the metadata.
 ///
 /// Both carry the same `checkpoint_id`; a pair from different saves is refused. Each file is
-/// written atomically (`Safetensors.write`).
+/// written atomically (`Safetensors.write`), and the folder as a whole (`save`).
 public enum TrainingCheckpoint {
     public static let modelFileName = "model.safetensors"
     public static let stateFileName = "training-state.safetensors"
@@ -106,9 +107,12 @@ public enum TrainingCheckpoint {
     /// (e.g. a file written by PyTorch).
     public static func modelConfiguration(inFile path: String) throws -> ModelConfiguration? {
         guard let json = try Safetensors.readHeader(path).metadata["model_configuration"] else { return nil }
-        do { return try ModelConfiguration(json: json) } catch {
+        let configuration: ModelConfiguration
+        do { configuration = try ModelConfiguration(json: json) } catch {
             throw TrainingError.invalidCheckpointMetadata(field: "model_configuration", reason: Self.reason(error))
         }
+        try ModelBounds.check(configuration, field: "model_configuration")
+        return configuration
     }
 
     /// What a decoding error says, without Swift's coding-path noise.
@@ -138,10 +142,11 @@ public enum TrainingCheckpoint {
 
     // MARK: Both files
 
-    /// Saves the weights to `directory/model.safetensors` and the optimizer with `progress` to
-    /// `directory/training-state.safetensors`, under one new checkpoint id.
-    public static func save(directory: String, model: any Network, optimizer: any Optimizer,
-                            progress: TrainingProgress) throws {
+    /// Writes the weights to `directory/model.safetensors` and the optimizer with `progress` to
+    /// `directory/training-state.safetensors`, under one new checkpoint id (each file
+    /// atomically; `save` makes the pair atomic as a whole).
+    static func writePair(directory: String, model: any Network, optimizer: any Optimizer,
+                          progress: TrainingProgress) throws {
         let id = "\(progress.globalStep)-\(UUID().uuidString.prefix(8))"
         let shared = ["checkpoint_id": id, "step": String(progress.globalStep), "epoch": String(progress.loader.epoch)]
         try saveModel(model, to: path(directory, modelFileName), metadata: shared)
@@ -153,20 +158,6 @@ public enum TrainingCheckpoint {
         metadata["training_progress"] = String(decoding: try encoder.encode(progress), as: UTF8.self)
         metadata["format"] = "densenet-swift-training-state"
         try Safetensors.write(sources, metadata: metadata, to: path(directory, stateFileName))
-    }
-
-    /// The two files of a checkpoint given a run folder or either file.
-    public static func locate(_ resume: String) throws -> (model: String, state: String) {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: resume, isDirectory: &isDirectory) else {
-            throw TrainingError.noCheckpoint(path: resume)
-        }
-        let directory = isDirectory.boolValue ? resume : (resume as NSString).deletingLastPathComponent
-        let pair = (path(directory, modelFileName), path(directory, stateFileName))
-        guard FileManager.default.fileExists(atPath: pair.0), FileManager.default.fileExists(atPath: pair.1) else {
-            throw TrainingError.noCheckpoint(path: resume)
-        }
-        return pair
     }
 
     /// Reads and checks the progress of a checkpoint pair (without loading tensors).

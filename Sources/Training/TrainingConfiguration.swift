@@ -97,6 +97,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     public func validate() throws {
+        // The model's sizes may come from a file (a training state): bounded before anything is built.
+        try ModelBounds.check(model, field: "model_configuration")
         guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
         guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
         guard evaluationBatchSize >= 1 else {

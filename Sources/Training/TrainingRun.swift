@@ -45,6 +45,15 @@ public final class TrainingRun {
     public let testSet: ImageDataset
     /// Set for a resumed run.
     public let resumed: (model: String, state: String, progress: TrainingProgress)?
+    /// What `--resume` had to skip (damaged newer checkpoints) and what `run()` cleaned up
+    /// (temporaries of an interrupted save); `run()` reports them to the observer first.
+    public private(set) var notes: [String] = []
+    /// Newer checkpoints `--resume` skipped as damaged; `run()` sets them aside (renamed to
+    /// `checkpoints/damaged-NAME`, kept for inspection) so that later saves retire them, not
+    /// the sound ones.
+    private var damagedCheckpoints: [TrainingCheckpoint.Location] = []
+    /// The training loader's handling of batch norm's minimum batch, decided in `init`.
+    public let batchNormPlan: BatchNormPlan
     public var stopAfterEpoch: Int?
     public var stopAfterStep: Int?
     public weak var observer: TrainingObserver?
@@ -65,8 +74,10 @@ public final class TrainingRun {
             }
             self.outputDirectory = outputDirectory
         case .resume(let path, let epochs, let data):
-            let files = try TrainingCheckpoint.locate(path)
-            var progress = try TrainingCheckpoint.readProgress(model: files.model, state: files.state)
+            let (files, savedProgress, skipped) = try TrainingRun.lastCompleteCheckpoint(path)
+            notes = skipped
+            damagedCheckpoints = ((try? TrainingCheckpoint.resumeCandidates(path)) ?? []).filter { $0.sequence > files.sequence }
+            var progress = savedProgress
             if let epochs { progress.configuration.epochs = epochs }
             if let data {
                 guard data.name == progress.configuration.data.name else {
@@ -80,15 +91,45 @@ public final class TrainingRun {
             }
             configuration = progress.configuration
             resumed = (files.model, files.state, progress)
-            self.outputDirectory = outputDirectory ?? (files.model as NSString).deletingLastPathComponent
+            self.outputDirectory = outputDirectory ?? files.run
         }
         modelConfiguration = configuration.model
         trainSet = try configuration.data.load(.train)
         testSet = try configuration.data.load(.test)
+        if let resumed { try resumed.progress.validate(path: resumed.state, trainingExamples: trainSet.count) }
+        batchNormPlan = try BatchNormPlan.check(model: modelConfiguration,
+                                                exampleCount: min(trainSet.count, configuration.limit ?? trainSet.count),
+                                                batchSize: configuration.batchSize)
+        if let note = batchNormPlan.note { notes.append(note) }
         for (set, split) in [(trainSet, "training"), (testSet, "test")] where set.classCount > modelConfiguration.outputCount {
             throw TrainingError.tooFewClasses(classes: modelConfiguration.outputCount,
                                               dataset: "\(configuration.data.name) (\(split))", datasetClasses: set.classCount)
         }
+    }
+
+    /// The newest checkpoint of `path` whose files and progress are sound, and a note for each
+    /// newer one skipped (damaged, torn, lying): `--resume` falls back to the last complete
+    /// checkpoint and says so. With a single candidate its own error is thrown.
+    static func lastCompleteCheckpoint(_ path: String) throws
+        -> (location: TrainingCheckpoint.Location, progress: TrainingProgress, notes: [String]) {
+        let candidates = try TrainingCheckpoint.resumeCandidates(path)
+        var notes = [String]()
+        var firstError: Error? = nil
+        for candidate in candidates {
+            do {
+                let progress = try TrainingCheckpoint.readProgress(model: candidate.model, state: candidate.state)
+                try progress.validate(path: candidate.state)
+                if !notes.isEmpty {
+                    notes.append("resuming from the last complete checkpoint, \(candidate.name) (step \(progress.globalStep))")
+                }
+                return (candidate, progress, notes)
+            } catch {
+                firstError = firstError ?? error
+                notes.append("skipping checkpoint \(candidate.name): \(error)")
+            }
+        }
+        if candidates.count == 1, let firstError { throw firstError }
+        throw TrainingError.noUsableCheckpoint(path: path, reasons: notes)
     }
 
     /// A well-mixed seed for stream `stream` of the run's seed.
@@ -104,12 +145,22 @@ public final class TrainingRun {
         let c = configuration
         let clockStart = Date()
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        for leftover in TrainingCheckpoint.removeInterruptedSaves(inRun: outputDirectory) {
+            notes.append("removed \(leftover), left by an interrupted save")
+        }
+        for damaged in damagedCheckpoints {
+            if let aside = TrainingCheckpoint.setAside(damaged) { notes.append("kept the damaged checkpoint as \(aside)") }
+        }
+        damagedCheckpoints = []
+        for note in notes { observer?.message(note) }
 
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
         let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
         let parameterNames = model.namedParameters().map(\.name)
         let optimizer = c.optimizer.make(model.parameters)
-        let trainLoader = c.loader(for: trainSet, model: modelConfiguration, split: .train)
+        var trainOptions = c.loader(for: trainSet, model: modelConfiguration, split: .train).options
+        trainOptions.minimumLastBatch = batchNormPlan.minimumLastBatch
+        let trainLoader = DataLoader(trainSet, options: trainOptions)
         let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test)
         let stepsPerEpoch = trainLoader.batchesPerEpoch
         guard stepsPerEpoch > 0 else {
@@ -156,9 +207,12 @@ public final class TrainingRun {
             let epoch = trainLoader.state.epoch + 1
             let epochStart = Date()
             var sessionExamples = 0, sessionSteps = 0
-            let firstStep = (trainLoader.state.position + c.batchSize - 1) / c.batchSize
+            let firstStep = CheckedSize.ceilingDivision(trainLoader.state.position, by: c.batchSize)
             while let batch = trainLoader.next() {
                 let m = trainer.step(batch)
+                guard m.loss.isFinite else {
+                    throw TrainingError.nonFiniteLoss(step: trainer.globalStep, epoch: epoch, loss: m.loss)
+                }
                 lossSum += Double(m.loss) * Double(m.examples)
                 correct += m.correct
                 examples += m.examples

@@ -92,8 +92,11 @@ final class TrainingLoopTests: XCTestCase {
         let b = try TrainingRun(.fresh(c), outputDirectory: dir.file("b"))
         b.stopAfterEpoch = 1
         _ = try b.run()
-        try FileManager.default.removeItem(atPath: dir.file("b/model.safetensors"))
-        try FileManager.default.copyItem(atPath: dir.file("a/model.safetensors"), toPath: dir.file("b/model.safetensors"))
+        // (b's only checkpoint folder; the run folder's model.safetensors is a link to it.)
+        let torn = try XCTUnwrap(TrainingCheckpoint.completeCheckpoints(inRun: dir.file("b")).first)
+        try FileManager.default.removeItem(atPath: torn.model)
+        try FileManager.default.copyItem(atPath: TrainingCheckpoint.completeCheckpoints(inRun: dir.file("a"))[0].model,
+                                         toPath: torn.model)
         XCTAssertThrowsError(try TrainingRun(.resume(path: dir.file("b"), epochs: nil, data: nil))) { error in
             guard case .checkpointPairMismatch? = error as? TrainingError else { return XCTFail("\(error)") }
             XCTAssertTrue("\(error)".contains("training-state.safetensors"), "\(error)")
