@@ -55,6 +55,8 @@ public final class TrainingRun {
     /// Synchronised batch norm over the ranks (global batch statistics); false gives per-rank
     /// statistics, as plain DDP. Not saved with the checkpoint. No effect on one process.
     public var synchronizeBatchNorm = true
+    /// The gradient bucket size of a run over several ranks (GradientBuckets).
+    public var bucketCapBytes = GradientBuckets.defaultCapBytes
     /// Seconds spent waiting for gradient reductions in the last step (0 for one process).
     public private(set) var lastCommunicationWaitSeconds = 0.0
 
@@ -124,7 +126,8 @@ public final class TrainingRun {
         let trainLoader = c.loader(for: trainSet, model: modelConfiguration, split: .train, slice: slice)
         let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test, slice: slice)
         let parallel = ranks > 1
-            ? try DataParallelTraining(model: model, communicator: communicator, synchronizeBatchNorm: synchronizeBatchNorm)
+            ? try DataParallelTraining(model: model, communicator: communicator, synchronizeBatchNorm: synchronizeBatchNorm,
+                                       bucketCapBytes: bucketCapBytes)
             : nil
         if parallel != nil {
             try DataParallelTraining.checkSlices(exampleCount: trainLoader.exampleCount, batchSize: c.batchSize,
@@ -156,7 +159,11 @@ public final class TrainingRun {
         } else {
             Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
         }
-        try parallel?.broadcastState(of: model)
+        if let parallel {
+            try parallel.broadcastState(of: model)
+            observer?.message("data-parallel over \(ranks) ranks: \(parallel.buckets.buckets.count) gradient bucket(s),"
+                              + " batch norm \(synchronizeBatchNorm ? "synchronised" : "per rank")")
+        }
         let log = try MetricsLog(directory: outputDirectory, resumingAtStep: resumed?.progress.globalStep,
                                  writesFiles: writesFiles)
         /// The checkpoint, written by rank 0 alone.

@@ -84,6 +84,8 @@ struct Train: ParsableCommand {
     var dropout: Double?
     @Flag(name: .customLong("no-sync-batchnorm"), help: "Under mpirun: per-rank batch statistics instead of the global batch's.")
     var noSyncBatchNorm = false
+    @Option(name: .customLong("bucket-cap-mb"), help: "Under mpirun: gradient bucket size in MiB (default 25, as PyTorch DDP).")
+    var bucketCapMiB: Double?
 
     func run() throws {
         threadsOptions.apply()
@@ -99,7 +101,7 @@ struct Train: ParsableCommand {
             let start = TrainingRun.Start.resume(path: resume, epochs: epochs, data: data)
             let run = try TrainingRun(start, outputDirectory: output.out)
             try checkResumeOptions(run.configuration, model: run.modelConfiguration)
-            try checkMemory(run.configuration, model: run.modelConfiguration)
+            try checkMemory(run.configuration, model: run.modelConfiguration, ranks: communicator.size)
             return try train(run, communicator: communicator)
         }
         let c = try configuration()
@@ -119,11 +121,11 @@ struct Train: ParsableCommand {
                 throw TrainingError.invalidOption("--stop-after-epoch", reason: "regression runs (csv data) take seconds and are not resumable")
             }
             let run = try RegressionRun(c, outputDirectory: folder)
-            try checkMemory(c, model: run.modelConfiguration)
+            try checkMemory(c, model: run.modelConfiguration, ranks: communicator.size)
             return try train(run)
         }
         let run = try TrainingRun(.fresh(c), outputDirectory: folder)
-        try checkMemory(c, model: run.modelConfiguration)
+        try checkMemory(c, model: run.modelConfiguration, ranks: communicator.size)
         try train(run, communicator: communicator)
     }
 
@@ -149,10 +151,12 @@ struct Train: ParsableCommand {
             seed: seed ?? 0, limit: dataOptions.limit, testLimit: dataOptions.testExamples, augment: !noAugment)
     }
 
-    /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor exists.
-    func checkMemory(_ c: TrainingConfiguration, model: ModelConfiguration) throws {
+    /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor
+    /// exists; over several ranks, for a rank's largest slice of the global batch.
+    func checkMemory(_ c: TrainingConfiguration, model: ModelConfiguration, ranks: Int = 1) throws {
         guard budget.maxMemory != nil else { return }
-        try budget.check(try MemoryPrediction.plan(model, batch: c.batchSize, strategy: c.strategy,
+        let batch = (c.batchSize + ranks - 1) / ranks
+        try budget.check(try MemoryPrediction.plan(model, batch: batch, strategy: c.strategy,
                                                    optimizer: c.optimizer).peakBytes)
     }
 
@@ -164,6 +168,12 @@ struct Train: ParsableCommand {
         if isRoot { run.observer = progress }
         run.communicator = communicator
         run.synchronizeBatchNorm = !noSyncBatchNorm
+        if let bucketCapMiB {
+            guard bucketCapMiB > 0, bucketCapMiB <= 1_048_576 else {
+                throw TrainingError.invalidOption("--bucket-cap-mb", reason: "\(bucketCapMiB) must be a positive size in MiB, e.g. 25")
+            }
+            run.bucketCapBytes = max(1, Int(bucketCapMiB * 1_048_576))
+        }
         run.stopAfterEpoch = stopAfterEpoch
         run.stopAfterStep = stopAfterStep
         signal(SIGINT) { _ in

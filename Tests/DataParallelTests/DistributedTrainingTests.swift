@@ -79,7 +79,11 @@ final class DistributedTrainingTests: XCTestCase {
     /// statistics and losses as one process with the whole batch; with per-rank statistics not.
     func checkEquivalence(strategy: String, perRankToo: Bool) throws {
         try train(ranks: 1, arguments(strategy: strategy, out: "one"))
-        try train(ranks: 2, arguments(strategy: strategy, out: "two"))
+        // Buckets of about 512 bytes: several reductions, started while backward still runs.
+        let two = try train(ranks: 2, arguments(strategy: strategy, out: "two") + ["--bucket-cap-mb", "0.0005"])
+        let marker = "data-parallel over 2 ranks: "
+        let buckets = two.output.range(of: marker).flatMap { Int(two.output[$0.upperBound...].prefix { $0.isNumber }) }
+        XCTAssertGreaterThan(buckets ?? 0, 2, two.output)
         let one = try tensors("one")
         let (worst, name) = worstTensorDifference(one, try tensors("two"))
         let lossDifference = worstLossDifference(try losses("one"), try losses("two"))
