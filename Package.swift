@@ -51,7 +51,7 @@ let libraries: [Target] = [
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints", "DataParallel"], swiftSettings: optimized),
     .target(name: "DataParallel", dependencies: ["Runtime", "CMPIShim"], swiftSettings: optimized),
-    .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",
+    .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers", "Training", "DataParallel",
                                                      "DenseNetModels"], swiftSettings: optimized),
 ]
 

@@ -35,6 +35,9 @@ public final class DataParallelTraining {
     private let parameters: [Parameter]
     private let indexOfNode: [ObjectIdentifier: Int]
     private let reducer: CommunicatorStatisticsReducer
+    /// Seconds the last step spent in synchronised batch norm's all-reduces (blocking; the
+    /// gradients' wait is `buckets.lastWaitSeconds`).
+    public private(set) var lastBatchNormSeconds = 0.0
 
     /// Exit status of a job aborted after a failed collective (EX_SOFTWARE).
     public static let abortStatus: Int32 = 70
@@ -77,6 +80,35 @@ public final class DataParallelTraining {
         communicator.abort(code: DataParallelTraining.abortStatus, message: "\(what) failed: \(error)")
     }
 
+    /// Runs one step's `body` with data-parallel training's hooks installed: dropout by global
+    /// example index (this rank's `offset` in a global batch of `globalCount`), synchronised batch
+    /// norm (unless turned off), and every parameter's gradient handed to the buckets as soon as
+    /// it is final. `body` does forward and backward, then calls the function it is given, which
+    /// waits for the averaged gradients, before its optimizer step.
+    public func synchronizedStep<R>(offset: Int, globalCount: Int, _ body: (_ averageGradients: () -> Void) throws -> R) rethrows -> R {
+        Autograd.dropoutExamples = ExampleRange(offset: offset, globalCount: globalCount)
+        BatchNormState.statisticsReducer = synchronizeBatchNorm ? reducer : nil
+        Autograd.leafGradientCompleted = { [unowned self] node in
+            guard !DryRun.isActive, let i = indexOfNode[ObjectIdentifier(node)] else { return }
+            do { try buckets.markReady(i, gradient: parameters[i].grad) } catch { fail("gradient all-reduce", error) }
+        }
+        reducer.seconds = 0
+        defer {
+            lastBatchNormSeconds = reducer.seconds
+            Autograd.dropoutExamples = nil
+            BatchNormState.statisticsReducer = nil
+            Autograd.leafGradientCompleted = nil
+        }
+        return try body { [self] in
+            Autograd.leafGradientCompleted = nil
+            do {
+                // A parameter the loss did not reach has a zero gradient, final now.
+                for i in parameters.indices where !buckets.isMarked(i) { try buckets.markReady(i, gradient: parameters[i].grad) }
+                try buckets.finish()
+            } catch { fail("gradient all-reduce", error) }
+        }
+    }
+
     /// One training step of `trainer` on this rank's slice `batch` of a global batch: global
     /// metrics, and whether any rank asked to stop (`stopRequested()`, asked on this one after the update).
     public func step(_ trainer: Trainer, batch: Batch, stopRequested: () -> Bool) throws -> (metrics: StepMetrics, stop: Bool) {
@@ -84,35 +116,22 @@ public final class DataParallelTraining {
         model.train()
         optimizer.zeroGradients()
         let offset = slice.range(inBatchOf: batch.globalCount).lowerBound
-        Autograd.dropoutExamples = ExampleRange(offset: offset, globalCount: batch.globalCount)
-        BatchNormState.statisticsReducer = synchronizeBatchNorm ? reducer : nil
-        Autograd.leafGradientCompleted = { [unowned self] node in
-            guard !DryRun.isActive, let i = indexOfNode[ObjectIdentifier(node)] else { return }
-            do { try buckets.markReady(i, gradient: parameters[i].grad) } catch { fail("gradient all-reduce", error) }
+        let (loss, correct, rate) = synchronizedStep(offset: offset, globalCount: batch.globalCount) { averageGradients in
+            let input = ModelInput.prepare(batch.images, for: model.modelConfiguration)
+            let logits = model(Variable(input))
+            let loss = Functional.crossEntropy(logits, labels: batch.labels)
+            let correct = zip(Predictions.argmax(logits.value), batch.labels).filter { $0 == Int($1) }.count
+            let scale = slice.lossScale(batchCount: batch.globalCount)
+            Autograd.backward(loss, seed: Tensor.filled([1], scale, category: .activations))
+            averageGradients()
+            let rate = trainer.schedule.rate(atStep: trainer.globalStep)
+            optimizer.learningRate = rate
+            optimizer.step()
+            return (loss.value.pointer[0], correct, rate)
         }
-        defer {
-            Autograd.dropoutExamples = nil
-            BatchNormState.statisticsReducer = nil
-            Autograd.leafGradientCompleted = nil
-        }
-        let input = ModelInput.prepare(batch.images, for: model.modelConfiguration)
-        let logits = model(Variable(input))
-        let loss = Functional.crossEntropy(logits, labels: batch.labels)
-        let correct = zip(Predictions.argmax(logits.value), batch.labels).filter { $0 == Int($1) }.count
-        let scale = slice.lossScale(batchCount: batch.globalCount)
-        Autograd.backward(loss, seed: Tensor.filled([1], scale, category: .activations))
-        Autograd.leafGradientCompleted = nil
-        do {
-            // A parameter the loss did not reach has a zero gradient, final now.
-            for i in parameters.indices where !buckets.isMarked(i) { try buckets.markReady(i, gradient: parameters[i].grad) }
-            try buckets.finish()
-        } catch { fail("gradient all-reduce", error) }
-        let rate = trainer.schedule.rate(atStep: trainer.globalStep)
-        optimizer.learningRate = rate
-        optimizer.step()
         trainer.globalStep += 1
         let n = Double(batch.labels.count)
-        var totals = [Double(loss.value.pointer[0]) * n, Double(correct), n, stopRequested() ? 1 : 0]
+        var totals = [Double(loss) * n, Double(correct), n, stopRequested() ? 1 : 0]
         do { try communicator.allReduceSum(&totals) } catch { fail("metrics all-reduce", error) }
         let metrics = StepMetrics(loss: Float(totals[0] / totals[2]), correct: Int(totals[1]), examples: Int(totals[2]),
                                   learningRate: rate)
@@ -150,9 +169,13 @@ public final class DataParallelTraining {
 /// Synchronised batch norm's sums over a communicator, in double precision.
 final class CommunicatorStatisticsReducer: BatchNormStatisticsReducer {
     let communicator: Communicator
+    /// Seconds spent in the all-reduces since last set to 0.
+    var seconds = 0.0
     init(_ communicator: Communicator) { self.communicator = communicator }
 
     func sumOverRanks(_ values: UnsafeMutableBufferPointer<Double>) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        defer { seconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
         do { try communicator.allReduceSum(values) } catch {
             communicator.abort(code: DataParallelTraining.abortStatus, message: "synchronised batch norm all-reduce failed: \(error)")
         }

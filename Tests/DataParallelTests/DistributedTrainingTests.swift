@@ -150,4 +150,27 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertTrue(run.output.contains("signal 9"), run.output)
         XCTAssertLessThan(run.seconds, 60, run.output)
     }
+
+    /// `bench-memory --ranks 2` runs each configuration under mpirun and reports both ranks.
+    func testBenchMemoryOverTwoRanks() throws {
+        let out = folder.appendingPathComponent("bench")
+        let run = try MPIJob.run(executable: try MPIJob.product("bench-memory"),
+                                 ["--model", "densenet-bc-10-4", "--input", "3x16x16", "--batch", "9", "--strategies", "naive",
+                                  "--steps", "2", "--warmup", "0", "--threads", "1", "--ranks", "2", "--out", out.path],
+                                 timeout: 120)
+        XCTAssertEqual(run.status, 0, run.output)
+        let data = try Data(contentsOf: out.appendingPathComponent("results.json"))
+        let records = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        XCTAssertEqual(records.count, 1)
+        let r = try XCTUnwrap(records.first)
+        XCTAssertEqual(r["status"] as? String, "ok", "\(r)")
+        XCTAssertEqual(r["ranks"] as? Int, 2)
+        let perRank = try XCTUnwrap(r["peak_rss_per_rank_mib"] as? [Double])
+        XCTAssertEqual(perRank.count, 2)
+        XCTAssertEqual(r["peak_rss_mib"] as? Double, perRank.max())
+        XCTAssertTrue(perRank.allSatisfy { $0 > 1 }, "\(perRank)")
+        let share = try XCTUnwrap(r["communication_share"] as? Double)
+        XCTAssertTrue(share >= 0 && share <= 1, "\(share)")
+        XCTAssertEqual((r["step_times_s"] as? [Double])?.count, 2)
+    }
 }
