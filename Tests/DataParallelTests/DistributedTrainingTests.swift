@@ -173,4 +173,21 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertTrue(share >= 0 && share <= 1, "\(share)")
         XCTAssertEqual((r["step_times_s"] as? [Double])?.count, 2)
     }
+
+    /// Scripts/two_namespaces.sh: the two ranks in two network namespaces over TCP (two "hosts")
+    /// train what one process trains. Skipped where namespaces cannot be made.
+    func testTwoRanksInTwoNetworkNamespacesTrainLikeOneProcess() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Scripts/two_namespaces.sh")
+        let densenet = try MPIJob.product("densenet")
+        let run = try MPIJob.run(executable: script, [densenet.path] + arguments(strategy: "naive", out: "hosts"), timeout: 120)
+        if run.status == 77 { throw XCTSkip(run.output) }
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("veth-a"), "traffic went over the veth pair: \(run.output)")
+        try train(ranks: 1, arguments(strategy: "naive", out: "one"))
+        let (worst, name) = worstTensorDifference(try tensors("one"), try tensors("hosts"))
+        print("two network namespaces over TCP vs 1 process: weights and running statistics differ by at most \(worst) relative (\(name))")
+        XCTAssertLessThan(worst, Self.tolerance, name)
+        XCTAssertLessThan(worstLossDifference(try losses("one"), try losses("hosts")), Self.tolerance)
+    }
 }
