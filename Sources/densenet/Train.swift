@@ -41,7 +41,9 @@ struct Train: ParsableCommand {
         --batch stays the global batch (each rank takes its slice; every batch, the last one of \
         an epoch included, needs at least N examples); batch norm is synchronised over the \
         ranks (--no-sync-batchnorm: per-rank statistics); rank 0 alone prints and writes the \
-        run's folder; --resume may use another number of ranks (every rank reads the folder).
+        run's folder; --resume may use another number of ranks (every rank reads the folder). \
+        Ctrl-C on mpirun ends the job at once (Open MPI's mpirun kills the ranks), leaving the \
+        last epoch's checkpoint: stop a run for later with --stop-after-step or --stop-after-epoch.
 
         --max-memory SIZE (e.g. 6G) refuses to start when the planner predicts a larger peak of \
         tensor memory for one training step (as densenet summary prints it) with this model, \

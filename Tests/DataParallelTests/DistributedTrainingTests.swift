@@ -190,4 +190,17 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertLessThan(worst, Self.tolerance, name)
         XCTAssertLessThan(worstLossDifference(try losses("one"), try losses("hosts")), Self.tolerance)
     }
+
+    /// A global batch that cannot give each rank an example is refused before training, with a
+    /// message, by every rank: the job ends non-zero at once.
+    func testABatchTooSmallForTheRanksIsRefused() throws {
+        var arguments = arguments(strategy: "naive", out: "small")
+        arguments[arguments.firstIndex(of: "21")!] = "24"
+        arguments[arguments.firstIndex(of: "50")!] = "49"   // 49 = 2·24 + 1: the last batch has 1 example
+        let run = try MPIJob.run(["-np", "2", try MPIJob.product("densenet").path] + arguments, timeout: 60)
+        XCTAssertFalse(run.timedOut, run.output)
+        XCTAssertNotEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("cannot give each of 2 ranks one"), run.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder.appendingPathComponent("small/model.safetensors").path))
+    }
 }
