@@ -154,12 +154,14 @@ struct Train: ParsableCommand {
     }
 
     /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor
-    /// exists; over several ranks, for a rank's largest slice of the global batch.
+    /// exists; over several ranks, for a rank's largest slice of the global batch, plus the
+    /// gradient buckets (one more copy of the gradients, GradientBuckets.swift).
     func checkMemory(_ c: TrainingConfiguration, model: ModelConfiguration, ranks: Int = 1) throws {
         guard budget.maxMemory != nil else { return }
         let batch = (c.batchSize + ranks - 1) / ranks
-        try budget.check(try MemoryPrediction.plan(model, batch: batch, strategy: c.strategy,
-                                                   optimizer: c.optimizer).peakBytes)
+        var peak = try MemoryPrediction.plan(model, batch: batch, strategy: c.strategy, optimizer: c.optimizer).peakBytes
+        if ranks > 1 { peak += try Architecture(model).trainableParameters * MemoryLayout<Float>.stride }
+        try budget.check(peak)
     }
 
     func train(_ run: TrainingRun, communicator: Communicator) throws {
