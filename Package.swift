@@ -49,9 +49,9 @@ let libraries: [Target] = [
     .target(name: "Datasets", dependencies: ["Runtime", "CZlib"], swiftSettings: optimized),
     .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
-                                             "Datasets", "Checkpoints"], swiftSettings: optimized),
+                                             "Datasets", "Checkpoints", "DataParallel"], swiftSettings: optimized),
     .target(name: "DataParallel", dependencies: ["Runtime", "CMPIShim"], swiftSettings: optimized),
-    .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers",
+    .target(name: "BenchmarkSupport", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers", "Training", "DataParallel",
                                                      "DenseNetModels"], swiftSettings: optimized),
 ]
 
@@ -87,7 +87,7 @@ let tests: [Target] = [
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels", "Autograd"],
                 exclude: ["Fixtures"], swiftSettings: plain),
-    .testTarget(name: "DataParallelTests", dependencies: ["Runtime", "DataParallel"], swiftSettings: plain),
+    .testTarget(name: "DataParallelTests", dependencies: ["Runtime", "DataParallel", "Checkpoints"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels", "Runtime"], swiftSettings: plain),
     .testTarget(name: "CommandLineOptionsTests", dependencies: ["CommandLineOptions", "DenseNetModels", "Training",
                                                                 argumentParser], swiftSettings: plain),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BenchmarkSupport
 import CommandLineOptions
+import DataParallel
 import DenseNetModels
 import Foundation
 import Runtime
@@ -52,6 +53,9 @@ struct BenchMemory: ParsableCommand {
 
     @OptionGroup var threadsOptions: ThreadsOptions
 
+    @Option(help: "Data-parallel ranks: each configuration runs under `mpirun -np N` with --batch as the global batch (default 1).")
+    var ranks = 1
+
     @OptionGroup var budget: MemoryBudgetOptions
 
     @OptionGroup var output: OutputFolderOptions
@@ -64,6 +68,7 @@ struct BenchMemory: ParsableCommand {
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+        guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
         _ = try parsedBatches()
     }
 
@@ -90,6 +95,15 @@ struct BenchMemory: ParsableCommand {
         if let child {
             // Child mode: measure one configuration, print its record as the last line.
             let c = try JSONDecoder().decode(BenchmarkConfiguration.self, from: Data(child.utf8))
+            if c.rankCount > 1 {
+                // One rank of `mpirun -np N`: an error ends this rank non-zero, and mpirun the job
+                // (the parent reports it); rank 0 prints the record.
+                return try Communicator.withWorld { communicator in
+                    if let record = try TrainingStepBenchmark.runRank(c, communicator: communicator) {
+                        print(String(decoding: try JSONEncoder().encode(record), as: UTF8.self))
+                    }
+                }
+            }
             let record: BenchmarkRecord
             do { record = try TrainingStepBenchmark.run(c) } catch {
                 record = .failed(c, input: c.input ?? "default", reason: "\(error)")
@@ -109,7 +123,7 @@ struct BenchMemory: ParsableCommand {
                 try strategyOptions.parsed().map { s in
                     BenchmarkConfiguration(model: name, strategy: s, batch: b, input: modelOptions.input,
                                            classes: modelOptions.classes, transitionPooling: pooling, steps: steps,
-                                           warmup: warmup, threads: threads)
+                                           warmup: warmup, threads: threads, ranks: ranks > 1 ? ranks : nil)
                 }
             }
         }
@@ -117,12 +131,13 @@ struct BenchMemory: ParsableCommand {
         let table: (String) -> Void = jsonOutput.json
             ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
         table("bench-memory: \(configurations.count) configurations, \(steps) steps each after \(warmup) warm-up, "
-              + "\(threads) threads; results in \(folder.path)")
+              + "\(threads) threads\(ranks > 1 ? " per rank, \(ranks) ranks" : ""); results in \(folder.path)")
         table(Reports.tableHeader)
         var records = [BenchmarkRecord]()
         for (i, c) in configurations.enumerated() {
-            let predicted = try? MemoryPrediction.plan(try c.modelConfiguration(), batch: c.batch, strategy: c.strategy,
-                                                       threads: c.threads).peakBytes
+            // Over several ranks, for a rank's largest slice.
+            let predicted = try? MemoryPrediction.plan(try c.modelConfiguration(), batch: (c.batch + ranks - 1) / ranks,
+                                                       strategy: c.strategy, threads: c.threads).peakBytes
             var record: BenchmarkRecord
             if let predicted, !budget.admits(predicted), let limit = budget.maxMemory {
                 // Over budget: say so in the row instead of running a child that may not fit.

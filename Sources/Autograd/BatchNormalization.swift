@@ -42,6 +42,16 @@ public final class BatchNormState {
             BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
             return
         }
+        if let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
+            let count = synchronizedStatistics(x, reducer: reducer, mean: mean, invStd: invStd)
+            BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
+            if !Autograd.isRecomputing {
+                BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                                  invStd: invStd, eps: eps, momentum: momentum, count: count)
+                batchesTracked += 1
+            }
+            return
+        }
         BatchNorm.forwardTraining(x, gamma: gamma, beta: beta, eps: eps, relu: relu, into: y, mean: mean, invStd: invStd)
         if !Autograd.isRecomputing {
             BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
@@ -55,7 +65,10 @@ public final class BatchNormState {
     // dy, x, dx (C, ...); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public func normalizeBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
                                   training: Bool, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
-        if training {
+        if training, let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
+            synchronizedBackward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                                 reducer: reducer, dx: dx, dGamma: dGamma, dBeta: dBeta)
+        } else if training {
             BatchNorm.backward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
                                dx: dx, dGamma: dGamma, dBeta: dBeta)
         } else {

@@ -102,11 +102,11 @@ public enum Functional {
     /// checkpoint recompute draws the same mask and nothing is stored for backward.
     public static func dropout(_ x: Variable, p: Float, training: Bool) -> Variable {
         guard training, p > 0 else { return x }
-        let seed = Autograd.nextDropoutSeed()
+        let seed = Autograd.nextDropoutSeed(), examples = Autograd.dropoutExamples
         let y = Tensor(shape: x.shape)
-        Dropout.forward(x.value, p: p, seed: seed, into: y)
+        Dropout.forward(x.value, p: p, seed: seed, examples: examples, into: y)
         return Autograd.record("dropout", y, inputs: [x]) { gy, g in
-            if let dx = g[0] { Dropout.backward(gy, p: p, seed: seed, dx: dx) }
+            if let dx = g[0] { Dropout.backward(gy, p: p, seed: seed, examples: examples, dx: dx) }
         }
     }
 

@@ -96,6 +96,11 @@ public enum Autograd {
         return try body()
     }
 
+    /// Which examples of the global batch this process's batch holds (its axis 1), while a
+    /// data-parallel run trains on a slice: dropout then draws each element's mask by its place
+    /// in the global batch, so the slicing changes no mask. nil (one process): local indices.
+    nonisolated(unsafe) public static var dropoutExamples: ExampleRange?
+
     /// Takes the next dropout seed.
     public static func nextDropoutSeed() -> UInt64 {
         dropoutSeed &+= 0x9E37_79B9_7F4A_7C15
@@ -122,9 +127,17 @@ public enum Autograd {
         run(from: root, gradient: gradient)
     }
 
+    /// Called during the backward pass with each leaf (a parameter's node, a checkpoint input)
+    /// as soon as no node left in the pass will add to its gradient: the hook of data-parallel
+    /// training, which starts reducing a parameter's gradient then (GradientBuckets). A leaf
+    /// reached inside a checkpointed segment is reported by the segment's own pass; one used
+    /// both inside and outside a segment would be reported twice. Set it outside a pass.
+    nonisolated(unsafe) public static var leafGradientCompleted: ((Node) -> Void)?
+
     static func run(from root: Node, gradient: Tensor) {
         if root.isLeaf {
             Elementwise.accumulate(gradient, into: root.gradientBuffer())
+            leafGradientCompleted?(root)
             return
         }
         root.gradient = gradient
@@ -138,10 +151,28 @@ public enum Autograd {
             for case let input? in node.inputs where !input.isLeaf { stack.append(input) }
         }
         order.sort { $0.id > $1.id }
+        // For the hook: how many nodes of this pass still have to add to each leaf's gradient.
+        let hook = leafGradientCompleted
+        var pendingUses = [ObjectIdentifier: Int]()
+        if hook != nil {
+            for node in order {
+                for case let input? in node.inputs where input.isLeaf { pendingUses[ObjectIdentifier(input), default: 0] += 1 }
+            }
+        }
+        func finished(_ node: Node) {
+            guard let hook else { return }
+            for case let input? in node.inputs where input.isLeaf {
+                let id = ObjectIdentifier(input)
+                let left = pendingUses[id]! - 1
+                pendingUses[id] = left
+                if left == 0 { hook(input) }
+            }
+        }
         for node in order {
             guard let g = node.gradient, let backward = node.backward else {
                 node.gradient = nil
                 node.backward = nil
+                finished(node)
                 continue
             }
             let gradInputs = node.inputs.map { $0?.gradientBuffer() }
@@ -153,6 +184,7 @@ public enum Autograd {
             backward(g, gradInputs)
             node.gradient = nil
             node.backward = nil   // frees the saved tensors
+            finished(node)
         }
     }
 }

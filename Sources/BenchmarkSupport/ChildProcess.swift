@@ -10,7 +10,10 @@ public enum ChildProcess {
     }
 
     /// Runs `executable --child <configuration as JSON>` and decodes the record it prints as its
-    /// last line. A crash, a kill (out of memory) or bad output becomes a failed record.
+    /// last line. A crash, a kill (out of memory) or bad output becomes a failed record. A
+    /// configuration over several ranks runs as `mpirun --oversubscribe -np N executable --child ...`
+    /// (Open MPI's mpirun from PATH; as root it needs OMPI_ALLOW_RUN_AS_ROOT=1 and
+    /// OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 in the environment, which the child inherits).
     public static func measure(_ c: BenchmarkConfiguration, executable: URL = currentExecutable,
                                inputLabel: String) -> BenchmarkRecord {
         let process = Process()
@@ -19,6 +22,13 @@ public enum ChildProcess {
             return .failed(c, input: inputLabel, reason: "could not encode the configuration")
         }
         process.arguments = ["--child", argument]
+        if c.rankCount > 1 {
+            guard let mpirun = mpirun() else {
+                return .failed(c, input: inputLabel, reason: "mpirun not found on PATH; run Scripts/setup.sh (it installs openmpi-bin)")
+            }
+            process.executableURL = mpirun
+            process.arguments = ["--oversubscribe", "-np", "\(c.rankCount)", executable.path, "--child", argument]
+        }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -44,6 +54,15 @@ public enum ChildProcess {
         }
         return .failed(c, input: inputLabel,
                        reason: "child exited with status \(process.terminationStatus): \(stderrTail.isEmpty ? "no output" : stderrTail)")
+    }
+}
+
+extension ChildProcess {
+    /// `mpirun` from PATH, if any.
+    static func mpirun() -> URL? {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        return path.split(separator: ":").map { URL(fileURLWithPath: String($0)).appendingPathComponent("mpirun") }
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) }
     }
 }
 

@@ -13,7 +13,8 @@ public enum Reports {
 
     public static func tableRow(_ r: BenchmarkRecord) -> String {
         let ratio = (r.median_step_s != nil && r.floor_s != nil && r.floor_s! > 0) ? r.median_step_s! / r.floor_s! : nil
-        return "| \(r.model) | \(r.strategy) | \(r.batch) | \(r.input) | \(f(r.peak_minus_baseline_mib)) | "
+        let batch = (r.ranks ?? 1) > 1 ? "\(r.batch) (\(r.ranks!) ranks)" : "\(r.batch)"
+        return "| \(r.model) | \(r.strategy) | \(batch) | \(r.input) | \(f(r.peak_minus_baseline_mib)) | "
             + "\(f(r.peak_tensor_mib)) | \(f(r.median_step_s, 3)) | \(f(r.floor_s, 3)) | \(f(ratio, 2)) | "
             + "\(f(r.images_per_s)) | \(r.status == "ok" ? "ok" : "\(r.status): \(r.reason ?? "")") |"
     }

@@ -19,14 +19,21 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     public var steps: Int
     public var warmup: Int
     public var threads: Int
+    /// Data-parallel ranks (`bench-memory --ranks N`, run under mpirun); nil or 1 for one process.
+    public var ranks: Int?
 
     public init(model: String, strategy: MemoryPolicy, batch: Int, input: String? = nil, classes: Int? = nil,
                 transitionPooling: DenseNetConfiguration.TransitionPooling? = nil,
-                steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                ranks: Int? = nil) {
         self.model = model; self.strategy = strategy; self.batch = batch; self.input = input
         self.classes = classes; self.transitionPooling = transitionPooling?.rawValue
         self.steps = steps; self.warmup = warmup; self.threads = threads
+        self.ranks = ranks
     }
+
+    /// The ranks the configuration runs on (1 without `--ranks`).
+    public var rankCount: Int { max(ranks ?? 1, 1) }
 
     /// The zoo model measured: `model` with `classes`, `input` and `transitionPooling`.
     public func modelConfiguration() throws -> ModelConfiguration {
@@ -72,6 +79,13 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var cache_misses: Int?
     /// Minor page faults during the measured steps (getrusage).
     public var page_faults: Int?
+    /// Over several ranks (`--ranks`): their number, each rank's peak RSS (peak_rss_mib is the
+    /// largest, peak_minus_baseline_mib the largest of the ranks' own), and the median share of
+    /// a step rank 0 spent in communication (waiting for gradient buckets and in synchronised
+    /// batch norm's all-reduces).
+    public var ranks: Int?
+    public var peak_rss_per_rank_mib: [Double]?
+    public var communication_share: Double?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
         BenchmarkRecord(model: c.model, strategy: c.strategy.name, batch: c.batch, input: input,

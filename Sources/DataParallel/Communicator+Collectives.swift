@@ -19,12 +19,15 @@ extension Communicator {
     /// Replaces every element by its sum over all ranks, in double precision (for metrics:
     /// loss sums, counts of correct answers).
     public func allReduceSum(_ values: inout [Double]) throws {
-        guard usesMPI else { return }
-        try values.withUnsafeMutableBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            try forEachMessage(buffer.count) { start, count in
-                try call("MPI_Allreduce") { cmpi_allreduce_sum_double(base + start, count) }
-            }
+        try values.withUnsafeMutableBufferPointer { try allReduceSum($0) }
+    }
+
+    /// Replaces every element of `buffer` by its sum over all ranks, in double precision (for
+    /// synchronised batch-norm statistics).
+    public func allReduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
+        guard usesMPI, let base = buffer.baseAddress else { return }
+        try forEachMessage(buffer.count) { start, count in
+            try call("MPI_Allreduce") { cmpi_allreduce_sum_double(base + start, count) }
         }
     }
 

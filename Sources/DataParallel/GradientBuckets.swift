@@ -121,6 +121,9 @@ public final class GradientBuckets {
         try progress()
     }
 
+    /// Whether gradient `index` has been marked ready this step.
+    public func isMarked(_ index: Int) -> Bool { targets[index] != nil }
+
     /// Lets MPI advance the reductions in flight (`MPI_Test` on each). Open MPI moves
     /// non-blocking collectives forward only inside MPI calls, and `markReady` calls this; a
     /// caller with long computations between gradients may call it in between as well.

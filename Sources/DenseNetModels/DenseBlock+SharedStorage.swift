@@ -36,6 +36,7 @@ struct SharedDenseBlock {
         var bottleneckOutput: Tensor?   // conv1 output (shared strategy only)
         var normalizedBottleneck: Tensor? // BN2/ReLU output (shared strategy only)
         var dropoutSeed: UInt64?
+        var dropoutExamples: ExampleRange?
         init(mean1: Tensor, invStd1: Tensor) { self.mean1 = mean1; self.invStd1 = invStd1 }
     }
 
@@ -73,8 +74,10 @@ struct SharedDenseBlock {
                 }
                 if training && layer.dropRate > 0 {
                     let seed = Autograd.nextDropoutSeed()
-                    Dropout.forward(newFeatures, p: layer.dropRate, seed: seed, into: newFeatures)
+                    Dropout.forward(newFeatures, p: layer.dropRate, seed: seed, examples: Autograd.dropoutExamples,
+                                    into: newFeatures)
                     s.dropoutSeed = seed
+                    s.dropoutExamples = Autograd.dropoutExamples
                 }
                 saved.append(s)
             }
@@ -141,7 +144,7 @@ struct SharedDenseBlock {
             var gradNew = gradOutput.channels(cl..<(cl + k))
             if let seed = s.dropoutSeed {
                 let masked = Tensor.zeros([k, n, h, w], category: .scratch)
-                Dropout.backward(gradNew, p: layer.dropRate, seed: seed, dx: masked)
+                Dropout.backward(gradNew, p: layer.dropRate, seed: seed, examples: s.dropoutExamples, dx: masked)
                 gradNew = masked
             }
             let normalized: Tensor

@@ -40,13 +40,16 @@ public final class TrainingStep {
         targets = (0..<batch).map { _ in rng.nextNormal() }
     }
 
-    /// Runs the step. `afterForward` is called once the loss exists, before the backward pass.
-    public func run(afterForward: () -> Void = {}) {
+    /// Runs the step. `afterForward` is called once the loss exists, before the backward pass;
+    /// `beforeUpdate` after the backward pass, before the optimizer step (a data-parallel step
+    /// waits for its averaged gradients there).
+    public func run(afterForward: () -> Void = {}, beforeUpdate: () -> Void = {}) {
         optimizer.zeroGradients()
         // The output is a temporary: once the loss's backward has run, nothing holds the logits.
         let loss = self.loss(model(Variable(inputs)))
         afterForward()
         loss.backward()
+        beforeUpdate()
         DryRun.current?.enter("optimizer step")
         optimizer.step()
     }

@@ -4,7 +4,7 @@ import Runtime
 /// Counts of (true class, predicted class) pairs: `counts[t][p]`.
 public struct ConfusionMatrix: Codable, Equatable, Sendable {
     public let classCount: Int
-    public private(set) var counts: [[Int]]
+    public internal(set) var counts: [[Int]]
 
     public init(classCount: Int) {
         precondition(classCount >= 1, "ConfusionMatrix: \(classCount) classes")

@@ -80,11 +80,14 @@ public final class MetricsLog {
     public let directory: String
     public private(set) var records: [MetricRecord] = []
     private var handle: FileHandle?
+    /// False for the ranks other than 0 of a data-parallel run: records are kept, no file is written.
+    public let writesFiles: Bool
 
     /// A new log, or, when `resumingAtStep` is given, the existing one cut back to the records
     /// made up to that step (lines written after the checkpoint by an interrupted run go).
-    public init(directory: String, resumingAtStep: Int? = nil) throws {
+    public init(directory: String, resumingAtStep: Int? = nil, writesFiles: Bool = true) throws {
         self.directory = directory
+        self.writesFiles = writesFiles
         let path = csvPath
         // Read through `FileBytes` so that a named pipe in the run folder is refused, not waited on.
         if let step = resumingAtStep, let bytes = try? FileBytes.readRaw(path) {
@@ -92,6 +95,7 @@ public final class MetricsLog {
             records = text.split(separator: "\n").dropFirst().compactMap { MetricRecord(csvLine: $0) }
                 .filter { $0.step <= step }
         }
+        guard writesFiles else { return }
         let body = ([MetricRecord.csvHeader] + records.map(\.csvLine)).joined(separator: "\n") + "\n"
         try AtomicFile.write(to: path) { try $0.write(Array(body.utf8)) }
         handle = FileHandle(forWritingAtPath: path)
@@ -111,6 +115,7 @@ public final class MetricsLog {
 
     /// Rewrites `metrics.json` and `curves.svg` from the records.
     public func writeSummaries(configuration: TrainingConfiguration, extra: [String: String] = [:]) throws {
+        guard writesFiles else { return }
         struct Document: Encodable {
             var configuration: TrainingConfiguration
             var run: [String: String]

@@ -133,8 +133,9 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     /// The loader of a split, resizing to the model's input and normalising as in training.
+    /// `slice`: a data-parallel rank's share of every global batch (Sources/Training/DataParallelTraining.swift).
     public func loader(for dataset: ImageDataset, model: ModelConfiguration, split: DatasetSplit,
-                       prefetch: Bool = true) -> DataLoader {
+                       prefetch: Bool = true, slice: RankSlice = .whole) -> DataLoader {
         let options = DataLoaderOptions(
             batchSize: split == .train ? batchSize : evaluationBatchSize,
             shuffle: split == .train, dropLast: false,
@@ -142,7 +143,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             normalization: data.normalization,
             augmentation: split == .train && augment ? data.trainAugmentation : .none,
             limit: split == .train ? limit : testLimit, prefetch: prefetch, seed: seed)
-        return DataLoader(dataset, options: options)
+        return DataLoader(dataset, options: options, slice: slice)
     }
 }
 

@@ -1,5 +1,6 @@
 import Autograd
 import Checkpoints
+import DataParallel
 import Datasets
 import DenseNetModels
 import Foundation
@@ -57,6 +58,16 @@ public final class TrainingRun {
     public var stopAfterEpoch: Int?
     public var stopAfterStep: Int?
     public weak var observer: TrainingObserver?
+    /// The ranks this run trains over: `Communicator.world()` under `mpirun -np N` (N > 1 trains
+    /// data-parallel, DataParallelTraining.swift; only rank 0 writes files), one process by default.
+    public var communicator: Communicator = .singleProcess()
+    /// Synchronised batch norm over the ranks (global batch statistics); false gives per-rank
+    /// statistics, as plain DDP. Not saved with the checkpoint. No effect on one process.
+    public var synchronizeBatchNorm = true
+    /// The gradient bucket size of a run over several ranks (GradientBuckets).
+    public var bucketCapBytes = GradientBuckets.defaultCapBytes
+    /// Seconds spent waiting for gradient reductions in the last step (0 for one process).
+    public private(set) var lastCommunicationWaitSeconds = 0.0
 
     nonisolated(unsafe) private static var stopFlag: Int32 = 0
     /// Asks the running loop to save a checkpoint after the current step and stop (SIGINT).
@@ -158,10 +169,21 @@ public final class TrainingRun {
         let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
         let parameterNames = model.namedParameters().map(\.name)
         let optimizer = c.optimizer.make(model.parameters)
+        let ranks = communicator.size
+        let slice = RankSlice(rank: communicator.rank, rankCount: ranks)
+        let writesFiles = communicator.rank == 0
         var trainOptions = c.loader(for: trainSet, model: modelConfiguration, split: .train).options
         trainOptions.minimumLastBatch = batchNormPlan.minimumLastBatch
-        let trainLoader = DataLoader(trainSet, options: trainOptions)
-        let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test)
+        let trainLoader = DataLoader(trainSet, options: trainOptions, slice: slice)
+        let testLoader = c.loader(for: testSet, model: modelConfiguration, split: .test, slice: slice)
+        let parallel = ranks > 1
+            ? try DataParallelTraining(model: model, communicator: communicator, synchronizeBatchNorm: synchronizeBatchNorm,
+                                       bucketCapBytes: bucketCapBytes)
+            : nil
+        if parallel != nil {
+            try DataParallelTraining.checkSlices(exampleCount: trainLoader.exampleCount, batchSize: c.batchSize,
+                                                 ranks: ranks, option: "--batch")
+        }
         let stepsPerEpoch = trainLoader.batchesPerEpoch
         guard stepsPerEpoch > 0 else {
             throw TrainingError.invalidOption("--limit", reason: "no training example is left to train on")
@@ -188,9 +210,24 @@ public final class TrainingRun {
         } else {
             Autograd.dropoutSeed = TrainingRun.streamSeed(c.seed, 2)
         }
-        let log = try MetricsLog(directory: outputDirectory, resumingAtStep: resumed?.progress.globalStep)
-        let runInfo = ["parameters": String(model.parameterCount), "threads": String(Parallel.threadCount),
+        if let parallel {
+            try parallel.broadcastState(of: model)
+            observer?.message("data-parallel over \(ranks) ranks: \(parallel.buckets.buckets.count) gradient bucket(s),"
+                              + " batch norm \(synchronizeBatchNorm ? "synchronised" : "per rank")")
+        }
+        let log = try MetricsLog(directory: outputDirectory, resumingAtStep: resumed?.progress.globalStep,
+                                 writesFiles: writesFiles)
+        /// The checkpoint, written by rank 0 alone.
+        func saveCheckpoint(_ p: TrainingProgress) throws {
+            guard writesFiles else { return }
+            try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p)
+        }
+        var runInfo = ["parameters": String(model.parameterCount), "threads": String(Parallel.threadCount),
                        "model": modelConfiguration.name, "input": modelConfiguration.inputShape.description]
+        if parallel != nil {
+            runInfo["ranks"] = String(ranks)
+            runInfo["synchronized_batch_norm"] = String(synchronizeBatchNorm)
+        }
 
         func elapsed() -> Double { runSecondsBefore + Date().timeIntervalSince(clockStart) }
         func progress(epochSeconds: Double) -> TrainingProgress {
@@ -209,7 +246,17 @@ public final class TrainingRun {
             var sessionExamples = 0, sessionSteps = 0
             let firstStep = CheckedSize.ceilingDivision(trainLoader.state.position, by: c.batchSize)
             while let batch = trainLoader.next() {
-                let m = trainer.step(batch)
+                let m: StepMetrics, stopNow: Bool
+                let stopAfterStep = stopAfterStep
+                let askedToStop = { TrainingRun.stopRequested || stopAfterStep == trainer.globalStep }
+                if let parallel {
+                    // Every rank stops at the step where any one was asked to.
+                    (m, stopNow) = try parallel.step(trainer, batch: batch, stopRequested: askedToStop)
+                    lastCommunicationWaitSeconds = parallel.buckets.lastWaitSeconds
+                } else {
+                    m = trainer.step(batch)
+                    stopNow = askedToStop()
+                }
                 guard m.loss.isFinite else {
                     throw TrainingError.nonFiniteLoss(step: trainer.globalStep, epoch: epoch, loss: m.loss)
                 }
@@ -233,9 +280,9 @@ public final class TrainingRun {
                     epochAccuracy: Double(correct) / Double(examples), learningRate: m.learningRate,
                     imagesPerSecond: speed, epochSeconds: epochSecondsBefore + seconds, remainingSeconds: remaining,
                     peakResidentBytes: rss, runtimePeakBytes: peak))
-                if TrainingRun.stopRequested || stopAfterStep == trainer.globalStep {
+                if stopNow {
                     let p = progress(epochSeconds: epochSecondsBefore + seconds)
-                    try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p)
+                    try saveCheckpoint(p)
                     try log.writeSummaries(configuration: c, extra: runInfo)
                     observer?.message("stopped at epoch \(epoch), step \(trainer.globalStep) (\(firstStep + sessionSteps)/\(stepsPerEpoch) of the epoch);"
                                       + " continue with --resume \(outputDirectory)")
@@ -251,9 +298,11 @@ public final class TrainingRun {
             log.append(MetricRecord(phase: .trainEpoch, epoch: epoch, step: trainer.globalStep, loss: trainLoss,
                                     accuracy: trainAccuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
                                     peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak))
-            let test = Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount) { [observer] in
-                observer?.evaluating(batch: $0, of: $1)
-            }
+            let showEvaluation: (Int, Int) -> Void = { [observer] in observer?.evaluating(batch: $0, of: $1) }
+            let test = parallel?.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
+                                          progress: showEvaluation)
+                ?? Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
+                                    progress: showEvaluation)
             model.train()
             lastTest = test
             let (rss, peak) = (ProcessProbe.peakResidentBytes, Memory.peak)
@@ -261,8 +310,7 @@ public final class TrainingRun {
                                     accuracy: test.accuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
                                     peakResidentBytes: rss, runtimePeakBytes: peak))
             (lossSum, correct, examples, epochSecondsBefore) = (0, 0, 0, 0)
-            try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer,
-                                        progress: progress(epochSeconds: 0))
+            try saveCheckpoint(progress(epochSeconds: 0))
             try log.writeSummaries(configuration: c, extra: runInfo)
             observer?.epochFinished(EpochReport(epoch: epoch, epochs: c.epochs, trainLoss: trainLoss,
                                                 trainAccuracy: trainAccuracy, test: test, seconds: seconds,

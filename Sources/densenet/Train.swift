@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineOptions
+import DataParallel
 import Datasets
 import DenseNetModels
 import Foundation
@@ -36,6 +37,14 @@ struct Train: ParsableCommand {
         The folder receives metrics.csv (loss = MSE, accuracy 0), metrics.json (with train_mse \
         and test_mse of the last epoch) and model.safetensors; no curves, no --resume.
 
+        Data-parallel: `mpirun -np N densenet train ...` trains one model over N processes. \
+        --batch stays the global batch (each rank takes its slice; every batch, the last one of \
+        an epoch included, needs at least N examples); batch norm is synchronised over the \
+        ranks (--no-sync-batchnorm: per-rank statistics); rank 0 alone prints and writes the \
+        run's folder; --resume may use another number of ranks (every rank reads the folder). \
+        Ctrl-C on mpirun ends the job at once (Open MPI's mpirun kills the ranks), leaving the \
+        last epoch's checkpoint: stop a run for later with --stop-after-step or --stop-after-epoch.
+
         --max-memory SIZE (e.g. 6G) refuses to start when the planner predicts a larger peak of \
         tensor memory for one training step (as densenet summary prints it) with this model, \
         batch, strategy, optimizer and --threads.
@@ -71,9 +80,21 @@ struct Train: ParsableCommand {
     var resume: String?
     @Option(name: .customLong("stop-after-epoch"), help: "Stop after this epoch as if interrupted (resume later).")
     var stopAfterEpoch: Int?
+    @Option(name: .customLong("stop-after-step"), help: "Stop after this global step as if interrupted (resume later).")
+    var stopAfterStep: Int?
+    @Option(help: "Dropout rate after each dense layer of a DenseNet (default: the model's, 0 for the zoo's).")
+    var dropout: Double?
+    @Flag(name: .customLong("no-sync-batchnorm"), help: "Under mpirun: per-rank batch statistics instead of the global batch's.")
+    var noSyncBatchNorm = false
+    @Option(name: .customLong("bucket-cap-mb"), help: "Under mpirun: gradient bucket size in MiB (default 25, as PyTorch DDP).")
+    var bucketCapMiB: Double?
 
     func run() throws {
         threadsOptions.apply()
+        try Communicator.withWorld { try run(communicator: $0) }
+    }
+
+    func run(communicator: Communicator) throws {
         if let resume {
             let data = try dataOptions.givenSpec()
             if let data, data.isTable {
@@ -82,28 +103,46 @@ struct Train: ParsableCommand {
             let start = TrainingRun.Start.resume(path: resume, epochs: epochs, data: data)
             let run = try TrainingRun(start, outputDirectory: output.out)
             try checkResumeOptions(run.configuration, model: run.modelConfiguration)
-            try checkMemory(run.configuration, model: run.modelConfiguration)
-            return try train(run)
+            try checkMemory(run.configuration, model: run.modelConfiguration, ranks: communicator.size)
+            return try train(run, communicator: communicator)
         }
         let c = try configuration()
+        // Every rank must write into the same folder: a default folder is named by the time.
+        if communicator.size > 1 && output.out == nil {
+            throw TrainingError.invalidOption("--out", reason: "a run over \(communicator.size) ranks needs an explicit --out folder")
+        }
         let folder = output.folder { defaultFolder(c) }
         if c.data.isTable {
+            guard communicator.size == 1 else {
+                throw TrainingError.invalidOption("mpirun", reason: "regression runs (csv data) train in one process")
+            }
+            guard stopAfterStep == nil else {
+                throw TrainingError.invalidOption("--stop-after-step", reason: "regression runs (csv data) take seconds and are not resumable")
+            }
             guard stopAfterEpoch == nil else {
                 throw TrainingError.invalidOption("--stop-after-epoch", reason: "regression runs (csv data) take seconds and are not resumable")
             }
             let run = try RegressionRun(c, outputDirectory: folder)
-            try checkMemory(c, model: run.modelConfiguration)
+            try checkMemory(c, model: run.modelConfiguration, ranks: communicator.size)
             return try train(run)
         }
         let run = try TrainingRun(.fresh(c), outputDirectory: folder)
-        try checkMemory(c, model: run.modelConfiguration)
-        try train(run)
+        try checkMemory(c, model: run.modelConfiguration, ranks: communicator.size)
+        try train(run, communicator: communicator)
     }
 
     /// The run the options describe, image or table data alike.
     func configuration() throws -> TrainingConfiguration {
         let data = try dataOptions.spec()
-        let model = try modelOptions.configuration(for: data)
+        var model = try modelOptions.configuration(for: data)
+        if let dropout {
+            guard case .denseNet(var d) = model else {
+                throw TrainingError.invalidOption("--dropout", reason: "\(model.name) is not a DenseNet: only dense layers take dropout here")
+            }
+            d.dropRate = dropout
+            model = .denseNet(d)
+            try model.validate()
+        }
         return TrainingConfiguration(
             model: model,
             strategy: try MemoryPrediction.strategy(named: strategy ?? "shared"),
@@ -114,29 +153,50 @@ struct Train: ParsableCommand {
             seed: seed ?? 0, limit: dataOptions.limit, testLimit: dataOptions.testExamples, augment: !noAugment)
     }
 
-    /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor exists.
-    func checkMemory(_ c: TrainingConfiguration, model: ModelConfiguration) throws {
+    /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor
+    /// exists; over several ranks, for a rank's largest slice of the global batch, plus the
+    /// gradient buckets (one more copy of the gradients, GradientBuckets.swift).
+    func checkMemory(_ c: TrainingConfiguration, model: ModelConfiguration, ranks: Int = 1) throws {
         guard budget.maxMemory != nil else { return }
-        try budget.check(try MemoryPrediction.plan(model, batch: c.batchSize, strategy: c.strategy,
-                                                   optimizer: c.optimizer).peakBytes)
+        let batch = (c.batchSize + ranks - 1) / ranks
+        var peak = try MemoryPrediction.plan(model, batch: batch, strategy: c.strategy, optimizer: c.optimizer).peakBytes
+        if ranks > 1 { peak += try Architecture(model).trainableParameters * MemoryLayout<Float>.stride }
+        try budget.check(peak)
     }
 
-    func train(_ run: TrainingRun) throws {
+    func train(_ run: TrainingRun, communicator: Communicator) throws {
         let c = run.configuration
         let progress = ConsoleProgress()
-        run.observer = progress
+        // Rank 0 alone prints (and writes the folder); the others train silently.
+        let isRoot = communicator.rank == 0
+        if isRoot { run.observer = progress }
+        run.communicator = communicator
+        run.synchronizeBatchNorm = !noSyncBatchNorm
+        if let bucketCapMiB {
+            guard bucketCapMiB > 0, bucketCapMiB <= 1_048_576 else {
+                throw TrainingError.invalidOption("--bucket-cap-mb", reason: "\(bucketCapMiB) must be a positive size in MiB, e.g. 25")
+            }
+            run.bucketCapBytes = max(1, Int(bucketCapMiB * 1_048_576))
+        }
         run.stopAfterEpoch = stopAfterEpoch
+        run.stopAfterStep = stopAfterStep
         signal(SIGINT) { _ in
             if TrainingRun.stopRequested { _exit(130) }
             TrainingRun.requestStop()
         }
         let m = run.modelConfiguration
-        progress.message("run folder: \(run.outputDirectory)")
-        progress.message("\(m.name) (input \(m.inputShape), \(m.outputCount) classes), strategy \(c.strategy.name),"
+        let print = isRoot ? { progress.message($0) } : { (_: String) in }
+        print("run folder: \(run.outputDirectory)")
+        print("\(m.name) (input \(m.inputShape), \(m.outputCount) classes), strategy \(c.strategy.name),"
                          + " \(c.data.name): \(min(run.trainSet.count, c.limit ?? .max)) training / \(min(run.testSet.count, c.testLimit ?? .max)) test images,"
                          + " batch \(c.batchSize), \(c.optimizer.kind.rawValue) lr \(c.optimizer.learningRate) (\(c.schedule.rawValue)),"
-                         + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)")
+                         + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)"
+                         + (communicator.size > 1 ? " per rank, \(communicator.size) ranks (batch norm \(noSyncBatchNorm ? "per rank" : "synchronised"))" : ""))
         let summary = try run.run()
+        guard isRoot else {
+            if TrainingRun.stopRequested { throw ExitCode(130) }
+            return
+        }
         var line = "\(summary.stoppedEarly ? "stopped" : "done"): \(summary.epochsCompleted)/\(c.epochs) epoch(s), \(summary.globalStep) steps in \(ConsoleProgress.clock(summary.seconds))"
         if let test = summary.lastTest {
             line += ", test accuracy \(String(format: "%.2f%%", 100 * test.accuracy)), test loss \(String(format: "%.4f", test.loss))"

@@ -65,14 +65,29 @@ enum MPIJob {
     }
 
     /// The `mpi-selftest` executable in this test bundle's build products folder.
-    static func selftest() throws -> URL {
+    static func selftest() throws -> URL { try product("mpi-selftest") }
+
+    /// An executable of this package in this test bundle's build products folder.
+    static func product(_ name: String) throws -> URL {
         let products = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        let url = products.appendingPathComponent("mpi-selftest")
+        let url = products.appendingPathComponent(name)
         guard FileManager.default.isExecutableFile(atPath: url.path) else {
-            throw MPIJobError("\(url.path) is missing: build it with `swift build --product mpi-selftest`"
+            throw MPIJobError("\(url.path) is missing: build it with `swift build --product \(name)`"
                               + " (a plain `swift build` or `swift test` builds it too)")
         }
         return url
+    }
+
+    /// The processes whose parent is `pid` (from /proc), in ascending id order.
+    static func children(of pid: Int32) -> [Int32] {
+        let ids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap(Int32.init) ?? []
+        return ids.filter { id in
+            guard let stat = try? String(contentsOfFile: "/proc/\(id)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            // Fields after "(comm)": state, ppid, ...
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            return fields.count > 1 && Int32(fields[1]) == pid
+        }.sorted()
     }
 
     /// `mpirun` from PATH.
@@ -86,13 +101,16 @@ enum MPIJob {
     }
 
     /// `mpirun --oversubscribe <arguments>`, allowed to run as root (CI does).
-    static func run(_ arguments: [String], timeout: Double) throws -> Result {
-        try run(executable: mpirun(), ["--oversubscribe"] + arguments, timeout: timeout)
+    /// `during`, if given, runs on another thread with mpirun's process id once it has started;
+    /// what it returns is added to the output.
+    static func run(_ arguments: [String], timeout: Double, during: ((Int32) -> String)? = nil) throws -> Result {
+        try run(executable: mpirun(), ["--oversubscribe"] + arguments, timeout: timeout, during: during)
     }
 
     /// Runs `executable` with standard output and error to one temporary file; past `timeout`
     /// seconds sends SIGTERM (mpirun then ends its ranks), and SIGKILL 10 s later.
-    static func run(executable: URL, _ arguments: [String], timeout: Double) throws -> Result {
+    static func run(executable: URL, _ arguments: [String], timeout: Double,
+                    during: ((Int32) -> String)? = nil) throws -> Result {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-job-\(UUID().uuidString).log")
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: log) }
@@ -115,6 +133,12 @@ enum MPIJob {
         process.standardError = handle
         let started = Date()
         try process.run()
+        let note = NoteBox()
+        let group = DispatchGroup()
+        if let during {
+            let pid = process.processIdentifier
+            DispatchQueue.global().async(group: group) { note.text = during(pid) }
+        }
         var timedOut = false
         while process.isRunning {
             let elapsed = Date().timeIntervalSince(started)
@@ -124,11 +148,14 @@ enum MPIJob {
         }
         process.waitUntilExit()
         let seconds = Date().timeIntervalSince(started)
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        group.wait()
+        let output = ((try? String(contentsOf: log, encoding: .utf8)) ?? "") + (note.text.map { "\n[test] \($0)\n" } ?? "")
         return Result(status: process.terminationStatus, timedOut: timedOut, seconds: seconds,
                       output: "\(executable.lastPathComponent) \(arguments.joined(separator: " ")):\n\(output)")
     }
 }
+
+private final class NoteBox: @unchecked Sendable { var text: String? }
 
 struct MPIJobError: Error, CustomStringConvertible {
     let description: String
