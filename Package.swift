@@ -31,6 +31,10 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+    .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+    .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+    // libjpeg's error_exit longjmps inside C (Sources/CImageCodecs), never across Swift frames.
+    .target(name: "CImageCodecs", dependencies: ["CLibJPEG"], cSettings: [.unsafeFlags(["-O2"])]),
 ]
 
 // MARK: - Libraries
@@ -43,7 +47,8 @@ let libraries: [Target] = [
     .target(name: "NeuralLayers", dependencies: ["Runtime", "Kernels", "Autograd"], swiftSettings: optimized),
     .target(name: "DenseNetModels", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],
             swiftSettings: optimized),
-    .target(name: "Datasets", dependencies: ["Runtime", "CZlib"], swiftSettings: optimized),
+    .target(name: "Datasets", dependencies: ["Runtime", "CZlib", "CLibPNG", "CImageCodecs"],
+            swiftSettings: optimized),
     .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints"], swiftSettings: optimized),
@@ -74,6 +79,8 @@ let tests: [Target] = [
                 swiftSettings: plain),
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels"], swiftSettings: plain),
+    .testTarget(name: "ImageTests", dependencies: ["Runtime", "Datasets", "Training", "DenseNetModels"],
+                exclude: ["Fixtures"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
 ]
 
