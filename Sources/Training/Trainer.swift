@@ -54,14 +54,14 @@ public final class Trainer {
     /// mode (running statistics, no dropout) and without recording a graph. The model is left
     /// in evaluation mode.
     public static func evaluate(_ model: any Network, loader: DataLoader, classCount: Int,
-                                progress: ((Int, Int) -> Void)? = nil) -> EvaluationResult {
+                                progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
         model.eval()
         var confusion = ConfusionMatrix(classCount: classCount)
         var lossSum = 0.0
         var examples = 0
         var index = 0
         let batches = loader.batchesPerEpoch
-        while let batch = loader.next() {
+        while let batch = try loader.next() {
             let logits = logits(model, images: batch.images)
             lossSum += Double(CrossEntropy.forward(logits, labels: batch.labels)) * Double(batch.labels.count)
             for (p, l) in zip(Predictions.argmax(logits), batch.labels) { confusion.add(label: Int(l), prediction: p) }

@@ -157,7 +157,7 @@ public final class TrainingRun {
             let epochStart = Date()
             var sessionExamples = 0, sessionSteps = 0
             let firstStep = (trainLoader.state.position + c.batchSize - 1) / c.batchSize
-            while let batch = trainLoader.next() {
+            while let batch = try trainLoader.next() {
                 let m = trainer.step(batch)
                 lossSum += Double(m.loss) * Double(m.examples)
                 correct += m.correct
@@ -197,7 +197,7 @@ public final class TrainingRun {
             log.append(MetricRecord(phase: .trainEpoch, epoch: epoch, step: trainer.globalStep, loss: trainLoss,
                                     accuracy: trainAccuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
                                     peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak))
-            let test = Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount) { [observer] in
+            let test = try Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount) { [observer] in
                 observer?.evaluating(batch: $0, of: $1)
             }
             model.train()
