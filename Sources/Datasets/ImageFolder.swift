@@ -198,7 +198,7 @@ public enum ImageFolder {
             if hasTrain {
                 throw DatasetError.badImageFolder(path: root, reason: "has a train/ folder, so it is already split: leave out val-fraction")
             }
-            classes = try classNames(in: root)
+            classes = try classNames(in: root, fail: fail)
             var all = [[String]]()
             for name in classes { all.append(try imageFiles(in: (root as NSString).appendingPathComponent(name), fail: fail)) }
             files = all.enumerated().map { (label, list) in
@@ -216,8 +216,8 @@ public enum ImageFolder {
                 throw DatasetError.badImageFolder(path: root, reason: "needs train/ and val/ sub-folders of class folders"
                                                   + " (\(hasTrain ? "val/ is missing" : "train/ is missing")), or val-fraction=F to split one tree of class folders")
             }
-            classes = try classNames(in: trainDir)
-            let valClasses = try classNames(in: valDir)
+            classes = try classNames(in: trainDir, fail: fail)
+            let valClasses = try classNames(in: valDir, fail: fail)
             if let missing = classes.first(where: { !valClasses.contains($0) }) {
                 throw DatasetError.badImageFolder(path: (valDir as NSString).appendingPathComponent(missing),
                                                   reason: "class '\(missing)' of train/ has no folder in \((valDir as NSString).lastPathComponent)/: add it (with images), or remove it from train/")
@@ -268,18 +268,30 @@ public enum ImageFolder {
 
     static func codePointOrder(_ a: String, _ b: String) -> Bool { a.utf8.lexicographicallyPrecedes(b.utf8) }
 
-    /// Sub-folders of `directory`, sorted by code point; an error when it cannot be listed.
-    static func classNames(in directory: String) throws -> [String] {
+    /// Sub-folders of `directory` (symbolic links followed), sorted by code point; an error
+    /// when it cannot be listed, or an entry cannot be examined (to `fail`: left out when
+    /// skipping bad images).
+    static func classNames(in directory: String, fail: (DatasetError) throws -> Void) throws -> [String] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
             throw DatasetError.badImageFolder(path: directory, reason: "cannot list it (\(reason(error))); check its permissions")
         }
-        return names.filter { name in
-            guard !name.hasPrefix(".") else { return false }
-            var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent(name), isDirectory: &isDirectory)
-                && isDirectory.boolValue
-        }.sorted(by: codePointOrder)
+        var classes = [String]()
+        for name in names where !name.hasPrefix(".") {
+            let path = (directory as NSString).appendingPathComponent(name)
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                try fail(.badImageFolder(path: path, reason: "cannot read it (\(String(cString: strerror(errno))))"))
+                continue
+            }
+            guard (info.st_mode & S_IFMT) == S_IFDIR else { continue }
+            guard access(path, R_OK | X_OK) == 0 else {
+                try fail(.badImageFolder(path: path, reason: "cannot list it (\(String(cString: strerror(errno)))); check its permissions"))
+                continue
+            }
+            classes.append(name)
+        }
+        return classes.sorted(by: codePointOrder)
     }
 
     /// The image files under `directory` (recursively), sorted; zero-byte and non-image files
