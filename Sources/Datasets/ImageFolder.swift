@@ -13,9 +13,10 @@ public struct ImageFolderOptions: Codable, Equatable, Sendable {
     public var channels: Int?
     /// Leave out files that cannot be decoded (counted in the log) instead of failing.
     public var skipBadImages: Bool
-    /// Side of the square crop fed to the model; nil: the model's input size.
+    /// Side of the square crop when the loader sets no size; the loader's `resize` (in
+    /// training, the model's input: `--input`) overrides it. nil: 224.
     public var crop: Int?
-    /// Evaluation's shorter-side resize; nil: crop · 256/224 (torchvision's 256 for 224).
+    /// Evaluation's shorter-side resize; nil: the output side · 256/224 (torchvision's 256 for 224).
     public var resize: Int?
     /// The random crop's smallest area fraction (torchvision: 0.08).
     public var minScale: Double
@@ -45,14 +46,13 @@ public struct ImageFolderOptions: Codable, Equatable, Sendable {
         return Normalization(mean: [0.449], std: [0.226])
     }
 
-    /// Reads `key=value` items (`val-fraction=0.2`, `split-seed=1`, `channels=1`, `crop=224`,
-    /// `resize=256`, `min-scale=0.08`, `mean=0.5/0.5/0.5`, `std=...`) and the flag
+    /// Reads `key=value` items (`val-fraction=0.2`, `split-seed=1`, `channels=1`, `resize=256`, `min-scale=0.08`, `mean=0.5/0.5/0.5`, `std=...`) and the flag
     /// `skip-bad-images`; the error names the item.
     public static func parse(_ items: [String]) throws -> ImageFolderOptions {
         var o = ImageFolderOptions()
         func bad(_ item: String, _ why: String) -> DatasetError {
             .badImageFolder(path: item, reason: "bad image-folder option: \(why); options are val-fraction=F, split-seed=N,"
-                            + " channels=1|3, crop=N, resize=N, min-scale=F, mean=A/B/C, std=A/B/C, skip-bad-images")
+                            + " channels=1|3, resize=N, min-scale=F, mean=A/B/C, std=A/B/C, skip-bad-images")
         }
         for item in items {
             if item == "skip-bad-images" { o.skipBadImages = true; continue }
@@ -79,7 +79,6 @@ public struct ImageFolderOptions: Codable, Equatable, Sendable {
                 let v = try int(1...3)
                 guard v != 2 else { throw bad(item, "channels must be 1 or 3") }
                 o.channels = v
-            case "crop": o.crop = try int(1...16384)
             case "resize": o.resize = try int(1...16384)
             case "min-scale":
                 guard let v = Double(value), v > 0, v <= 1 else { throw bad(item, "min-scale must be in (0, 1]") }

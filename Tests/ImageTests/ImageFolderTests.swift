@@ -96,13 +96,13 @@ final class ImageFolderTests: XCTestCase {
     }
 
     func testOptionsParse() throws {
-        let o = try ImageFolderOptions.parse(["val-fraction=0.25", "skip-bad-images", "channels=3", "crop=32",
+        let o = try ImageFolderOptions.parse(["val-fraction=0.25", "skip-bad-images", "channels=3", "resize=32",
                                               "mean=0.5/0.5/0.5", "std=0.25/0.25/0.25"])
         XCTAssertEqual(o.valFraction, 0.25)
         XCTAssertTrue(o.skipBadImages)
         XCTAssertEqual(o.normalization(channels: 3), Normalization(mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]))
         XCTAssertEqual(ImageFolderOptions().normalization(channels: 3), ImageFolderOptions.imageNet)
-        for bad in [["val-fraction=1.5"], ["channels=2"], ["colour=yes"], ["mean=0.5"], ["crop"], ["std=0/1/1", "mean=0/0/0"]] {
+        for bad in [["val-fraction=1.5"], ["channels=2"], ["colour=yes"], ["mean=0.5"], ["crop=32"], ["resize"], ["std=0/1/1", "mean=0/0/0"]] {
             XCTAssertThrowsError(try ImageFolderOptions.parse(bad), "\(bad)")
         }
     }
