@@ -128,3 +128,63 @@ void ic_jpeg_destroy(ic_jpeg *decoder) {
     if (decoder->created) jpeg_destroy_decompress(&decoder->info);
     free(decoder);
 }
+
+// MARK: Encoding
+
+struct ic_encoder {
+    struct jpeg_compress_struct info;
+    struct jpeg_error_mgr errors;
+    jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];
+};
+
+static void ic_encoder_error_exit(j_common_ptr info) {
+    struct ic_encoder *encoder = (struct ic_encoder *)info->client_data;
+    (*info->err->format_message)(info, encoder->message);
+    longjmp(encoder->jump, 1);
+}
+
+int ic_jpeg_encode(const unsigned char *pixels, unsigned int width, unsigned int height, int components, int quality,
+                   unsigned char **out, unsigned long *out_size, char *message, size_t message_size) {
+    *out = NULL;
+    *out_size = 0;
+    if (components != 1 && components != 3) {
+        snprintf(message, message_size, "%d components: JPEG images here are grey (1) or RGB (3)", components);
+        return -1;
+    }
+    struct ic_encoder *encoder = calloc(1, sizeof *encoder);
+    if (!encoder) { snprintf(message, message_size, "out of memory"); return -1; }
+    encoder->info.err = jpeg_std_error(&encoder->errors);
+    encoder->errors.error_exit = ic_encoder_error_exit;
+    encoder->errors.output_message = ic_output_message;
+    encoder->info.client_data = encoder;
+    if (setjmp(encoder->jump)) {
+        snprintf(message, message_size, "%s", encoder->message);
+        jpeg_destroy_compress(&encoder->info);
+        free(*out);
+        *out = NULL;
+        *out_size = 0;
+        free(encoder);
+        return -1;
+    }
+    jpeg_create_compress(&encoder->info);
+    jpeg_mem_dest(&encoder->info, out, out_size);
+    encoder->info.image_width = width;
+    encoder->info.image_height = height;
+    encoder->info.input_components = components;
+    encoder->info.in_color_space = components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&encoder->info);
+    jpeg_set_quality(&encoder->info, quality, TRUE);
+    jpeg_start_compress(&encoder->info, TRUE);
+    size_t stride = (size_t)width * (size_t)components;
+    while (encoder->info.next_scanline < encoder->info.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)encoder->info.next_scanline * stride);
+        jpeg_write_scanlines(&encoder->info, &row, 1);
+    }
+    jpeg_finish_compress(&encoder->info);
+    jpeg_destroy_compress(&encoder->info);
+    free(encoder);
+    return 0;
+}
+
+void ic_free(void *buffer) { free(buffer); }

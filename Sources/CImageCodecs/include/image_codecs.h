@@ -38,4 +38,14 @@ const char *ic_jpeg_message(const ic_jpeg *decoder);
 /// Frees the decoder (NULL is fine).
 void ic_jpeg_destroy(ic_jpeg *decoder);
 
+/// Encodes `height` rows of `width * components` bytes (1: grey, 3: RGB) at `quality` (1-100,
+/// libjpeg's default 4:2:0 subsampling for RGB) into a buffer from malloc, returned in `*out`
+/// and `*out_size` (free it with ic_free). Returns 0, or -1 with the reason in `message`
+/// (`message_size` bytes).
+int ic_jpeg_encode(const unsigned char *pixels, unsigned int width, unsigned int height, int components, int quality,
+                   unsigned char **out, unsigned long *out_size, char *message, size_t message_size);
+
+/// free() for buffers returned by ic_jpeg_encode.
+void ic_free(void *buffer);
+
 #endif
