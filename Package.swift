@@ -79,7 +79,8 @@ let tests: [Target] = [
                 swiftSettings: plain),
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels"], swiftSettings: plain),
-    .testTarget(name: "ImageTests", dependencies: ["Runtime", "Datasets", "Training", "DenseNetModels"],
+    .testTarget(name: "ImageTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training", "DenseNetModels",
+                                                    "NeuralLayers", "Autograd"],
                 exclude: ["Fixtures"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels"], swiftSettings: plain),
 ]

@@ -23,6 +23,9 @@ public final class Trainer {
     public let schedule: LearningRateSchedule
     /// Optimizer steps taken so far (0-based index of the next step); the schedule's clock.
     public var globalStep: Int
+    /// Modules kept in evaluation mode while the rest trains (frozen features:
+    /// `FineTuning.frozenModules`).
+    public var frozenModules: [Module] = []
 
     public init(model: any Network, optimizer: any Optimizer, schedule: LearningRateSchedule, globalStep: Int = 0) {
         self.model = model
@@ -34,6 +37,7 @@ public final class Trainer {
     /// Forward, cross-entropy, backward and one update at the schedule's rate.
     public func step(images: Tensor, labels: [Int32]) -> StepMetrics {
         model.train()
+        for m in frozenModules { m.eval() }
         optimizer.zeroGradients()
         let input = ModelInput.prepare(images, for: model.modelConfiguration)
         let logits = model(Variable(input))
