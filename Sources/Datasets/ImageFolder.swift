@@ -110,7 +110,10 @@ public final class ImageFiles: @unchecked Sendable {
     private let lock = NSLock()
     private var bad: [String: String] = [:]
 
-    init(paths: [String], channels: Int, options: ImageFolderOptions) {
+    /// Files decoded to `channels` (1 or 3) channels; `options` supplies `skipBadImages` and
+    /// the evaluation `resize`.
+    public init(paths: [String], channels: Int, options: ImageFolderOptions) {
+        precondition(channels == 1 || channels == 3, "ImageFiles: \(channels) channels, expected 1 or 3")
         self.paths = paths
         self.channels = channels
         self.options = options

@@ -181,7 +181,8 @@ public final class TrainingRun {
                     peakResidentBytes: rss, runtimePeakBytes: peak))
                 if TrainingRun.stopRequested || stopAfterStep == trainer.globalStep {
                     let p = progress(epochSeconds: epochSecondsBefore + seconds)
-                    try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p)
+                    try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p,
+                                                classNames: trainSet.classNames)
                     try log.writeSummaries(configuration: c, extra: runInfo)
                     observer?.message("stopped at epoch \(epoch), step \(trainer.globalStep) (\(firstStep + sessionSteps)/\(stepsPerEpoch) of the epoch);"
                                       + " continue with --resume \(outputDirectory)")
@@ -208,7 +209,7 @@ public final class TrainingRun {
                                     peakResidentBytes: rss, runtimePeakBytes: peak))
             (lossSum, correct, examples, epochSecondsBefore) = (0, 0, 0, 0)
             try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer,
-                                        progress: progress(epochSeconds: 0))
+                                        progress: progress(epochSeconds: 0), classNames: trainSet.classNames)
             try log.writeSummaries(configuration: c, extra: runInfo)
             observer?.epochFinished(EpochReport(epoch: epoch, epochs: c.epochs, trainLoss: trainLoss,
                                                 trainAccuracy: trainAccuracy, test: test, seconds: seconds,
