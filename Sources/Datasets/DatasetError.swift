@@ -78,7 +78,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case .badTable(let path, let line, let reason):
             return "\(path):\(line): \(reason)"
         case .badImage(let path, let reason):
-            return "\(path): \(reason) (or pass skip-bad-images to leave bad files out)"
+            return "\(path): \(reason) (with skip-bad-images such files are left out)"
         case .badImageFolder(let path, let reason):
             return "\(path): \(reason)"
         }

@@ -108,12 +108,16 @@ public struct Resampling: Sendable {
     static func resample(_ image: DecodedImage, rows: Resampling, columns: Resampling, flip: Bool,
                          dst: UnsafeMutablePointer<Float>, planeStride: Int) {
         let c = image.channels, w = image.width, outH = rows.first.count, outW = columns.first.count
+        // Only the input rows some output row reads (a random crop's, not the whole image's).
+        let used = zip(rows.first, rows.weights).filter { !$0.1.isEmpty }
+        let rowStart = used.map(\.0).min() ?? 0
+        let rowEnd = used.map { $0.0 + $0.1.count }.max() ?? 0
         var horizontal = [Float](repeating: 0, count: image.height * outW * c)  // (H, outW, C)
         image.pixels.withUnsafeBufferPointer { src in
             horizontal.withUnsafeMutableBufferPointer { tmp in
                 for x in 0..<outW {
                     let k = columns.weights[x], x0 = columns.first[x]
-                    for y in 0..<image.height {
+                    for y in rowStart..<max(rowEnd, rowStart) {
                         let row = src.baseAddress! + y * w * c
                         for ch in 0..<c {
                             var s: Float = 0

@@ -174,6 +174,6 @@ final class BadImageTests: XCTestCase {
 
     func testErrorsReadWell() {
         let e = DatasetError.badImage(path: "/data/train/cat/1.jpg", reason: ImageDecodingError.empty.description)
-        XCTAssertEqual("\(e)", "/data/train/cat/1.jpg: empty file (0 bytes); remove it or copy it again (or pass skip-bad-images to leave bad files out)")
+        XCTAssertEqual("\(e)", "/data/train/cat/1.jpg: empty file (0 bytes); remove it or copy it again (with skip-bad-images such files are left out)")
     }
 }
