@@ -174,19 +174,22 @@ public final class DataLoader: @unchecked Sendable {
     /// `DatasetError.badImage` naming it), unless the folder skips bad images (then the batch
     /// is smaller).
     public func next() throws -> Batch? {
-        let index = (position + options.batchSize - 1) / options.batchSize
-        if index >= batchesPerEpoch {
-            epoch += 1
-            position = 0
-            return nil
+        while true {
+            let index = (position + options.batchSize - 1) / options.batchSize
+            if index >= batchesPerEpoch {
+                epoch += 1
+                position = 0
+                return nil
+            }
+            let batch = try take(epoch: epoch, index: index)
+            position = min((index + 1) * options.batchSize, exampleCount)
+            if options.prefetch {
+                let following = index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
+                if batchesPerEpoch > 0 { schedule(epoch: following.0, index: following.1) }
+            }
+            // An image folder's batch whose every file was left out as bad: go on to the next.
+            if !batch.labels.isEmpty { return batch }
         }
-        let batch = try take(epoch: epoch, index: index)
-        position = min((index + 1) * options.batchSize, exampleCount)
-        if options.prefetch {
-            let following = index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
-            if batchesPerEpoch > 0 { schedule(epoch: following.0, index: following.1) }
-        }
-        return batch
     }
 
     private func take(epoch: Int, index: Int) throws -> Batch {

@@ -172,6 +172,20 @@ final class BadImageTests: XCTestCase {
         }())?.reason, "no such folder")
     }
 
+    func testABatchOfOnlyBadFilesIsPassedOver() throws {
+        dir.write("train/a/0.png", greyPNG(1))
+        dir.write("val/a/0.png", greyPNG(1))
+        for i in 1...4 { dir.write("train/a/\(i).jpg", Array(try Fixtures.bytes("gray.jpg").prefix(200))) }
+        let train = try ImageFolder.load(.train, directory: dir.path, options: skip)
+        XCTAssertEqual(train.count, 5)
+        let loader = DataLoader(train, options: .init(batchSize: 2, shuffle: false, prefetch: false))
+        let (batches, _) = try capturingLog { () throws -> [Batch] in var out = [Batch](); while let b = try loader.next() { out.append(b) }; return out }
+        // Order: 0.png 1.jpg | 2.jpg 3.jpg | 4.jpg: the second and third batches are all bad.
+        XCTAssertEqual(batches.map(\.index), [0])
+        XCTAssertEqual(batches.map(\.labels.count), [1])
+        XCTAssertEqual(loader.state.epoch, 1, "the epoch ended")
+    }
+
     func testErrorsReadWell() {
         let e = DatasetError.badImage(path: "/data/train/cat/1.jpg", reason: ImageDecodingError.empty.description)
         XCTAssertEqual("\(e)", "/data/train/cat/1.jpg: empty file (0 bytes); remove it or copy it again (with skip-bad-images such files are left out)")
