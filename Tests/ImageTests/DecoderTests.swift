@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Runtime
 import XCTest
 
 /// The fixtures of Scripts/make_image_fixtures.py, with the pixels Pillow decoded from them.
@@ -93,6 +94,39 @@ final class DecoderTests: XCTestCase {
         var png = try Fixtures.bytes("rgb8.png")
         png[png.count - 20] ^= 0x55
         XCTAssertThrowsError(try ImageDecoding.decode(png))
+    }
+
+    /// Seeded random damage to every fixture (bytes overwritten, cut short, chunks repeated):
+    /// each decode returns an image or a typed error, never a crash, a hang or an exit.
+    func testDamagedFilesNeverCrash() throws {
+        var rng = SeededGenerator(seed: 2026)
+        var errors = 0, images = 0
+        for name in Fixtures.expected.keys.sorted() {
+            let original = try Fixtures.bytes(name)
+            for trial in 0..<150 {
+                var bytes = original
+                let r = Int(rng.next() % 1000)
+                switch trial % 3 {
+                case 0:
+                    for _ in 0..<(1 + r % 8) { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+                case 1:
+                    bytes = Array(bytes.prefix(1 + r % bytes.count))
+                    bytes[Int(rng.next() % UInt64(bytes.count))] ^= 0x5A
+                default:
+                    let start = r % bytes.count, length = min(1 + Int(rng.next() % 64), bytes.count - start)
+                    bytes.insert(contentsOf: bytes[start..<(start + length)], at: Int(rng.next() % UInt64(bytes.count)))
+                }
+                do {
+                    let image = try ImageDecoding.decode(bytes, maximumPixels: 1 << 22)
+                    XCTAssertEqual(image.pixels.count, image.width * image.height * image.channels)
+                    images += 1
+                } catch is ImageDecodingError {
+                    errors += 1
+                }
+            }
+        }
+        XCTAssertGreaterThan(errors, 500, "most damage is detected")
+        print("damaged fixtures: \(errors) errors, \(images) images decoded anyway")
     }
 
     func testEmptyAndNonImageBytes() {
