@@ -123,6 +123,13 @@ public enum TrainingCheckpoint {
 
     // MARK: Optimizer state
 
+    /// The model's names of the optimizer's parameters, in the optimizer's order: all of the
+    /// model's, or a subset (the classifier of a run with frozen features, `FineTuning`).
+    public static func parameterNames(of optimizer: any Optimizer, in model: Module) -> [String] {
+        let names = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.parameter), $0.name) })
+        return optimizer.parameters.enumerated().map { names[ObjectIdentifier($0.element)] ?? "parameter\($0.offset)" }
+    }
+
     /// The optimizer's state tensors under checkpoint names: index `i` of `namedState()`
     /// (`momentum_buffer.i`) belongs to parameter `i` of the model.
     public static func optimizerTensors(_ optimizer: any Optimizer, parameterNames: [String]) -> [(name: String, tensor: Tensor)] {
@@ -148,7 +155,7 @@ public enum TrainingCheckpoint {
             shared[classNamesKey] = String(decoding: try JSONEncoder().encode(classNames), as: UTF8.self)
         }
         try saveModel(model, to: path(directory, modelFileName), metadata: shared)
-        let names = model.namedParameters().map(\.name)
+        let names = parameterNames(of: optimizer, in: model)
         let sources = optimizerTensors(optimizer, parameterNames: names).map { TensorSource(name: $0.name, tensor: $0.tensor) }
         var metadata = shared
         let encoder = JSONEncoder()

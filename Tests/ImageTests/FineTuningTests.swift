@@ -97,6 +97,17 @@ final class FineTuningTests: XCTestCase {
         XCTAssertNotEqual(stateArrays(unfrozen, prefix: "features."), before)
     }
 
+    func testCheckpointOfAFrozenRunNamesTheClassifiersOptimizerState() throws {
+        let model = try DenseNet(smallDenseNet(classes: 5), strategy: .shared)
+        let sgd = SGD(parameters: FineTuning.trainableParameters(model, freeze: .features), learningRate: 0.1, momentum: 0.9)
+        XCTAssertEqual(TrainingCheckpoint.parameterNames(of: sgd, in: model), ["classifier.weight", "classifier.bias"])
+        let all = SGD(parameters: model.parameters, learningRate: 0.1, momentum: 0.9)
+        XCTAssertEqual(TrainingCheckpoint.parameterNames(of: all, in: model), model.namedParameters().map(\.name))
+        XCTAssertEqual(TrainingCheckpoint.optimizerTensors(sgd, parameterNames: TrainingCheckpoint.parameterNames(of: sgd, in: model))
+                        .map(\.name).sorted(),
+                       ["optimizer.classifier.bias.momentum_buffer", "optimizer.classifier.weight.momentum_buffer"])
+    }
+
     func testAnotherArchitectureIsRefusedNamingTheTensors() throws {
         let (_, path) = try savedModel(smallDenseNet(classes: 10, growth: 6))
         let model = try DenseNet(smallDenseNet(classes: 10, growth: 4), strategy: .shared)
