@@ -34,6 +34,10 @@ let systemLibraries: [Target] = [
     // Open MPI (Sources/CMPI/shim.h says why Swift reaches it through a C wrapper).
     .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     .target(name: "CMPIShim", dependencies: ["CMPI"], cSettings: [.unsafeFlags(["-O2"])]),
+    .systemLibrary(name: "CLibPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+    .systemLibrary(name: "CLibJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+    // libjpeg's error_exit longjmps inside C (Sources/CImageCodecs), never across Swift frames.
+    .target(name: "CImageCodecs", dependencies: ["CLibJPEG"], cSettings: [.unsafeFlags(["-O2"])]),
 ]
 
 // MARK: - Libraries
@@ -46,7 +50,8 @@ let libraries: [Target] = [
     .target(name: "NeuralLayers", dependencies: ["Runtime", "Kernels", "Autograd"], swiftSettings: optimized),
     .target(name: "DenseNetModels", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],
             swiftSettings: optimized),
-    .target(name: "Datasets", dependencies: ["Runtime", "CZlib"], swiftSettings: optimized),
+    .target(name: "Datasets", dependencies: ["Runtime", "CZlib", "CLibPNG", "CImageCodecs"],
+            swiftSettings: optimized),
     .target(name: "Checkpoints", dependencies: ["Runtime"], swiftSettings: optimized),
     .target(name: "Training", dependencies: ["Runtime", "Autograd", "NeuralLayers", "DenseNetModels",
                                              "Datasets", "Checkpoints", "DataParallel"], swiftSettings: optimized),
@@ -86,6 +91,9 @@ let tests: [Target] = [
                 swiftSettings: plain),
     .testTarget(name: "TrainingTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training",
                                                       "DenseNetModels", "Autograd"],
+                exclude: ["Fixtures"], swiftSettings: plain),
+    .testTarget(name: "ImageTests", dependencies: ["Runtime", "Datasets", "Checkpoints", "Training", "DenseNetModels",
+                                                    "NeuralLayers", "Autograd"],
                 exclude: ["Fixtures"], swiftSettings: plain),
     .testTarget(name: "DataParallelTests", dependencies: ["Runtime", "DataParallel", "Checkpoints"], swiftSettings: plain),
     .testTarget(name: "BenchmarkTests", dependencies: ["BenchmarkSupport", "DenseNetModels", "Runtime"], swiftSettings: plain),

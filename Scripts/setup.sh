@@ -2,11 +2,12 @@
 # Installs the Debian packages this project needs, when they are missing. Idempotent, and quiet
 # when there is nothing to do. Needs root or sudo only when something must be installed.
 #   Scripts/setup.sh            build, test and data dependencies (OpenBLAS, jemalloc, zlib, Open MPI,
-#                               Fashion-MNIST)
+#                               libpng, libjpeg-turbo, Fashion-MNIST)
 #   (--data is accepted for compatibility; the data package is always installed)
 set -euo pipefail
 
-packages=(libopenblas-dev libjemalloc-dev zlib1g-dev openmpi-bin libopenmpi-dev pkg-config dataset-fashion-mnist)
+packages=(libopenblas-dev libjemalloc-dev zlib1g-dev openmpi-bin libopenmpi-dev libpng-dev libjpeg62-turbo-dev pkg-config
+          dataset-fashion-mnist)
 for arg in "$@"; do
     case "$arg" in
         --data) ;;

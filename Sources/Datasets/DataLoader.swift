@@ -117,7 +117,7 @@ public final class DataLoader: @unchecked Sendable {
     private let queue = DispatchQueue(label: "DataLoader.prefetch")
     private var pending: (key: [Int], group: DispatchGroup, box: ResultBox)?
 
-    private final class ResultBox: @unchecked Sendable { var batch: Batch? }
+    private final class ResultBox: @unchecked Sendable { var batch: Result<Batch, Error>? }
 
     public convenience init(_ dataset: ImageDataset, options: DataLoaderOptions) {
         self.init(dataset, options: options, slice: .whole)
@@ -131,12 +131,16 @@ public final class DataLoader: @unchecked Sendable {
         }
         if case .randomCropFlip(let padding, _) = options.augmentation {
             precondition(padding >= 0, "DataLoader: negative crop padding \(padding)")
+            precondition(dataset.files == nil, "DataLoader: an image folder takes .randomResizedCrop, not .randomCropFlip")
+        }
+        if case .randomResizedCrop = options.augmentation {
+            precondition(dataset.files != nil, "DataLoader: .randomResizedCrop needs an image folder")
         }
         self.dataset = dataset
         self.options = options
         self.slice = slice
         self.exampleCount = min(dataset.count, options.limit ?? dataset.count)
-        if let size = options.resize, size != ImageSize(height: dataset.height, width: dataset.width) {
+        if dataset.files == nil, let size = options.resize, size != ImageSize(height: dataset.height, width: dataset.width) {
             rows = ImageTransforms.Axis(from: dataset.height, to: size.height)
             columns = ImageTransforms.Axis(from: dataset.width, to: size.width)
         } else {
@@ -196,38 +200,43 @@ public final class DataLoader: @unchecked Sendable {
     // MARK: Iteration
 
     /// The next batch of the current epoch, or nil when it is over (the loader then moves to
-    /// the next epoch).
-    public func next() -> Batch? {
-        let index = CheckedSize.ceilingDivision(position, by: options.batchSize)
-        if index >= batchesPerEpoch {
-            epoch += 1
-            position = 0
-            return nil
+    /// the next epoch). Throws only for an image folder: a file that cannot be decoded (a
+    /// `DatasetError.badImage` naming it), unless the folder skips bad images (then the batch
+    /// is smaller).
+    public func next() throws -> Batch? {
+        while true {
+            let index = CheckedSize.ceilingDivision(position, by: options.batchSize)
+            if index >= batchesPerEpoch {
+                epoch += 1
+                position = 0
+                return nil
+            }
+            let batch = try take(epoch: epoch, index: index)
+            position = min((index + 1) * options.batchSize, exampleCount)
+            if options.prefetch {
+                let following = index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
+                if batchesPerEpoch > 0 { schedule(epoch: following.0, index: following.1) }
+            }
+            // An image folder's batch whose every file was left out as bad: go on to the next.
+            // (Any other empty batch is a rank's empty slice, which the rank must still step.)
+            if !batch.labels.isEmpty || dataset.files == nil { return batch }
         }
-        let batch = take(epoch: epoch, index: index)
-        position = min(position + options.batchSize, exampleCount)
-        if options.prefetch {
-            let following = index + 1 < batchesPerEpoch ? (epoch, index + 1) : (epoch + 1, 0)
-            if batchesPerEpoch > 0 { schedule(epoch: following.0, index: following.1) }
-        }
-        return batch
     }
 
-    private func take(epoch: Int, index: Int) -> Batch {
-        if let p = pending, p.key == [epoch, index] {
+    private func take(epoch: Int, index: Int) throws -> Batch {
+        if let p = pending {
             pending = nil
             p.group.wait()
-            if let batch = p.box.batch { return batch }
+            if p.key == [epoch, index], let batch = p.box.batch { return try batch.get() }
         }
-        pending = nil
-        return batch(epoch: epoch, index: index)
+        return try batch(epoch: epoch, index: index)
     }
 
     private func schedule(epoch: Int, index: Int) {
         let group = DispatchGroup()
         let box = ResultBox()
         pending = ([epoch, index], group, box)
-        queue.async(group: group) { [self] in box.batch = batch(epoch: epoch, index: index) }
+        queue.async(group: group) { [self] in box.batch = Result { try batch(epoch: epoch, index: index) } }
     }
 
     /// The dataset indices in epoch `epoch`'s order: a Fisher–Yates shuffle seeded from
@@ -252,7 +261,7 @@ public final class DataLoader: @unchecked Sendable {
 
     /// Batch `index` of epoch `epoch` (this loader's slice of it), built now on the calling
     /// thread (and `Parallel`'s).
-    public func batch(epoch: Int, index: Int) -> Batch {
+    public func batch(epoch: Int, index: Int) throws -> Batch {
         precondition(index >= 0 && index < batchesPerEpoch,
                      "DataLoader.batch: index \(index) out of 0..<\(batchesPerEpoch)")
         let globalStart = index * options.batchSize
@@ -264,6 +273,15 @@ public final class DataLoader: @unchecked Sendable {
             guard options.augmentation != .none else { return .identity }
             var rng = SeededGenerator(seed: DataLoader.streamSeed(options.seed, UInt64(epoch), UInt64(position) + 1))
             return CropFlip(options.augmentation, using: &rng)
+        }
+        if let files = dataset.files {
+            let seeds = (start..<end).map { DataLoader.streamSeed(options.seed, UInt64(epoch), UInt64($0) + 1) }
+            let (images, kept) = try renderFiles(files, indices: indices, seeds: seeds)
+            let picked = kept.map { indices[$0] }
+            // (Under mpirun, images left out as bad on one rank are not known to the others: the
+            // global count stays the batch's, so the loss weights treat them as present.)
+            return Batch(images: images, labels: picked.map { dataset.labels[$0] }, epoch: epoch, index: index,
+                         exampleIndices: picked, globalCount: globalEnd - globalStart)
         }
         let images = render(indices: indices, draws: draws)
         return Batch(images: images, labels: indices.map { dataset.labels[$0] }, epoch: epoch, index: index,
@@ -308,6 +326,61 @@ public final class DataLoader: @unchecked Sendable {
         }
         withExtendedLifetime(stage) {}
         return out
+    }
+
+    /// An image folder's examples `indices` decoded and transformed (`FolderTransform`) into a
+    /// `(C, N, H, W)` tensor, one image per thread at a time; example j's random crop drawn from
+    /// `seeds[j]`. Returns the tensor and the batch positions it holds: all of them, or without
+    /// the files that failed when the folder skips bad images (else the first failure is thrown).
+    func renderFiles(_ files: ImageFiles, indices: [Int], seeds: [UInt64]) throws -> (Tensor, [Int]) {
+        let shape = imageShape
+        let c = shape[0], outH = shape[1], outW = shape[2], n = indices.count, plane = outH * outW
+        let output = ImageSize(height: outH, width: outW)
+        let transform: FolderTransform
+        if case .randomResizedCrop(let minScale, let flip) = options.augmentation {
+            transform = .randomResizedCrop(scale: minScale...1, ratio: (3.0 / 4)...(4.0 / 3), flip: flip)
+        } else {
+            transform = .resizeCenterCrop(resize: files.options.resize
+                                          ?? FolderTransform.evaluationResize(forCrop: min(outH, outW)))
+        }
+        var out = Tensor(shape: [c, n, outH, outW], category: .activations)
+        let lock = NSLock()
+        var failures: [Int: Error] = [:]
+        let threads = max(1, min(Parallel.threadCount, n))
+        let dst = out.pointer
+        Parallel.forEach(threads) { t in
+            for j in Parallel.chunk(t, of: threads, count: n) {
+                do {
+                    let image = try files.decode(indices[j])
+                    var rng = SeededGenerator(seed: seeds[j])
+                    transform.apply(image, output: output, using: &rng, dst: dst + j * plane, planeStride: n * plane)
+                    if let norm = options.normalization {
+                        for ch in 0..<c {
+                            ImageTransforms.normalize(dst + (ch * n + j) * plane, count: plane, mean: norm.mean[ch], std: norm.std[ch])
+                        }
+                    }
+                } catch {
+                    lock.lock(); failures[j] = error; lock.unlock()
+                }
+            }
+        }
+        guard !failures.isEmpty else { return (out, Array(0..<n)) }
+        if !files.options.skipBadImages, let first = failures.keys.min() { throw failures[first]! }
+        for error in failures.values {
+            if case DatasetError.badImage(let path, let reason) = error { files.leaveOut(path, reason: reason) }
+            else { throw error }
+        }
+        let kept = (0..<n).filter { failures[$0] == nil }
+        if kept.count < n {
+            let compact = Tensor(shape: [c, kept.count, outH, outW], category: .activations)
+            for ch in 0..<c {
+                for (k, j) in kept.enumerated() {
+                    (compact.pointer + (ch * kept.count + k) * plane).update(from: dst + (ch * n + j) * plane, count: plane)
+                }
+            }
+            out = compact
+        }
+        return (out, kept)
     }
 
     /// A well-mixed seed for the stream `(seed, a, b)` (SplitMix64's finaliser, chained).

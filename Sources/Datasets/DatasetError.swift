@@ -42,13 +42,20 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case partialRecord(path: String, byteCount: Int, recordSize: Int)
     /// A CSV cell that is not a number, or a row with the wrong number of cells.
     case badTable(path: String, line: Int, reason: String)
+    /// An image file of an image folder that cannot be used: empty, not PNG or JPEG, corrupt,
+    /// truncated, gone, unreadable (see `ImageFolder`).
+    case badImage(path: String, reason: String)
+    /// An image folder's layout is wrong: a folder that cannot be listed, an empty class, a
+    /// class missing from a split, no split folders.
+    case badImageFolder(path: String, reason: String)
 
     /// The file the error is about (for CountMismatch, the labels file).
     public var path: String {
         switch self {
         case .missingFile(let p, _), .unreadable(let p, _), .notRegularFile(let p, _), .notADirectory(let p, _), .tooLarge(let p, _, _, _), .corruptGzip(let p, _), .wrongMagic(let p, _, _),
              .truncated(let p, _, _), .trailingGarbage(let p, _, _), .badDimensions(let p, _, _),
-             .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _):
+             .labelOutOfRange(let p, _, _, _), .partialRecord(let p, _, _), .badTable(let p, _, _),
+             .badImage(let p, _), .badImageFolder(let p, _):
             return p
         case .countMismatch(_, _, let p, _):
             return p
@@ -94,6 +101,10 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
                 + " CIFAR-100 3074: wrong variant, or \(redownload)"
         case .badTable(let path, let line, let reason):
             return "\(path):\(line): \(reason)"
+        case .badImage(let path, let reason):
+            return "\(path): \(reason) (with skip-bad-images such files are left out)"
+        case .badImageFolder(let path, let reason):
+            return "\(path): \(reason)"
         }
     }
 

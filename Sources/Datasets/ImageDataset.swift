@@ -18,6 +18,9 @@ public struct ImageDataset: Sendable {
     public let classCount: Int
     /// Class names, when known (`classNames[label]`).
     public let classNames: [String]
+    /// For an image folder (`ImageFolder`): the files, decoded per batch; `pixels` is then
+    /// empty and `height` × `width` is the crop size.
+    public let files: ImageFiles?
 
     public var count: Int { labels.count }
     /// Pixels per image.
@@ -49,10 +52,24 @@ public struct ImageDataset: Sendable {
         self.width = width
         self.classCount = classCount
         self.classNames = classNames
+        self.files = nil
+    }
+
+    /// A dataset of image files, one label per file.
+    public init(files: ImageFiles, labels: [Int32], channels: Int, height: Int, width: Int, classCount: Int,
+                classNames: [String], path: String) throws {
+        precondition(files.paths.count == labels.count, "ImageDataset: \(files.paths.count) files, \(labels.count) labels")
+        try self.init(pixels: [], labels: [], channels: channels, height: height, width: width, classCount: classCount,
+                      classNames: classNames, path: path)
+        if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classCount }) {
+            throw DatasetError.labelOutOfRange(path: files.paths[bad], index: bad, label: Int(labels[bad]), classCount: classCount)
+        }
+        self = ImageDataset(unchecked: [], labels: labels, like: self, files: files)
     }
 
     /// Without checks, for subsets of a checked dataset.
-    init(unchecked pixels: [UInt8], labels: [Int32], like other: ImageDataset) {
+    init(unchecked pixels: [UInt8], labels: [Int32], like other: ImageDataset, files: ImageFiles? = nil) {
+        self.files = files
         self.pixels = pixels
         self.labels = labels
         self.channels = other.channels
@@ -66,11 +83,17 @@ public struct ImageDataset: Sendable {
     public func prefix(_ n: Int) -> ImageDataset {
         precondition(n >= 0, "ImageDataset.prefix: negative count \(n)")
         if n >= count { return self }
+        if files != nil { return subset(Array(0..<n)) }
         return ImageDataset(unchecked: Array(pixels[0..<(n * imageSize)]), labels: Array(labels[0..<n]), like: self)
     }
 
     /// The examples at `indices`, in that order.
     public func subset(_ indices: [Int]) -> ImageDataset {
+        if let files {
+            for i in indices { precondition(i >= 0 && i < count, "ImageDataset.subset: index \(i) out of 0..<\(count)") }
+            let picked = ImageFiles(paths: indices.map { files.paths[$0] }, channels: files.channels, options: files.options)
+            return ImageDataset(unchecked: [], labels: indices.map { labels[$0] }, like: self, files: picked)
+        }
         var out = [UInt8]()
         out.reserveCapacity(indices.count * imageSize)
         for i in indices {
@@ -97,6 +120,7 @@ public struct ImageDataset: Sendable {
 
     /// Per-channel mean and standard deviation of the pixels scaled to [0, 1], for `Normalization`.
     public func channelStatistics() -> (mean: [Float], std: [Float]) {
+        precondition(files == nil, "ImageDataset.channelStatistics: an image folder's pixels are not in memory")
         var mean = [Float](), std = [Float]()
         let plane = height * width
         pixels.withUnsafeBufferPointer { p in

@@ -40,6 +40,10 @@ public enum Augmentation: Sendable, Equatable, Codable {
     /// torchvision's `RandomCrop(size, padding: padding)` (zero padding) followed by
     /// `RandomHorizontalFlip()` when `flip`; the output keeps the input size.
     case randomCropFlip(padding: Int, flip: Bool)
+    /// torchvision's `RandomResizedCrop(size, scale: (minScale, 1))` and, when `flip`,
+    /// `RandomHorizontalFlip()`, drawn per image after decoding (`FolderTransform`); image
+    /// folders only. Without augmentation an image folder is resized and centre-cropped.
+    case randomResizedCrop(minScale: Double, flip: Bool)
 
     /// The standard CIFAR augmentation: pad 4, random 32×32 crop, horizontal flip with p = 0.5.
     public static let cifar = Augmentation.randomCropFlip(padding: 4, flip: true)
@@ -60,7 +64,7 @@ public struct CropFlip: Sendable, Equatable {
     /// Draws dy, then dx (uniform in 0...2·padding), then the flip (p = 0.5).
     public init(_ augmentation: Augmentation, using rng: inout SeededGenerator) {
         switch augmentation {
-        case .none:
+        case .none, .randomResizedCrop:
             self = .identity
         case .randomCropFlip(let padding, let flip):
             let span = UInt64(2 * padding + 1)

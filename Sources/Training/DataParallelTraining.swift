@@ -141,12 +141,12 @@ public final class DataParallelTraining {
     /// `Trainer.evaluate` over this rank's slice of every batch of `loader`, the loss sum, the
     /// example count and the confusion matrix then summed over the ranks.
     public func evaluate(_ model: any Network, loader: DataLoader, classCount: Int,
-                         progress: ((Int, Int) -> Void)? = nil) -> EvaluationResult {
+                         progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
         model.eval()
         var confusion = ConfusionMatrix(classCount: classCount)
         var lossSum = 0.0, examples = 0, index = 0
         let batches = loader.batchesPerEpoch
-        while let batch = loader.next() {
+        while let batch = try loader.next() {
             index += 1
             progress?(index, batches)
             guard !batch.labels.isEmpty else { continue }

@@ -23,6 +23,9 @@ public final class Trainer {
     public let schedule: LearningRateSchedule
     /// Optimizer steps taken so far (0-based index of the next step); the schedule's clock.
     public var globalStep: Int
+    /// Modules kept in evaluation mode while the rest trains (frozen features:
+    /// `FineTuning.frozenModules`).
+    public var frozenModules: [Module] = []
 
     public init(model: any Network, optimizer: any Optimizer, schedule: LearningRateSchedule, globalStep: Int = 0) {
         self.model = model
@@ -34,6 +37,7 @@ public final class Trainer {
     /// Forward, cross-entropy, backward and one update at the schedule's rate.
     public func step(images: Tensor, labels: [Int32]) -> StepMetrics {
         model.train()
+        for m in frozenModules { m.eval() }
         optimizer.zeroGradients()
         let input = ModelInput.prepare(images, for: model.modelConfiguration)
         let logits = model(Variable(input))
@@ -54,14 +58,14 @@ public final class Trainer {
     /// mode (running statistics, no dropout) and without recording a graph. The model is left
     /// in evaluation mode.
     public static func evaluate(_ model: any Network, loader: DataLoader, classCount: Int,
-                                progress: ((Int, Int) -> Void)? = nil) -> EvaluationResult {
+                                progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationResult {
         model.eval()
         var confusion = ConfusionMatrix(classCount: classCount)
         var lossSum = 0.0
         var examples = 0
         var index = 0
         let batches = loader.batchesPerEpoch
-        while let batch = loader.next() {
+        while let batch = try loader.next() {
             let logits = logits(model, images: batch.images)
             lossSum += Double(CrossEntropy.forward(logits, labels: batch.labels)) * Double(batch.labels.count)
             for (p, l) in zip(Predictions.argmax(logits), batch.labels) { confusion.add(label: Int(l), prediction: p) }

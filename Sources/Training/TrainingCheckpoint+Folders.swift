@@ -50,10 +50,11 @@ extension TrainingCheckpoint {
 
     /// Saves the weights and the optimizer with `progress` as a new complete checkpoint of the
     /// run folder `directory` (see the type's note); returns where. A state with a NaN or
-    /// infinity is refused before anything is written (`checkFinite`).
+    /// infinity is refused before anything is written (`checkFinite`). `classNames` (the data
+    /// set's, by label) go into the metadata as `class_names` (`densenet predict` reads them).
     @discardableResult
     public static func save(directory: String, model: any Network, optimizer: any Optimizer,
-                            progress: TrainingProgress) throws -> Location {
+                            progress: TrainingProgress, classNames: [String] = []) throws -> Location {
         try checkFinite(model: model, optimizer: optimizer, progress: progress)
         let folders = path(directory, foldersName)
         do {
@@ -69,7 +70,8 @@ extension TrainingCheckpoint {
             throw CheckpointError.writeFailed(path: partial, reason: String(cString: strerror(errno)))
         }
         do {
-            try writePair(directory: partial, model: model, optimizer: optimizer, progress: progress)
+            try writePair(directory: partial, model: model, optimizer: optimizer, progress: progress,
+                          classNames: classNames)
             AtomicFile.syncDirectory(partial)
         } catch {
             try? FileManager.default.removeItem(atPath: partial)

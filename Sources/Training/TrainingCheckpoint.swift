@@ -103,6 +103,18 @@ public enum TrainingCheckpoint {
         try Safetensors.load(path, into: Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.name, $0.tensor) }))
     }
 
+    /// The metadata key of the class names (a JSON array of strings, by label).
+    public static let classNamesKey = "class_names"
+
+    /// The class names recorded in a model file's metadata, or nil when it has none.
+    public static func classNames(inFile path: String) throws -> [String]? {
+        guard let json = try Safetensors.readHeader(path).metadata[classNamesKey] else { return nil }
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
+            throw TrainingError.invalidCheckpointMetadata(field: classNamesKey, reason: "is not a JSON array of strings")
+        }
+        return names
+    }
+
     /// The model configuration recorded in a model file's metadata, or nil when it has none
     /// (e.g. a file written by PyTorch).
     public static func modelConfiguration(inFile path: String) throws -> ModelConfiguration? {
@@ -128,6 +140,13 @@ public enum TrainingCheckpoint {
 
     // MARK: Optimizer state
 
+    /// The model's names of the optimizer's parameters, in the optimizer's order: all of the
+    /// model's, or a subset (the classifier of a run with frozen features, `FineTuning`).
+    public static func parameterNames(of optimizer: any Optimizer, in model: Module) -> [String] {
+        let names = Dictionary(uniqueKeysWithValues: model.namedParameters().map { (ObjectIdentifier($0.parameter), $0.name) })
+        return optimizer.parameters.enumerated().map { names[ObjectIdentifier($0.element)] ?? "parameter\($0.offset)" }
+    }
+
     /// The optimizer's state tensors under checkpoint names: index `i` of `namedState()`
     /// (`momentum_buffer.i`) belongs to parameter `i` of the model.
     public static func optimizerTensors(_ optimizer: any Optimizer, parameterNames: [String]) -> [(name: String, tensor: Tensor)] {
@@ -144,13 +163,17 @@ public enum TrainingCheckpoint {
 
     /// Writes the weights to `directory/model.safetensors` and the optimizer with `progress` to
     /// `directory/training-state.safetensors`, under one new checkpoint id (each file
-    /// atomically; `save` makes the pair atomic as a whole).
+    /// atomically; `save` makes the pair atomic as a whole). `classNames` (the data set's, by
+    /// label) go into both files' metadata as `class_names`.
     static func writePair(directory: String, model: any Network, optimizer: any Optimizer,
-                          progress: TrainingProgress) throws {
+                          progress: TrainingProgress, classNames: [String] = []) throws {
         let id = "\(progress.globalStep)-\(UUID().uuidString.prefix(8))"
-        let shared = ["checkpoint_id": id, "step": String(progress.globalStep), "epoch": String(progress.loader.epoch)]
+        var shared = ["checkpoint_id": id, "step": String(progress.globalStep), "epoch": String(progress.loader.epoch)]
+        if !classNames.isEmpty {
+            shared[classNamesKey] = String(decoding: try JSONEncoder().encode(classNames), as: UTF8.self)
+        }
         try saveModel(model, to: path(directory, modelFileName), metadata: shared)
-        let names = model.namedParameters().map(\.name)
+        let names = parameterNames(of: optimizer, in: model)
         let sources = optimizerTensors(optimizer, parameterNames: names).map { TensorSource(name: $0.name, tensor: $0.tensor) }
         var metadata = shared
         let encoder = JSONEncoder()

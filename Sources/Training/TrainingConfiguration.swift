@@ -140,7 +140,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
             batchSize: split == .train ? batchSize : evaluationBatchSize,
             shuffle: split == .train, dropLast: false,
             resize: ModelInput.resize(for: model, dataset: dataset),
-            normalization: data.normalization,
+            normalization: data.normalization(for: dataset),
             augmentation: split == .train && augment ? data.trainAugmentation : .none,
             limit: split == .train ? limit : testLimit, prefetch: prefetch, seed: seed)
         return DataLoader(dataset, options: options, slice: slice)

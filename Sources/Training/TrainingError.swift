@@ -39,7 +39,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unknownDataset(let text):
-            return "unknown dataset '\(text)': use fashion-mnist, cifar10:DIR (cifar-10-batches-bin) or cifar100:DIR (cifar-100-binary)"
+            return "unknown dataset '\(text)': use fashion-mnist, cifar10:DIR (cifar-10-batches-bin), cifar100:DIR (cifar-100-binary)"
+                + " or folder:DIR[,val-fraction=F][,skip-bad-images] (DIR/train/<class>/*.png|jpg and DIR/val/<class>/*)"
         case .channelMismatch(let model, let mc, let data, let dc):
             return "\(model) takes \(mc)-channel input but \(data) has \(dc) channel(s): give --input \(dc)xHxW"
         case .tooFewClasses(let classes, let dataset, let dc):

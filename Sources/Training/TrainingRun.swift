@@ -220,7 +220,8 @@ public final class TrainingRun {
         /// The checkpoint, written by rank 0 alone.
         func saveCheckpoint(_ p: TrainingProgress) throws {
             guard writesFiles else { return }
-            try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p)
+            try TrainingCheckpoint.save(directory: outputDirectory, model: model, optimizer: optimizer, progress: p,
+                                        classNames: trainSet.classNames)
         }
         var runInfo = ["parameters": String(model.parameterCount), "threads": String(Parallel.threadCount),
                        "model": modelConfiguration.name, "input": modelConfiguration.inputShape.description]
@@ -245,7 +246,7 @@ public final class TrainingRun {
             let epochStart = Date()
             var sessionExamples = 0, sessionSteps = 0
             let firstStep = CheckedSize.ceilingDivision(trainLoader.state.position, by: c.batchSize)
-            while let batch = trainLoader.next() {
+            while let batch = try trainLoader.next() {
                 let m: StepMetrics, stopNow: Bool
                 let stopAfterStep = stopAfterStep
                 let askedToStop = { TrainingRun.stopRequested || stopAfterStep == trainer.globalStep }
@@ -299,8 +300,8 @@ public final class TrainingRun {
                                     accuracy: trainAccuracy, imagesPerSecond: lastSpeed, elapsedSeconds: elapsed(),
                                     peakResidentBytes: ProcessProbe.peakResidentBytes, runtimePeakBytes: Memory.peak))
             let showEvaluation: (Int, Int) -> Void = { [observer] in observer?.evaluating(batch: $0, of: $1) }
-            let test = parallel?.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
-                                          progress: showEvaluation)
+            let test = try parallel?.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
+                                              progress: showEvaluation)
                 ?? Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
                                     progress: showEvaluation)
             model.train()

@@ -13,5 +13,5 @@ struct DenseNetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "densenet",
         abstract: "Memory-efficient DenseNets: inspect, train and evaluate models of the zoo.",
-        subcommands: [Summary.self, Train.self, Evaluate.self, Policies.self])
+        subcommands: [Summary.self, Train.self, Evaluate.self, Predict.self, Policies.self])
 }

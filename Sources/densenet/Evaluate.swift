@@ -65,10 +65,10 @@ struct Evaluate: ParsableCommand {
         try TrainingCheckpoint.loadModel(network, from: path)
         let loader = DataLoader(test, options: DataLoaderOptions(
             batchSize: batch, shuffle: false, resize: ModelInput.resize(for: configuration, dataset: test),
-            normalization: spec.normalization, limit: dataOptions.testExamples))
+            normalization: spec.normalization(for: test), limit: dataOptions.testExamples))
         let progress = ConsoleProgress(isTerminal: !output.json && isatty(STDOUT_FILENO) != 0)
         let started = Date()
-        let result = Trainer.evaluate(network, loader: loader, classCount: configuration.outputCount) { done, total in
+        let result = try Trainer.evaluate(network, loader: loader, classCount: configuration.outputCount) { done, total in
             progress.evaluating(batch: done, of: total)
         }
         let seconds = Date().timeIntervalSince(started)

@@ -17,7 +17,7 @@ private func syntheticDataset(_ n: Int, channels: Int = 1, height: Int = 5, widt
 /// All batches of one epoch (and the end-of-epoch nil).
 private func epochBatches(_ loader: DataLoader) -> [Batch] {
     var out = [Batch]()
-    while let b = loader.next() { out.append(b) }
+    while let b = try! loader.next() { out.append(b) }  // in-memory datasets never throw
     return out
 }
 
@@ -32,10 +32,10 @@ private func assertSameBatches(_ a: [Batch], _ b: [Batch], file: StaticString = 
 }
 
 final class DataLoaderTests: XCTestCase {
-    func testLayoutIsChannelMajorAndScaled() {
+    func testLayoutIsChannelMajorAndScaled() throws {
         let data = syntheticDataset(3, channels: 2, height: 2, width: 3)
         let loader = DataLoader(data, options: .init(batchSize: 3, shuffle: false, prefetch: false))
-        let batch = loader.next()!
+        let batch = try loader.next()!
         XCTAssertEqual(batch.images.shape, [2, 3, 2, 3]) // (C, N, H, W)
         XCTAssertEqual(batch.images.storage.category, .activations)
         XCTAssertEqual(batch.labels, [0, 1, 2])
@@ -45,7 +45,7 @@ final class DataLoaderTests: XCTestCase {
         } } } }
     }
 
-    func testBatchingKeepsOrDropsTheLastPartialBatch() {
+    func testBatchingKeepsOrDropsTheLastPartialBatch() throws {
         let data = syntheticDataset(10)
         let keep = DataLoader(data, options: .init(batchSize: 4, shuffle: false, prefetch: false))
         XCTAssertEqual(keep.batchesPerEpoch, 3)
@@ -58,7 +58,7 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertEqual(data.prefix(6).count, 6)
     }
 
-    func testShuffleIsAPermutationThatChangesPerEpochAndIsSeeded() {
+    func testShuffleIsAPermutationThatChangesPerEpochAndIsSeeded() throws {
         let data = syntheticDataset(100)
         let loader = DataLoader(data, options: .init(batchSize: 32, seed: 7))
         let first = epochBatches(loader)
@@ -78,7 +78,7 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertNotEqual(epochBatches(other).flatMap(\.exampleIndices), order1)
     }
 
-    func testPrefetchGivesTheSameBatches() {
+    func testPrefetchGivesTheSameBatches() throws {
         let data = syntheticDataset(50, channels: 3, height: 8, width: 8)
         let options = DataLoaderOptions(batchSize: 16, resize: ImageSize(12), normalization: Normalization(mean: [0.5, 0.4, 0.3], std: [0.2, 0.3, 0.4]),
                                         augmentation: .randomCropFlip(padding: 2, flip: true), prefetch: true, seed: 3)
@@ -97,7 +97,7 @@ final class DataLoaderTests: XCTestCase {
 
         let first = DataLoader(data, options: options)
         var got = epochBatches(first)
-        for _ in 0..<3 { got.append(first.next()!) }
+        for _ in 0..<3 { got.append(try first.next()!) }
         let saved = try JSONEncoder().encode(first.state)
         XCTAssertEqual(first.state.epoch, 1)
         XCTAssertEqual(first.state.position, 18)
@@ -109,7 +109,7 @@ final class DataLoaderTests: XCTestCase {
         XCTAssertEqual(resumed.state.epoch, 2)
 
         // Rewinding a loader whose prefetch has run ahead discards the prefetched batch.
-        _ = first.next()
+        _ = try first.next()
         try first.restore(JSONDecoder().decode(DataLoaderState.self, from: saved))
         assertSameBatches(epochBatches(first), Array(expected[10...]))
         // The state after the last, partial batch of an epoch restores too.
@@ -129,21 +129,21 @@ final class DataLoaderTests: XCTestCase {
 
     // MARK: Resize
 
-    func testResizeOfAConstantImageIsConstant() {
+    func testResizeOfAConstantImageIsConstant() throws {
         let data = try! ImageDataset(pixels: [UInt8](repeating: 200, count: 2 * 28 * 28), labels: [0, 1], channels: 1,
                                      height: 28, width: 28, classCount: 2)
         let loader = DataLoader(data, options: .init(batchSize: 2, shuffle: false, resize: ImageSize(96), prefetch: false))
-        let batch = loader.next()!
+        let batch = try loader.next()!
         XCTAssertEqual(batch.images.shape, [1, 2, 96, 96])
         for v in batch.images.array { XCTAssertEqual(v, 200 / 255, accuracy: 1e-6) }
     }
 
-    func testResizeMatchesHandComputedBilinearValues() {
+    func testResizeMatchesHandComputedBilinearValues() throws {
         // 2×2 → 4×4, align_corners = false: sources −0.25→0 (clamped), 0.25, 0.75, 1.25→1
         // (upper neighbour clamped), so each axis interpolates with weights 0, ¼, ¾, 1; this is
         // F.interpolate([[0, 1], [2, 3]], size: 4, mode: "bilinear") scaled by 4.
         let data = try! ImageDataset(pixels: [0, 4, 8, 12], labels: [0], channels: 1, height: 2, width: 2, classCount: 1)
-        let up = DataLoader(data, options: .init(batchSize: 1, resize: ImageSize(4), prefetch: false)).next()!
+        let up = try DataLoader(data, options: .init(batchSize: 1, resize: ImageSize(4), prefetch: false)).next()!
         let expected: [Float] = [0, 1, 3, 4,
                                  2, 3, 5, 6,
                                  6, 7, 9, 10,
@@ -152,11 +152,11 @@ final class DataLoaderTests: XCTestCase {
 
         // 1×4 → 1×3 (downsampling): sources 1/6, 3/2, 17/6 on the row [0, 30, 60, 90].
         let row = try! ImageDataset(pixels: [0, 30, 60, 90], labels: [0], channels: 1, height: 1, width: 4, classCount: 1)
-        let down = DataLoader(row, options: .init(batchSize: 1, resize: ImageSize(height: 1, width: 3), prefetch: false)).next()!
+        let down = try DataLoader(row, options: .init(batchSize: 1, resize: ImageSize(height: 1, width: 3), prefetch: false)).next()!
         for (v, e) in zip(down.images.array, [Float(5), 45, 85]) { XCTAssertEqual(v * 255, e, accuracy: 1e-4) }
     }
 
-    func testFastResizeMatchesReference() {
+    func testFastResizeMatchesReference() throws {
         var rng = SeededGenerator(seed: 5)
         for (h, w, size) in [(28, 28, ImageSize(96)), (7, 5, ImageSize(height: 3, width: 11)), (32, 32, ImageSize(17))] {
             let src = (0..<(h * w)).map { _ in rng.nextUniform() }
@@ -174,16 +174,16 @@ final class DataLoaderTests: XCTestCase {
 
     // MARK: Normalisation and augmentation
 
-    func testNormalization() {
+    func testNormalization() throws {
         let data = try! ImageDataset(pixels: [0, 51, 255, 102, 204, 153], labels: [0], channels: 2, height: 1, width: 3, classCount: 1)
         let norm = Normalization(mean: [0.5, 0.2], std: [0.25, 2])
-        let batch = DataLoader(data, options: .init(batchSize: 1, normalization: norm, prefetch: false)).next()!
+        let batch = try DataLoader(data, options: .init(batchSize: 1, normalization: norm, prefetch: false)).next()!
         // channel 0: (0, 0.2, 1) → (x − 0.5)/0.25; channel 1: (0.4, 0.8, 0.6) → (x − 0.2)/2
         let expected: [Float] = [-2, -1.2, 2, 0.1, 0.3, 0.2]
         for (v, e) in zip(batch.images.array, expected) { XCTAssertEqual(v, e, accuracy: 1e-5) }
     }
 
-    func testCropFlipMatchesReferenceAndHandCase() {
+    func testCropFlipMatchesReferenceAndHandCase() throws {
         let data = syntheticDataset(1, channels: 3, height: 6, width: 5)
         var rng = SeededGenerator(seed: 9)
         for _ in 0..<20 {
@@ -207,16 +207,16 @@ final class DataLoaderTests: XCTestCase {
                         8, 7, 6, 0, 0])
     }
 
-    func testAugmentationKeepsShapeAndIsSeeded() {
+    func testAugmentationKeepsShapeAndIsSeeded() throws {
         let data = syntheticDataset(20, channels: 3, height: 32, width: 32)
         let options = DataLoaderOptions(batchSize: 8, augmentation: .cifar, prefetch: false, seed: 1)
-        let a = DataLoader(data, options: options).next()!
+        let a = try DataLoader(data, options: options).next()!
         XCTAssertEqual(a.images.shape, [3, 8, 32, 32])
-        let b = DataLoader(data, options: options).next()!
+        let b = try DataLoader(data, options: options).next()!
         assertSameBatches([a], [b])
         var unaugmented = options
         unaugmented.augmentation = .none
-        let c = DataLoader(data, options: unaugmented).next()!
+        let c = try DataLoader(data, options: unaugmented).next()!
         XCTAssertEqual(a.exampleIndices, c.exampleIndices)
         XCTAssertNotEqual(a.images.array, c.images.array)
     }

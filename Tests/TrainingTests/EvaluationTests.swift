@@ -42,7 +42,7 @@ final class EvaluationTests: XCTestCase {
         let pixels = (0..<(6 * 16)).map { UInt8($0 * 7 % 256) }
         let dataset = try ImageDataset(pixels: pixels, labels: labels, channels: 1, height: 4, width: 4, classCount: 3)
         let loader = DataLoader(dataset, options: DataLoaderOptions(batchSize: 4, shuffle: false))
-        let result = Trainer.evaluate(model, loader: loader, classCount: 3)
+        let result = try Trainer.evaluate(model, loader: loader, classCount: 3)
         XCTAssertEqual(result.examples, 6)
         XCTAssertEqual(result.confusion.counts, [[0, 0, 2], [0, 0, 1], [0, 0, 3]])
         XCTAssertEqual(result.accuracy, 0.5)

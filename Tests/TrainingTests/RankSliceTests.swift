@@ -30,7 +30,7 @@ final class RankSliceTests: XCTestCase {
         XCTAssertEqual(RankSlice(rank: 2, rankCount: 3).lossScale(batchCount: 2), 0)
     }
 
-    func testSlicesPutTogetherAreTheGlobalBatches() {
+    func testSlicesPutTogetherAreTheGlobalBatches() throws {
         let data = dataset(23)
         // Batches of 8, 8, 7 over 3 ranks, shuffled, augmented, resized and normalised.
         let options = DataLoaderOptions(batchSize: 8, resize: ImageSize(9),
@@ -40,8 +40,8 @@ final class RankSliceTests: XCTestCase {
         let ranks = (0..<3).map { DataLoader(data, options: options, slice: RankSlice(rank: $0, rankCount: 3)) }
         for epoch in 0..<2 {
             var batches = 0
-            while let global = whole.next() {
-                let parts = ranks.map { $0.next()! }
+            while let global = try whole.next() {
+                let parts = try ranks.map { try $0.next()! }
                 batches += 1
                 XCTAssertEqual(parts.map(\.labels.count), global.labels.count == 8 ? [3, 3, 2] : [3, 2, 2])
                 XCTAssertEqual(parts.flatMap(\.exampleIndices), global.exampleIndices, "epoch \(epoch)")
@@ -55,7 +55,7 @@ final class RankSliceTests: XCTestCase {
                 XCTAssertEqual(joined.map(\.bitPattern), global.images.array.map(\.bitPattern), "epoch \(epoch)")
             }
             XCTAssertEqual(batches, 3)
-            XCTAssertTrue(ranks.allSatisfy { $0.next() == nil })
+            XCTAssertTrue(try ranks.allSatisfy { try $0.next() == nil })
         }
     }
 
@@ -63,24 +63,24 @@ final class RankSliceTests: XCTestCase {
         let data = dataset(20)
         let options = DataLoaderOptions(batchSize: 6, augmentation: .cifar, prefetch: false, seed: 9)
         let rank1 = DataLoader(data, options: options, slice: RankSlice(rank: 1, rankCount: 2))
-        _ = rank1.next()
-        _ = rank1.next()
+        _ = try rank1.next()
+        _ = try rank1.next()
         XCTAssertEqual(rank1.state.position, 12)
         let resumed = DataLoader(data, options: options)
         try resumed.restore(rank1.state)
         let reference = DataLoader(data, options: options)
-        XCTAssertEqual(resumed.next()!.exampleIndices, reference.batch(epoch: 0, index: 2).exampleIndices)
+        XCTAssertEqual(try resumed.next()!.exampleIndices, try reference.batch(epoch: 0, index: 2).exampleIndices)
     }
 
-    func testMoreRanksThanExamplesGivesEmptySlices() {
+    func testMoreRanksThanExamplesGivesEmptySlices() throws {
         let data = dataset(5)
         let loader = DataLoader(data, options: .init(batchSize: 4, shuffle: false, prefetch: false),
                                 slice: RankSlice(rank: 3, rankCount: 4))
-        XCTAssertEqual(loader.next()!.exampleIndices, [3])
-        let last = loader.next()!
+        XCTAssertEqual(try loader.next()!.exampleIndices, [3])
+        let last = try loader.next()!
         XCTAssertEqual(last.exampleIndices, [])
         XCTAssertEqual(last.images.shape, [3, 0, 6, 5])
         XCTAssertEqual(last.globalCount, 1)
-        XCTAssertNil(loader.next())
+        XCTAssertNil(try loader.next())
     }
 }

@@ -53,9 +53,9 @@ final class HostileArithmeticTests: XCTestCase {
     func testBatchSizeIntMaxMakesOneBatch() {
         let loader = DataLoader(hostileDataset(5), options: .init(batchSize: Int.max, shuffle: true, prefetch: false))
         XCTAssertEqual(loader.batchesPerEpoch, 1)
-        XCTAssertEqual(loader.next()?.labels.count, 5)
-        XCTAssertNil(loader.next())
-        XCTAssertEqual(loader.next()?.labels.count, 5)
+        XCTAssertEqual(try loader.next()?.labels.count, 5)
+        XCTAssertNil(try loader.next())
+        XCTAssertEqual(try loader.next()?.labels.count, 5)
     }
 
     /// A training state's loader fields: Int.max, negative, off a batch boundary.
@@ -76,7 +76,7 @@ final class HostileArithmeticTests: XCTestCase {
         }
         XCTAssertNoThrow(try huge.restore(state(position: 65, batch: .max)))
         XCTAssertNoThrow(try loader.restore(state(position: 64)))
-        XCTAssertEqual(loader.next()?.labels.count, 1)
+        XCTAssertEqual(try loader.next()?.labels.count, 1)
     }
 
     /// A checkpoint's `model_configuration` with absurd sizes is refused from its numbers alone,

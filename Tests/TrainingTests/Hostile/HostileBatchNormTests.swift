@@ -92,8 +92,8 @@ final class HostileBatchNormTests: XCTestCase {
         let data = hostileDataset(65)
         let loader = DataLoader(data, options: DataLoaderOptions(batchSize: 64, prefetch: false, minimumLastBatch: 2))
         XCTAssertEqual(loader.batchesPerEpoch, 1)
-        XCTAssertEqual(loader.next()?.labels.count, 64)
-        XCTAssertNil(loader.next())
+        XCTAssertEqual(try loader.next()?.labels.count, 64)
+        XCTAssertNil(try loader.next())
         XCTAssertNoThrow(try loader.restore(DataLoaderState(seed: 0, epoch: 0, position: 64, exampleCount: 65, batchSize: 64)))
         refuses("position past the dropped batch", mentioning: ["position 65"]) {
             try loader.restore(DataLoaderState(seed: 0, epoch: 0, position: 65, exampleCount: 65, batchSize: 64))
