@@ -74,6 +74,7 @@ struct Train: ParsableCommand {
 
     func run() throws {
         threadsOptions.apply()
+        if let out = output.out { try OutputLocation.checkFolder(out, option: "--out") }
         if let resume {
             let data = try dataOptions.givenSpec()
             if let data, data.isTable {
@@ -86,7 +87,7 @@ struct Train: ParsableCommand {
             return try train(run)
         }
         let c = try configuration()
-        let folder = output.folder { defaultFolder(c) }
+        let folder = try output.checkedFolder { defaultFolder(c) }
         if c.data.isTable {
             guard stopAfterEpoch == nil else {
                 throw TrainingError.invalidOption("--stop-after-epoch", reason: "regression runs (csv data) take seconds and are not resumable")
