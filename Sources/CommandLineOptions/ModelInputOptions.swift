@@ -84,11 +84,25 @@ public struct ModelInputOptions: ParsableArguments {
         return try checkedSizes(try ModelOptions.applying(transitionPooling: transitionPooling, to: resolved))
     }
 
-    /// Refuses a `--model` or `--transition-pooling` that contradicts `saved` (a resumed run's
-    /// or a checkpoint's model).
-    public func checkAgrees(with saved: ModelConfiguration) throws {
+    /// Refuses a `--model`, `--classes`, `--input` or `--transition-pooling` that contradicts
+    /// `saved`: a resumed run's model, or with `checkpoint` true the model a checkpoint's
+    /// metadata describes (`densenet evaluate`).
+    public func checkAgrees(with saved: ModelConfiguration, checkpoint: Bool = false) throws {
+        func conflict(_ option: String, saved: String, given: String) -> Error {
+            checkpoint ? TrainingError.invalidOption("\(option) \(given)", reason: "differs from the checkpoint's \(saved) (its"
+                                                     + " model_configuration describes the model): leave \(option) out")
+                : TrainingError.resumeConflict(option: option, saved: saved, given: given)
+        }
         if let model, model.lowercased() != saved.name.lowercased() {
-            throw TrainingError.resumeConflict(option: "--model", saved: saved.name, given: model)
+            throw conflict("--model", saved: saved.name, given: model)
+        }
+        // --classes and --input are not silently ignored either (evaluate ran a checkpoint's
+        // model with `--input 3x100000x100000` as if it had not been typed).
+        if let classes, classes != saved.outputCount {
+            throw conflict("--classes", saved: "\(saved.outputCount)", given: "\(classes)")
+        }
+        if let input, (try? ModelZoo.parseInput(input, for: saved)) != saved.inputShape {
+            throw conflict("--input", saved: saved.inputShape.description, given: input)
         }
         if let transitionPooling {
             let wanted = try ModelOptions.transitionPooling(transitionPooling)
@@ -97,8 +111,7 @@ public struct ModelInputOptions: ParsableArguments {
                                                   + " DenseNet transitions pool (avg or max)")
             }
             if c.transitionPooling != wanted {
-                throw TrainingError.resumeConflict(option: "--transition-pooling", saved: c.transitionPooling.rawValue,
-                                                   given: wanted.rawValue)
+                throw conflict("--transition-pooling", saved: c.transitionPooling.rawValue, given: wanted.rawValue)
             }
         }
     }

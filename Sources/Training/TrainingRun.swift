@@ -255,6 +255,7 @@ public final class TrainingRun {
                 observer?.evaluating(batch: $0, of: $1)
             }
             model.train()
+            guard test.loss.isFinite else { throw TrainingError.nonFiniteTestLoss(epoch: epoch, loss: test.loss) }
             lastTest = test
             let (rss, peak) = (ProcessProbe.peakResidentBytes, Memory.peak)
             log.append(MetricRecord(phase: .test, epoch: epoch, step: trainer.globalStep, loss: test.loss,

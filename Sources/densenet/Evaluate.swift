@@ -108,7 +108,7 @@ struct Evaluate: ParsableCommand {
     /// The model of a checkpoint: from its metadata, else from --model.
     func modelConfiguration(checkpoint path: String, dataset: ImageDataset?) throws -> ModelConfiguration {
         if let configuration = try TrainingCheckpoint.modelConfiguration(inFile: path) {
-            try modelOptions.checkAgrees(with: configuration)
+            try modelOptions.checkAgrees(with: configuration, checkpoint: true)
             return configuration
         }
         guard modelOptions.model != nil else {

@@ -72,6 +72,12 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("stop-after-epoch"), help: "Stop after this epoch as if interrupted (resume later).")
     var stopAfterEpoch: Int?
 
+    func validate() throws {
+        if let stopAfterEpoch, stopAfterEpoch < 1 {
+            throw ValidationError("--stop-after-epoch must be at least 1 (an epoch to stop after), got \(stopAfterEpoch)")
+        }
+    }
+
     func run() throws {
         threadsOptions.apply()
         if let out = output.out { try OutputLocation.checkFolder(out, option: "--out") }

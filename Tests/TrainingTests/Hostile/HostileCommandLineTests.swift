@@ -55,6 +55,26 @@ final class HostileCommandLineTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("b")), "refused before the output folder was made")
     }
 
+    /// The other numbers of train and evaluate: threads, a learning rate that makes the weights
+    /// diverge, an epoch to stop after, and --input/--classes that contradict a checkpoint.
+    func testOtherNumbersOfTrainAndEvaluateAreClearErrors() throws {
+        refusesCommand("densenet", train(["--threads", "9223372036854775807"]), mentioning: ["--threads", "1...1024"])
+        refusesCommand("bench-memory", ["--threads", "0", "--out", dir.file("b")], mentioning: ["--threads", "1...1024"])
+        refusesCommand("densenet", ["summary", "--model", "d2l", "--threads", "100000000"], mentioning: ["--threads", "100000000"])
+        refusesCommand("densenet", train(["--stop-after-epoch=-3"]), mentioning: ["--stop-after-epoch", "at least 1", "-3"])
+        let diverged = refusesCommand("densenet", train(["--lr", "1e38", "--out", dir.file("lr")]),
+                                      mentioning: ["--lr", "test loss", "diverged", "lower --lr"])
+        XCTAssertFalse(diverged.contains("EncodingError"), diverged)
+        let run = dir.file("ok")
+        let trained = try HostileCommand.run("densenet", train(["--out", run]), timeout: 60)
+        XCTAssertEqual(trained.status, 0, trained.output)
+        let evaluate = ["evaluate", "--checkpoint", run, "--data", "cifar10:\(cifar)"]
+        refusesCommand("densenet", evaluate + ["--input", "3x100000x100000"], mentioning: ["--input 3x100000x100000", "checkpoint's 3x32x32"])
+        refusesCommand("densenet", evaluate + ["--classes", "4611686018427387904"], mentioning: ["--classes", "checkpoint's 10"])
+        let agreeing = try HostileCommand.run("densenet", evaluate + ["--input", "3x32x32", "--classes", "10", "--batch", "9223372036854775807"])
+        XCTAssertEqual(agreeing.status, 0, agreeing.output)
+    }
+
     /// `--epochs 4000000000000000000` trains (one epoch is stopped after) without trapping: the
     /// schedule's step count saturates (HostileArithmeticTests has the schedule itself).
     func testAbsurdEpochCountDoesNotTrap() throws {
