@@ -56,8 +56,8 @@ public enum OutputLocation {
     }
 
     /// Refuses `path` as a file to write: an existing path must be a writable regular file, and
-    /// its folder must exist (or be creatable) and be writable (the file is replaced through a
-    /// temporary file next to it).
+    /// its folder must exist and be writable (the file is replaced through a temporary file
+    /// next to it; the writers do not create folders).
     public static func checkFile(_ path: String, option: String) throws {
         guard !path.isEmpty else { throw TrainingError.invalidOption(option, reason: "the file's path is empty") }
         var isDirectory: ObjCBool = false
@@ -69,8 +69,18 @@ public enum OutputLocation {
                 throw TrainingError.invalidOption(option, reason: "the file '\(path)' is not writable (\(String(cString: strerror(errno))))")
             }
         }
-        let parent = (path as NSString).deletingLastPathComponent
-        try checkFolder(parent.isEmpty ? "." : parent, option: option)
+        var parent = (path as NSString).deletingLastPathComponent
+        if parent.isEmpty { parent = "." }
+        guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) else {
+            throw TrainingError.invalidOption(option, reason: "cannot write '\(path)': the folder '\(parent)' does not exist; create it first")
+        }
+        guard isDirectory.boolValue else {
+            throw TrainingError.invalidOption(option, reason: "cannot write '\(path)': '\(parent)' is a file, not a folder")
+        }
+        guard access(parent, W_OK | X_OK) == 0 else {
+            throw TrainingError.invalidOption(option, reason: "cannot write '\(path)': the folder '\(parent)' is not writable"
+                                              + " (\(String(cString: strerror(errno))))")
+        }
     }
 
     /// The nearest existing ancestor of a path to be created must be a folder we may write in.

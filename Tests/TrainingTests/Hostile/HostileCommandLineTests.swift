@@ -199,7 +199,12 @@ final class HostileCommandLineTests: XCTestCase {
         refusesCommand("densenet", ["evaluate", "--checkpoint", file, "--input-tensor", file, "--dump-logits", dir.path],
                        mentioning: ["--dump-logits", "is a folder"])
         refusesCommand("densenet", ["evaluate", "--checkpoint", file, "--input-tensor", file, "--dump-logits", file + "/logits"],
-                       mentioning: ["--dump-logits", "is a file"])
+                       mentioning: ["--dump-logits", "cannot write", "is a file"])
+        refusesCommand("densenet", ["evaluate", "--checkpoint", file, "--input-tensor", file, "--dump-logits", dir.file("no/such/l.st")],
+                       mentioning: ["--dump-logits", "does not exist"])
+        refusesCommand("bench-kernels", ["--json", file + "/records.json", "--repeats", "1"],
+                       mentioning: ["--json", "cannot write", "is a file"], within: 3)
+        refusesCommand("bench-kernels", ["--json", dir.path, "--repeats", "1"], mentioning: ["--json", "is a folder"], within: 3)
         refusesCommand("densenet", ["evaluate", "--checkpoint", file, "--dump-logits", dir.file("l.safetensors")],
                        mentioning: ["--dump-logits", "--input-tensor"])
         if getuid() != 0 {
