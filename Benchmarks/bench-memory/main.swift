@@ -70,8 +70,14 @@ struct BenchMemory: ParsableCommand {
     var child: String?
 
     func validate() throws {
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+        // Bounded: each measured step keeps its time, and warmup + steps must not overflow in the
+        // child (a child that traps is a failed row; these are refused before any child).
+        guard steps >= 1, steps <= BenchMemory.maximumSteps else {
+            throw ValidationError("--steps must be in 1...\(BenchMemory.maximumSteps), got \(steps)")
+        }
+        guard warmup >= 0, warmup <= BenchMemory.maximumSteps else {
+            throw ValidationError("--warmup must be in 0...\(BenchMemory.maximumSteps), got \(warmup)")
+        }
         _ = try parsedBatches()
     }
 
@@ -179,6 +185,9 @@ struct BenchMemory: ParsableCommand {
                                     total: records.count, folder: folder.path)
         }
     }
+
+    /// The most measured (or warm-up) steps per configuration: days of measuring already.
+    static let maximumSteps = 100_000
 
     static func timestamp() -> String {
         let f = DateFormatter()

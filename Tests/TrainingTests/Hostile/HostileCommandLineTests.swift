@@ -60,6 +60,8 @@ final class HostileCommandLineTests: XCTestCase {
     func testOtherNumbersOfTrainAndEvaluateAreClearErrors() throws {
         refusesCommand("densenet", train(["--threads", "9223372036854775807"]), mentioning: ["--threads", "1...1024"])
         refusesCommand("bench-memory", ["--threads", "0", "--out", dir.file("b")], mentioning: ["--threads", "1...1024"])
+        refusesCommand("bench-memory", ["--steps", "9223372036854775807", "--out", dir.file("b")], mentioning: ["--steps", "1...100000"])
+        refusesCommand("bench-memory", ["--warmup", "9223372036854775807", "--out", dir.file("b")], mentioning: ["--warmup", "0...100000"])
         refusesCommand("densenet", ["summary", "--model", "d2l", "--threads", "100000000"], mentioning: ["--threads", "100000000"])
         refusesCommand("densenet", train(["--stop-after-epoch=-3"]), mentioning: ["--stop-after-epoch", "at least 1", "-3"])
         let diverged = refusesCommand("densenet", train(["--lr", "1e38", "--out", dir.file("lr")]),
