@@ -66,8 +66,8 @@ extension ModelBounds {
             throw SizeError.tooLarge(
                 what: "\(what): one training step needs at least \(gib(bound.totalBytes)) (parameters, gradients and"
                       + " optimizer state \(gib(bound.modelBytes)), input batch \(gib(bound.inputBytes)), largest"
-                      + " activation \(gib(bound.largestActivationBytes))) in bytes",
-                value: bound.totalBytes, limit: limit, bound: "this machine's physical memory (\(gib(limit)))")
+                      + " activation \(gib(bound.largestActivationBytes)))",
+                value: bound.totalBytes, limit: limit, bound: "this machine's physical memory in bytes (\(gib(limit)))")
         }
     }
 
