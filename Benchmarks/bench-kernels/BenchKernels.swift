@@ -51,6 +51,8 @@ struct BenchKernels: ParsableCommand {
 
     func run() throws {
         threadsOptions.apply()
+        // Before the minutes of measuring, not after (issue 11, class 9).
+        if let json { try OutputLocation.checkFile(json, option: "--json") }
         print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
         var records: [Record] = []
         var failures = 0

@@ -30,6 +30,14 @@ struct BenchMemory: ParsableCommand {
         The reports go to --out (default results/bench-memory-TIME): results.json, results.csv, \
         results.md and peak-memory.svg; --json also prints the records on standard output (the \
         table then goes to standard error).
+
+        Everything that can be refused is refused before the first child starts: a model, input \
+        or batch whose step cannot fit in physical memory, a batch too small for the model's \
+        batch norms (--batch 1 where a batch norm sees a 1x1 map), an output folder that cannot \
+        be written. A configuration that fails while measured (an error in the child, a child \
+        killed by a signal) is a row marked failed with the reason; the sweep goes on, writes \
+        every report, and then exits with status 1, naming the failed rows. Skipped rows \
+        (--max-memory) are not failures.
         """)
 
     @OptionGroup var modelOptions: ModelInputOptions
@@ -66,8 +74,14 @@ struct BenchMemory: ParsableCommand {
     var child: String?
 
     func validate() throws {
-        guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
-        guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
+        // Bounded: each measured step keeps its time, and warmup + steps must not overflow in the
+        // child (a child that traps is a failed row; these are refused before any child).
+        guard steps >= 1, steps <= BenchMemory.maximumSteps else {
+            throw ValidationError("--steps must be in 1...\(BenchMemory.maximumSteps), got \(steps)")
+        }
+        guard warmup >= 0, warmup <= BenchMemory.maximumSteps else {
+            throw ValidationError("--warmup must be in 0...\(BenchMemory.maximumSteps), got \(warmup)")
+        }
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
         _ = try parsedBatches()
     }
@@ -80,14 +94,28 @@ struct BenchMemory: ParsableCommand {
         return values.map { $0! }
     }
 
-    func models() throws -> [String] {
+    /// The models of the sweep: `--model`, or densenet-bc-L-k for each L of `--depths` and k =
+    /// `--growth`, each with the options that named it (for error messages).
+    func models() throws -> [(name: String, options: String)] {
         let model = modelOptions.model ?? "densenet-bc"
-        guard model == "densenet-bc" else { return [model] }
-        return try depths.split(separator: ",").map { d in
+        guard model == "densenet-bc" else { return [(model, "--model \(model)")] }
+        guard growth >= 1 else {
+            throw ValidationError("--growth must be a positive integer (the channels each dense layer adds, 12 to 48"
+                                  + " in the papers); got \(growth)")
+        }
+        return try depths.split(separator: ",", omittingEmptySubsequences: false).map { d in
             guard let depth = Int(d.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--depths takes integers separated by commas, e.g. 40,100; got '\(depths)'")
+                throw ValidationError("--depths takes integers L = 6n + 4 separated by commas, e.g. 40,100; '\(d)' in '\(depths)' is not one")
             }
-            return "densenet-bc-\(depth)-\(growth)"
+            return ("densenet-bc-\(depth)-\(growth)", "--depths \(depth) with --growth \(growth)")
+        }
+    }
+
+    /// The model `name` with `--classes`, `--input` and `--transition-pooling`, its sizes checked
+    /// (`ModelInputOptions.configuration`); an error names the options it came from.
+    func configuration(_ model: (name: String, options: String)) throws -> ModelConfiguration {
+        do { return try modelOptions.configuration(named: model.name, options: model.options) } catch let error as ConfigurationError {
+            throw ValidationError("\(model.options): \(error)")
         }
     }
 
@@ -111,11 +139,20 @@ struct BenchMemory: ParsableCommand {
             print(String(decoding: try JSONEncoder().encode(record), as: UTF8.self))
             return
         }
-        let names = try models()
-        // Refuse bad names, inputs and poolings before starting any child.
-        for name in names { _ = try modelOptions.configuration(named: name) }
+        let models = try models()
+        let names = models.map(\.name)
+        // Refuse bad names, inputs, poolings, sizes, batches and output folders before starting
+        // any child: a step that cannot fit in physical memory (a lower bound, microseconds), or
+        // a batch too small for the model's batch norms (a child would die of it).
+        for model in models {
+            let configuration = try configuration(model)
+            for b in try parsedBatches() {
+                try MemoryPrediction.checkStep(configuration, batch: b)
+                try MemoryPrediction.checkTrainingBatch(configuration, batch: b)
+            }
+        }
         let pooling = try modelOptions.parsedTransitionPooling()
-        let folder = URL(fileURLWithPath: output.folder { "results/bench-memory-\(Self.timestamp())" })
+        let folder = URL(fileURLWithPath: try output.checkedFolder { "results/bench-memory-\(Self.timestamp())" })
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let threads = threadsOptions.threads
         let configurations = try names.flatMap { name in
@@ -157,11 +194,32 @@ struct BenchMemory: ParsableCommand {
         }
         if jsonOutput.json { print(String(decoding: try Reports.json(records), as: UTF8.self)) }
         table("wrote \(folder.path)/{results.json,results.csv,results.md,peak-memory.svg}")
+        let failed = records.filter { $0.status == "failed" }
+        if !failed.isEmpty {
+            throw BenchmarkFailures(failed: failed.map { "\($0.model) \($0.strategy) batch \($0.batch): \($0.reason ?? "no reason")" },
+                                    total: records.count, folder: folder.path)
+        }
     }
+
+    /// The most measured (or warm-up) steps per configuration: days of measuring already.
+    static let maximumSteps = 100_000
 
     static func timestamp() -> String {
         let f = DateFormatter()
         f.dateFormat = "yyyyMMdd-HHmmss"
         return f.string(from: Date())
+    }
+}
+
+/// Configurations that failed while measured: the reports are written, then bench-memory exits
+/// with status 1 and this message.
+struct BenchmarkFailures: Error, CustomStringConvertible {
+    var failed: [String]
+    var total: Int
+    var folder: String
+
+    var description: String {
+        "\(failed.count) of \(total) configurations failed (rows marked failed in \(folder)/results.md):\n  "
+            + failed.joined(separator: "\n  ")
     }
 }

@@ -45,8 +45,18 @@ public enum ChildProcess {
             .split(separator: "\n").suffix(3).joined(separator: " | ")
         if process.terminationReason == .uncaughtSignal {
             let signal = process.terminationStatus
-            let hint = signal == 9 ? " (killed: out of memory?)" : ""
-            return .failed(c, input: inputLabel, reason: "child died with signal \(signal)\(hint) \(stderrTail)")
+            let hint: String
+            switch signal {
+            case SIGKILL: hint = " (SIGKILL: killed, out of memory?)"
+            case SIGILL, SIGTRAP: hint = " (a Swift runtime trap: a failed allocation or a failed check)"
+            case SIGSEGV: hint = " (SIGSEGV: a segmentation fault, or a stack overflow)"
+            default: hint = ""
+            }
+            // Swift's crash report: its "Fatal error" line says why; the backtrace does not.
+            let text = String(decoding: errData, as: UTF8.self).split(separator: "\n")
+            let fatal = text.first(where: { $0.contains("Fatal error") || $0.contains("fatal error") }).map(String.init)
+            let why = (fatal ?? stderrTail).isEmpty ? "" : " — " + (fatal ?? stderrTail)
+            return .failed(c, input: inputLabel, reason: "child died with signal \(signal)\(hint)\(why)")
         }
         let lastLine = String(decoding: outData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
         if let record = try? JSONDecoder().decode(BenchmarkRecord.self, from: Data(lastLine.utf8)) {

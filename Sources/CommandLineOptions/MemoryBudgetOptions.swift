@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Runtime
 import Training
 
 /// `--max-memory SIZE`: a budget for the predicted tensor peak of a training step (the bytes
@@ -38,11 +39,16 @@ public enum ByteCount {
         if t.hasSuffix("IB") { t = t.dropLast(2) } else if t.hasSuffix("B") { t = t.dropLast() }
         var scale = 1.0
         if let last = t.last, let unit = units[last] { scale = unit; t = t.dropLast() }
-        let bytes = Double(t).map { ($0 * scale).rounded(.down) }
-        // Double(Int.max) rounds up to 2^63, which Int cannot hold: hence `<`.
-        guard let bytes, bytes.isFinite, bytes >= 1, bytes < Double(Int.max) else {
+        guard let number = Double(t), number.isFinite else {
             throw ValidationError("'\(text)' is not a size such as 6G, 512M or 1000000 (bytes; K, M, G, T suffixes)")
         }
-        return Int(bytes)
+        // Through the one checked conversion (CheckedSize.integer): 1e30 or 1e20T is refused,
+        // naming the option, where Int(_:) would trap.
+        let bytes: Int
+        do { bytes = try CheckedSize.integer(number * scale, what: "--max-memory \(text)") } catch {
+            throw ValidationError("\(error) (a size in bytes below 2^63, such as 6G)")
+        }
+        guard bytes >= 1 else { throw ValidationError("--max-memory \(text): a budget must be at least 1 byte, such as 6G or 512M") }
+        return bytes
     }
 }

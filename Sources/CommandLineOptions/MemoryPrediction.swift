@@ -33,14 +33,34 @@ public enum MemoryPrediction {
         }
     }
 
+    /// Refuses a step of `model` at `batch` that cannot fit in this machine's physical memory
+    /// (`ModelBounds.checkStep`: parameters, gradients, optimizer state, the batch and the
+    /// largest activation, in checked arithmetic, in microseconds), before the planner builds
+    /// anything: `summary --batch 1000000000000` or `bench-memory --depths 100000` are refused
+    /// with the figure instead of planning for minutes.
+    public static func checkStep(_ model: ModelConfiguration, batch: Int,
+                                 optimizer: OptimizerSettings = OptimizerSettings()) throws {
+        guard batch >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batch) must be at least 1") }
+        try ModelBounds.checkStep(model, batch: batch, optimizerStates: optimizer.statesPerParameter,
+                                  what: "--batch \(batch) with \(model.name) (input \(model.inputShape))")
+    }
+
+    /// Refuses a training batch of `batch` examples that a batch norm of `model` cannot
+    /// normalise (one value per channel: `BatchNormPlan`, `Architecture.minimumTrainingBatch`),
+    /// with PyTorch's message, as `densenet train` does: bench-memory checks this before it
+    /// starts a child that would die of it.
+    public static func checkTrainingBatch(_ model: ModelConfiguration, batch: Int) throws {
+        _ = try BatchNormPlan.check(model: model, exampleCount: batch, batchSize: batch)
+    }
+
     /// The planner's prediction of one training step of `model` at `batch` under `strategy`, on
     /// `threads` threads, with `optimizer`'s state (default: SGD with momentum, as bench-memory
     /// trains).
     public static func plan(_ model: ModelConfiguration, batch: Int, strategy: MemoryPolicy,
                             threads: Int = Parallel.threadCount,
                             optimizer: OptimizerSettings = OptimizerSettings()) throws -> MemoryPlan {
-        guard batch >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batch) must be at least 1") }
         guard threads >= 1 else { throw TrainingError.invalidOption("--threads", reason: "\(threads) must be at least 1") }
+        try checkStep(model, batch: batch, optimizer: optimizer)
         return try MemoryPlanner.plan(model, batch: batch, policy: strategy, threads: threads,
                                       optimizer: plannedOptimizer(optimizer))
     }

@@ -32,13 +32,32 @@ public struct ModelInputOptions: ParsableArguments {
     }
 
     /// The zoo model `--model` (or `defaultModel`) with `--classes`, `--input` and
-    /// `--transition-pooling` applied; `name` replaces `--model` (bench-memory's depth sweep).
-    public func configuration(named name: String? = nil, defaultModel: String? = nil) throws -> ModelConfiguration {
+    /// `--transition-pooling` applied; `name` replaces `--model` (bench-memory's depth sweep),
+    /// and `options` then names what the user typed for it in a size error ("--depths 100000").
+    public func configuration(named name: String? = nil, defaultModel: String? = nil,
+                              options: String? = nil) throws -> ModelConfiguration {
         guard let name = name ?? model ?? defaultModel else {
             throw ValidationError("--model is required: one of \(ModelZoo.names.joined(separator: ", ")), or densenet-bc-L-k")
         }
-        return try ModelOptions.applying(transitionPooling: transitionPooling,
-                                         to: try ModelZoo.configuration(named: name, classes: classes, input: input))
+        return try checkedSizes(try ModelOptions.applying(transitionPooling: transitionPooling,
+                                                          to: try ModelZoo.configuration(named: name, classes: classes, input: input)),
+                                named: name, options: options)
+    }
+
+    /// `model` when its sizes can be computed, one example and its parameters fit in this
+    /// machine's physical memory and its input survives the downsampling chain
+    /// (`ModelInput.check`: `ModelBounds` in microseconds, then `Architecture`; nothing built),
+    /// else an error naming the options that set them: the one place the command lines check
+    /// the model's numbers (`--model densenet-bc-100000-12`, `--input 3x3037000500x3037000500`,
+    /// `--classes 4611686018427387904`, `--input 1x4x4` for d2l).
+    public func checkedSizes(_ model: ModelConfiguration, named name: String? = nil,
+                             options: String? = nil) throws -> ModelConfiguration {
+        let inputName = input.map { "--input \($0)" } ?? "input \(model.inputShape)"
+        var parametersName = options ?? "--model \(name ?? self.model ?? model.name)"
+        if let classes { parametersName += " with --classes \(classes)" }
+        if let input { parametersName += " and --input \(input)" }
+        try ModelInput.check(model, inputName: inputName, parametersName: parametersName)
+        return model
     }
 
     /// The model for training or evaluating on `data` (`datasetProbe`: a split of it, read for
@@ -48,6 +67,12 @@ public struct ModelInputOptions: ParsableArguments {
     public func configuration(for data: DatasetSpec, datasetProbe: ImageDataset? = nil) throws -> ModelConfiguration {
         let resolved: ModelConfiguration
         if let trainPath = data.tablePath(.train) {
+            // Said of the model the user named, before a derived --input (the table's feature
+            // count) could be misread as an image shape.
+            if let model, !(try ModelZoo.configuration(named: model)).takesFeatureVectors {
+                throw TrainingError.invalidOption("--model", reason: "\(model) reads images (C×H×W); csv data (a table of numbers)"
+                                                  + " trains the MLPs of the zoo: --model dense-mlp (the default) or mlp")
+            }
             let features = try RegressionTable.read(trainPath).featureCount
             resolved = try ModelZoo.configuration(named: model ?? "dense-mlp", classes: classes ?? 1,
                                                   input: input ?? "\(features)")
@@ -56,14 +81,28 @@ public struct ModelInputOptions: ParsableArguments {
             resolved = try ModelInput.resolveModel(named: model ?? "d2l", classes: classes, input: input,
                                                    dataset: probe, datasetName: data.name)
         }
-        return try ModelOptions.applying(transitionPooling: transitionPooling, to: resolved)
+        return try checkedSizes(try ModelOptions.applying(transitionPooling: transitionPooling, to: resolved))
     }
 
-    /// Refuses a `--model` or `--transition-pooling` that contradicts `saved` (a resumed run's
-    /// or a checkpoint's model).
-    public func checkAgrees(with saved: ModelConfiguration) throws {
+    /// Refuses a `--model`, `--classes`, `--input` or `--transition-pooling` that contradicts
+    /// `saved`: a resumed run's model, or with `checkpoint` true the model a checkpoint's
+    /// metadata describes (`densenet evaluate`).
+    public func checkAgrees(with saved: ModelConfiguration, checkpoint: Bool = false) throws {
+        func conflict(_ option: String, saved: String, given: String) -> Error {
+            checkpoint ? TrainingError.invalidOption("\(option) \(given)", reason: "differs from the checkpoint's \(saved) (its"
+                                                     + " model_configuration describes the model): leave \(option) out")
+                : TrainingError.resumeConflict(option: option, saved: saved, given: given)
+        }
         if let model, model.lowercased() != saved.name.lowercased() {
-            throw TrainingError.resumeConflict(option: "--model", saved: saved.name, given: model)
+            throw conflict("--model", saved: saved.name, given: model)
+        }
+        // --classes and --input are not silently ignored either (evaluate ran a checkpoint's
+        // model with `--input 3x100000x100000` as if it had not been typed).
+        if let classes, classes != saved.outputCount {
+            throw conflict("--classes", saved: "\(saved.outputCount)", given: "\(classes)")
+        }
+        if let input, (try? ModelZoo.parseInput(input, for: saved)) != saved.inputShape {
+            throw conflict("--input", saved: saved.inputShape.description, given: input)
         }
         if let transitionPooling {
             let wanted = try ModelOptions.transitionPooling(transitionPooling)
@@ -72,8 +111,7 @@ public struct ModelInputOptions: ParsableArguments {
                                                   + " DenseNet transitions pool (avg or max)")
             }
             if c.transitionPooling != wanted {
-                throw TrainingError.resumeConflict(option: "--transition-pooling", saved: c.transitionPooling.rawValue,
-                                                   given: wanted.rawValue)
+                throw conflict("--transition-pooling", saved: c.transitionPooling.rawValue, given: wanted.rawValue)
             }
         }
     }

@@ -13,8 +13,15 @@ public struct ThreadsOptions: ParsableArguments {
 
     public init() {}
 
+    /// The most threads a command line accepts: each is a real thread of every parallel kernel,
+    /// and the planner's scratch grows with them; `--threads 9223372036854775807` trapped.
+    public static let maximum = 1024
+
     public func validate() throws {
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        guard threads >= 1, threads <= ThreadsOptions.maximum else {
+            throw ValidationError("--threads must be in 1...\(ThreadsOptions.maximum) (this machine has \(ThreadsOptions.allCores)"
+                                  + " cores), got \(threads)")
+        }
     }
 
     /// Sets `Parallel.threadCount` to `--threads`.

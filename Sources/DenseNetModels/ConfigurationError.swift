@@ -35,6 +35,8 @@ public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConverti
                        minimumHeight: Int, minimumWidth: Int)
     /// Stage lists (ResNet) or other paired lists of different lengths.
     case mismatchedLists(String)
+    /// A number too large for the model's sizes to be computed at all (`what` names it).
+    case tooLarge(what: String, value: Int, reason: String)
     /// A memory policy name that is neither a preset nor a field.
     case unknownMemoryPolicy(String, known: [String])
 
@@ -75,6 +77,8 @@ public enum ConfigurationError: Error, Equatable, Sendable, CustomStringConverti
             return "input \(input) is too small: \(layer) receives \(h)x\(w), too small for its kernel; this model needs at least \(minH)x\(minW) (e.g. --input \(input.channels)x\(minH)x\(minW))"
         case .mismatchedLists(let what):
             return what
+        case .tooLarge(let what, let value, let reason):
+            return "\(what) = \(value) is too large: \(reason)"
         case .unknownMemoryPolicy(let text, let known):
             return "unknown memory strategy '\(text)': use a preset or fields joined by '+' (\(known.joined(separator: ", ")))"
         }

@@ -122,6 +122,10 @@ extension DenseNetConfiguration {
         let name = "densenet-bc-\(depth)-\(growthRate)"
         guard depth >= 10, (depth - 4) % 6 == 0 else { throw .invalidDepth(depth, name: name) }
         guard growthRate >= 1 else { throw .invalidGrowthRate(growthRate) }
+        guard growthRate <= Int.max / 2 else {
+            throw .tooLarge(what: "growth rate k of \(name)", value: growthRate,
+                            reason: "the stem's 2k channels overflow 64-bit arithmetic; use k ≤ 48 (the published range is 12 to 48)")
+        }
         let n = (depth - 4) / 6
         return DenseNetConfiguration(name: name, growthRate: growthRate, blockConfig: [n, n, n],
                                      initialFeatures: 2 * growthRate, bottleneckFactor: 4,

@@ -9,22 +9,30 @@ import Runtime
 /// figure, before a module is built or a planner walks its layers.
 ///
 /// The parameter bound counts, per layer, only the weights that read each input channel once
-/// (a convolution's or linear layer's `c_in × outputs`, and batch norm's `2 c_in`), in closed
-/// form per block, so it is O(blocks) and never more than the true count
+/// (a convolution's or linear layer's `c_in × outputs`, and batch norm's `2 c_in`), and a
+/// DenseNet's 3x3 convolutions after a bottleneck, in closed form per block, so it is O(blocks)
+/// and never more than the true count
 /// (`Architecture+Counting.swift` has the exact one).
 public enum ModelBounds {
     /// Refuses a validated `model` (`ModelConfiguration.validate()`) when one example's input, or its parameters, cannot fit in physical
     /// memory, or a size overflows; `field` prefixes the names in the error (e.g.
-    /// "model_configuration" for a checkpoint, "--model" for an option).
+    /// "model_configuration" for a checkpoint).
     public static func check(_ model: ModelConfiguration, field: String) throws {
+        try check(model, input: "\(field).input", parameters: field)
+    }
+
+    /// As `check(_:field:)`, with the names of the input's numbers (`input`, e.g. "--input
+    /// 3x3037000500x3037000500") and of the numbers that size the parameters (`parameters`, e.g.
+    /// "--model densenet-bc-100000-12") given apart, as the command lines name their options.
+    public static func check(_ model: ModelConfiguration, input inputName: String, parameters parametersName: String) throws {
         let input = model.inputShape
         let inputElements = try CheckedSize.product([input.channels, input.height, input.width],
-                                                    what: "\(field).input (C × H × W of \(model.name))")
-        try CheckedSize.fitsInMemory(try CheckedSize.bytes(elements: inputElements, what: "\(field).input bytes"),
-                                     what: "\(field).input: bytes of one example of \(model.name)")
-        let weights = try parameterLowerBound(model, what: "\(field): parameter count of \(model.name)")
-        try CheckedSize.fitsInMemory(try CheckedSize.bytes(elements: weights, what: "\(field): parameter bytes of \(model.name)"),
-                                     what: "\(field): bytes of \(model.name)'s parameters (at least)")
+                                                    what: "\(inputName) (C × H × W of \(model.name))")
+        try CheckedSize.fitsInMemory(try CheckedSize.bytes(elements: inputElements, what: "\(inputName) bytes"),
+                                     what: "\(inputName): bytes of one example of \(model.name)")
+        let weights = try parameterLowerBound(model, what: "\(parametersName): parameter count of \(model.name)")
+        try CheckedSize.fitsInMemory(try CheckedSize.bytes(elements: weights, what: "\(parametersName): parameter bytes of \(model.name)"),
+                                     what: "\(parametersName): bytes of \(model.name)'s parameters (at least)")
     }
 
     /// A lower bound of the parameter count (see the type's note).
@@ -35,12 +43,22 @@ public enum ModelBounds {
             var width = c.initialFeatures
             for (b, layers) in c.blockConfig.enumerated() {
                 // Layer j reads width + j·k channels: Σ = n·width + k·n(n−1)/2; each is read by
-                // batch norm (2) and by a convolution with at least k outputs.
+                // batch norm (2) and by the first convolution: a 1x1 to f·k channels with a
+                // bottleneck (then a 3x3 from f·k to k per layer), else a 3x3 to k.
                 let inputs = try denseInputs(width: width, layers: layers, growth: c.growthRate, what: what)
-                total = try CheckedSize.sum(total, CheckedSize.product(inputs, CheckedSize.sum(c.growthRate, 2, what: what), what: what), what: what)
+                let perInput: Int
+                if let f = c.bottleneckFactor {
+                    let bottleneck = try CheckedSize.product(f, c.growthRate, what: what)
+                    perInput = try CheckedSize.sum(bottleneck, 2, what: what)
+                    total = try CheckedSize.sum(total, CheckedSize.product([layers, bottleneck, c.growthRate, 9], what: what),
+                                                what: what)
+                } else {
+                    perInput = try CheckedSize.sum(CheckedSize.product(c.growthRate, 9, what: what), 2, what: what)
+                }
+                total = try CheckedSize.sum(total, CheckedSize.product(inputs, perInput, what: what), what: what)
                 width = try CheckedSize.sum(width, CheckedSize.product(layers, c.growthRate, what: what), what: what)
                 if b + 1 < c.blockConfig.count {
-                    let next = c.compressed(width)
+                    let next = try compressed(width, compression: c.compression, what: what)
                     total = try CheckedSize.sum(total, CheckedSize.product(width, next, what: what), what: what)
                     width = next
                 }
@@ -69,7 +87,7 @@ public enum ModelBounds {
                 total = try CheckedSize.sum(total, CheckedSize.product(inputs, c.growthRate, what: what), what: what)
                 width = try CheckedSize.sum(width, CheckedSize.product(layers, c.growthRate, what: what), what: what)
                 if b + 1 < c.blockConfig.count {
-                    let next = c.compressed(width)
+                    let next = try compressed(width, compression: c.compression, what: what)
                     total = try CheckedSize.sum(total, CheckedSize.product(width, next, what: what), what: what)
                     width = next
                 }

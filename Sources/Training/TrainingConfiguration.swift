@@ -37,6 +37,15 @@ public struct OptimizerSettings: Codable, Equatable, Sendable {
         }
     }
 
+    /// State tensors the optimizer keeps per parameter tensor: none (SGD without momentum), one
+    /// (momentum) or two (Adam), as `SGD` and `Adam` allocate.
+    public var statesPerParameter: Int {
+        switch kind {
+        case .adam: return 2
+        case .sgd: return momentum > 0 ? 1 : 0
+        }
+    }
+
     public func make(_ parameters: [Parameter]) -> any Optimizer {
         switch kind {
         case .sgd:
@@ -114,6 +123,10 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         if let l = limit, l < 1 { throw TrainingError.invalidOption("--limit", reason: "\(l) must be at least 1") }
         if let l = testLimit, l < 1 { throw TrainingError.invalidOption("--test-limit", reason: "\(l) must be at least 1") }
         try optimizer.validate()
+        // One step must fit in physical memory (a lower bound, nothing built): --batch Int.max, an
+        // input of 1x100000x100000 or 10^5 layers are refused here, before any tensor exists.
+        try ModelBounds.checkStep(model, batch: batchSize, optimizerStates: optimizer.statesPerParameter,
+                                  what: "--batch \(batchSize) with \(model.name) (input \(model.inputShape))")
         let m = model
         guard data.isTable else { return }
         guard m.takesFeatureVectors else {

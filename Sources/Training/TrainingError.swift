@@ -28,6 +28,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case nonFiniteState(what: String, step: Int)
     /// A training step whose loss is NaN or infinite: training stops before it saves.
     case nonFiniteLoss(step: Int, epoch: Int, loss: Float)
+    /// The test loss after epoch `epoch` is NaN or infinite (the weights diverged although each
+    /// training loss was finite, e.g. `--lr 1e38`): the run stops before writing that epoch.
+    case nonFiniteTestLoss(epoch: Int, loss: Double)
     /// A training batch would give a batch norm one value per channel (PyTorch: "Expected more
     /// than 1 value per channel when training").
     case batchNormNeedsMoreValues(option: String, value: Int, reason: String, hint: String)
@@ -72,6 +75,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .nonFiniteLoss(let step, let epoch, let loss):
             return "the training loss is \(loss) at step \(step) (epoch \(epoch)): the run diverged and stops without saving"
                 + " (the last checkpoint is kept); resume from it with a lower --lr, or use warm-up (--warmup-epochs)"
+        case .nonFiniteTestLoss(let epoch, let loss):
+            return "--lr: the test loss is \(loss) after epoch \(epoch): the weights diverged; the run stops without saving"
+                + " this epoch (the last checkpoint is kept); resume from it with a lower --lr, or use warm-up (--warmup-epochs)"
         case .batchNormNeedsMoreValues(let option, let value, let reason, let hint):
             return "\(option) \(value): expected more than 1 value per channel when training: \(reason); \(hint)"
         case .resumeConflict(let option, let saved, let given):

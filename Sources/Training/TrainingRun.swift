@@ -305,6 +305,7 @@ public final class TrainingRun {
                 ?? Trainer.evaluate(model, loader: testLoader, classCount: modelConfiguration.outputCount,
                                     progress: showEvaluation)
             model.train()
+            guard test.loss.isFinite else { throw TrainingError.nonFiniteTestLoss(epoch: epoch, loss: test.loss) }
             lastTest = test
             let (rss, peak) = (ProcessProbe.peakResidentBytes, Memory.peak)
             log.append(MetricRecord(phase: .test, epoch: epoch, step: trainer.globalStep, loss: test.loss,

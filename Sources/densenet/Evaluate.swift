@@ -44,6 +44,9 @@ struct Evaluate: ParsableCommand {
     func validate() throws {
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1, got \(batch)") }
         guard mode == "eval" || mode == "train" else { throw ValidationError("--mode must be eval or train, not \(mode)") }
+        if dumpLogits != nil, inputTensor == nil {
+            throw ValidationError("--dump-logits writes the logits of --input-tensor: give --input-tensor FILE.safetensors too")
+        }
     }
 
     func run() throws {
@@ -53,6 +56,7 @@ struct Evaluate: ParsableCommand {
         if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
             path = (path as NSString).appendingPathComponent(TrainingCheckpoint.modelFileName)
         }
+        if let dumpLogits { try OutputLocation.checkFile(dumpLogits, option: "--dump-logits") }
         if let inputTensor { return try logits(checkpoint: path, inputPath: inputTensor) }
 
         let spec = try dataOptions.spec()
@@ -104,7 +108,7 @@ struct Evaluate: ParsableCommand {
     /// The model of a checkpoint: from its metadata, else from --model.
     func modelConfiguration(checkpoint path: String, dataset: ImageDataset?) throws -> ModelConfiguration {
         if let configuration = try TrainingCheckpoint.modelConfiguration(inFile: path) {
-            try modelOptions.checkAgrees(with: configuration)
+            try modelOptions.checkAgrees(with: configuration, checkpoint: true)
             return configuration
         }
         guard modelOptions.model != nil else {
@@ -133,6 +137,19 @@ struct Evaluate: ParsableCommand {
         guard shapeOK, batchMajor.shape[0] >= 1 else {
             throw ValidationError("\(inputPath): 'input' has shape \(batchMajor.shape); \(configuration.name) takes"
                                   + (isMLP ? " (N, \(expected.channels))" : " (N, \(expected.channels), H, W)"))
+        }
+        // The images' H×W through the same check as train's input (too small for the
+        // downsampling chain: ConfigurationError.inputTooSmall, not a crash in pooling).
+        let s = batchMajor.shape
+        let architecture = try ModelInput.checkInput(
+            isMLP ? FeatureShape(features: s[1]) : FeatureShape(channels: s[1], height: s[2], width: s[3]),
+            for: configuration, source: "\(inputPath): 'input' of shape \(s)")
+        // Batch statistics of one value per channel: refused as train refuses them (BatchNormPlan).
+        if mode == "train", s[0] < architecture.minimumTrainingBatch, let layer = architecture.sparsestBatchNorm?.name {
+            throw TrainingError.batchNormNeedsMoreValues(
+                option: "--mode train", value: s[0],
+                reason: "batch norm \(layer) would see \(s[0]) value per channel for \(inputPath)'s 'input' of shape \(s)",
+                hint: "give \(architecture.minimumTrainingBatch) or more images, or use --mode eval")
         }
         if mode == "train" { network.train() } else { network.eval() }
         // The MLP's input is already (F, N) after the swap, so it goes straight to the module.

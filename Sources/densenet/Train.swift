@@ -89,8 +89,15 @@ struct Train: ParsableCommand {
     @Option(name: .customLong("bucket-cap-mb"), help: "Under mpirun: gradient bucket size in MiB (default 25, as PyTorch DDP).")
     var bucketCapMiB: Double?
 
+    func validate() throws {
+        if let stopAfterEpoch, stopAfterEpoch < 1 {
+            throw ValidationError("--stop-after-epoch must be at least 1 (an epoch to stop after), got \(stopAfterEpoch)")
+        }
+    }
+
     func run() throws {
         threadsOptions.apply()
+        if let out = output.out { try OutputLocation.checkFolder(out, option: "--out") }
         try Communicator.withWorld { try run(communicator: $0) }
     }
 
@@ -111,7 +118,7 @@ struct Train: ParsableCommand {
         if communicator.size > 1 && output.out == nil {
             throw TrainingError.invalidOption("--out", reason: "a run over \(communicator.size) ranks needs an explicit --out folder")
         }
-        let folder = output.folder { defaultFolder(c) }
+        let folder = try output.checkedFolder { defaultFolder(c) }
         if c.data.isTable {
             guard communicator.size == 1 else {
                 throw TrainingError.invalidOption("mpirun", reason: "regression runs (csv data) train in one process")

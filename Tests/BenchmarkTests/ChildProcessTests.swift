@@ -86,7 +86,7 @@ final class ChildProcessTests: XCTestCase {
         let record = ChildProcess.measure(configuration, executable: child, inputLabel: "3x16x16")
         XCTAssertEqual(record.status, "failed")
         let reason = try XCTUnwrap(record.reason)
-        XCTAssertTrue(reason.contains("signal 9 (killed: out of memory?)"), reason)
+        XCTAssertTrue(reason.contains("signal 9 (SIGKILL: killed, out of memory?)"), reason)
     }
 
     func testAMissingExecutableFails() {
