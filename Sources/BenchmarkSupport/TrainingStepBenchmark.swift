@@ -59,8 +59,12 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var min_step_s: Double?
     public var images_per_s: Double?
     public var gflop_per_step: Double?
+    /// The median of the sgemm probes (GemmProbe.Series), one before the steps and one after each.
     public var sgemm_gflops: Double?
     public var floor_s: Double?
+    /// Every probe's GFLOP/s, in order, and (highest − lowest) / median.
+    public var sgemm_probes_gflops: [Double]?
+    public var sgemm_spread: Double?
     public var jemalloc_allocated_mib: Double?
     public var jemalloc_resident_mib: Double?
     public var jemalloc_config: String?
@@ -92,31 +96,45 @@ public enum TrainingStepBenchmark {
         let configuration = try c.modelConfiguration()
         let architecture = try Architecture(configuration)
         let shape = configuration.inputShape
-        let sgemm = GemmProbe.squareSgemmGFLOPS(threads: c.threads)
+        // The GEMM rate: one probe now and one after every step (warm-up included), each the
+        // best of two products; the median is the floor's rate, the spread says how much the
+        // machine moved meanwhile (GemmProbe).
+        let probes = GemmProbe.Series()
+        probes.probe(threads: c.threads)
 
         let step = try TrainingStep(configuration, batch: c.batch, policy: c.strategy)
 
         // Baseline: model, optimizer state and data exist; nothing of a step yet. The sgemm
-        // probe's blocks leave the buffer cache, and its 48 MiB no longer set the cache's bound.
+        // probe's pages are returned after each probe, and its matrices are not runtime memory.
         Memory.resetHighWater()
         ProcessProbe.resetPeakResident()   // purges jemalloc first
         let baseline = Double(ProcessProbe.residentBytes) / mib
         Memory.resetPeak()
         var cacheBefore = Memory.cacheStatistics
-        var faultsBefore = ProcessProbe.minorPageFaults
+        var faults = 0
 
+        // The peak RSS is taken per step: VmHWM is read after the step and reset (without
+        // purging anything) after the probe that follows it, so the probe's 48 MiB never count.
+        var peakBytes = 0
         var times = [Double]()
         for i in 0..<(c.warmup + c.steps) {
-            if i == c.warmup { (cacheBefore, faultsBefore) = (Memory.cacheStatistics, ProcessProbe.minorPageFaults) }
+            if i == c.warmup { cacheBefore = Memory.cacheStatistics }
+            let faultsBefore = ProcessProbe.minorPageFaults
             let start = DispatchTime.now().uptimeNanoseconds
             step.run()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            if i >= c.warmup { times.append(seconds) }
+            if i >= c.warmup {
+                times.append(seconds)
+                faults += ProcessProbe.minorPageFaults - faultsBefore
+            }
+            peakBytes = max(peakBytes, ProcessProbe.peakResidentBytes)
+            probes.probe(threads: c.threads)
+            ProcessProbe.resetPeakResident(purging: false)
         }
-        let peak = Double(ProcessProbe.peakResidentBytes) / mib
+        let peak = Double(peakBytes) / mib
         let cache = Memory.cacheStatistics
-        let faults = ProcessProbe.minorPageFaults - faultsBefore
         let stats = Jemalloc.stats()
+        let sgemm = probes.median ?? 0
         let sorted = times.sorted()
         let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
         // Training FLOPs: forward, and backward's two products (input and weight gradients).
@@ -127,7 +145,8 @@ public enum TrainingStepBenchmark {
             baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
             peak_tensor_mib: Double(Memory.peak) / mib,
             median_step_s: median, min_step_s: sorted.first, images_per_s: median > 0 ? Double(c.batch) / median : nil,
-            gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: gflop / sgemm,
+            gflop_per_step: gflop, sgemm_gflops: sgemm, floor_s: sgemm > 0 ? gflop / sgemm : nil,
+            sgemm_probes_gflops: probes.rates, sgemm_spread: probes.spread,
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,
             jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times,
             buffer_cache: Memory.cachesBuffers, cache_hits: cache.hits - cacheBefore.hits,

@@ -84,6 +84,24 @@ final class TrainingStepBenchmarkTests: XCTestCase {
         XCTAssertNil(record.predicted_peak_tensor_mib)
     }
 
+    /// The GEMM floor is the median of several probes (one before the steps, one after each),
+    /// and the probes' 48 MiB of matrices never count in the step's peak RSS or tensor peak.
+    func testFloorIsTheMedianOfInterleavedProbesThatDoNotCountAsMemory() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .naive, batch: 2, input: "3x8x8",
+                                       steps: 3, warmup: 1, threads: 1)
+        let (record, peak) = try measure(c)
+        let probes = try XCTUnwrap(record.sgemm_probes_gflops)
+        XCTAssertEqual(probes.count, 1 + 1 + 3)
+        XCTAssertTrue(probes.allSatisfy { $0 > 0 })
+        let sorted = probes.sorted()
+        XCTAssertEqual(try XCTUnwrap(record.sgemm_gflops), sorted[2], accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.sgemm_spread), (sorted[4] - sorted[0]) / sorted[2], accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.floor_s), try XCTUnwrap(record.gflop_per_step) / sorted[2], accuracy: 1e-12)
+        // This step needs well under a MiB; three 2048² matrices are 48 MiB.
+        XCTAssertLessThan(try XCTUnwrap(record.peak_minus_baseline_mib), 24)
+        XCTAssertLessThan(peak, 1 << 20)
+    }
+
     func testModelsItCannotBuildThrow() {
         XCTAssertThrowsError(try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "densenet-7", strategy: .naive, batch: 1,
                                                                                   steps: 1, warmup: 0, threads: 1)))
