@@ -52,6 +52,9 @@ struct BenchMemory: ParsableCommand {
 
     @OptionGroup var threadsOptions: ThreadsOptions
 
+    @Flag(help: "Time the measured steps per operation class (convolutions, batch norm, copies, pooling, loss, optimizer, allocation) with the serial share of the step; printed after each row and kept in results.json.")
+    var profile = false
+
     @OptionGroup var budget: MemoryBudgetOptions
 
     @OptionGroup var output: OutputFolderOptions
@@ -109,7 +112,7 @@ struct BenchMemory: ParsableCommand {
                 try strategyOptions.parsed().map { s in
                     BenchmarkConfiguration(model: name, strategy: s, batch: b, input: modelOptions.input,
                                            classes: modelOptions.classes, transitionPooling: pooling, steps: steps,
-                                           warmup: warmup, threads: threads)
+                                           warmup: warmup, threads: threads, profile: profile)
                 }
             }
         }
@@ -138,6 +141,7 @@ struct BenchMemory: ParsableCommand {
             record.predicted_peak_tensor_mib = predicted.map { Double($0) / 1_048_576 }
             records.append(record)
             table(Reports.tableRow(record))
+            if let profileTable = Reports.profileTable(record) { table("\n" + profileTable + "\n") }
             try Reports.write(records, to: folder)
         }
         if jsonOutput.json { print(String(decoding: try Reports.json(records), as: UTF8.self)) }

@@ -19,13 +19,17 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     public var steps: Int
     public var warmup: Int
     public var threads: Int
+    /// Time the measured steps per operation class (`Profile`); nil or false: no profile.
+    public var profile: Bool?
 
     public init(model: String, strategy: MemoryPolicy, batch: Int, input: String? = nil, classes: Int? = nil,
                 transitionPooling: DenseNetConfiguration.TransitionPooling? = nil,
-                steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+                steps: Int = 3, warmup: Int = 1, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                profile: Bool = false) {
         self.model = model; self.strategy = strategy; self.batch = batch; self.input = input
         self.classes = classes; self.transitionPooling = transitionPooling?.rawValue
         self.steps = steps; self.warmup = warmup; self.threads = threads
+        self.profile = profile ? true : nil
     }
 
     /// The zoo model measured: `model` with `classes`, `input` and `transitionPooling`.
@@ -76,6 +80,16 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var cache_misses: Int?
     /// Minor page faults during the measured steps (getrusage).
     public var page_faults: Int?
+    /// With `profile`: seconds per measured step by operation class, exclusive of nested
+    /// classes (Profile.swift); calls and page faults per step likewise.
+    public var profile: [Profile.Entry]?
+    /// With `profile`: the step's time in no class (autograd bookkeeping, graph, glue), s/step.
+    public var profile_unattributed_s: Double?
+    /// With `profile`: the share of the step's wall time outside any parallel region.
+    public var serial_share: Double?
+    /// With `profile`: idle thread-seconds inside parallel regions divided by the threads, per
+    /// step (already inside the classes' times: a kernel waits for its slowest thread).
+    public var waiting_s: Double?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
         BenchmarkRecord(model: c.model, strategy: c.strategy.name, batch: c.batch, input: input,
@@ -117,12 +131,16 @@ public enum TrainingStepBenchmark {
         // purging anything) after the probe that follows it, so the probe's 48 MiB never count.
         var peakBytes = 0
         var times = [Double]()
+        var reports = [Profile.Report]()
         for i in 0..<(c.warmup + c.steps) {
             if i == c.warmup { cacheBefore = Memory.cacheStatistics }
             let faultsBefore = ProcessProbe.minorPageFaults
             let start = DispatchTime.now().uptimeNanoseconds
+            let profiling = c.profile == true && i >= c.warmup
+            if profiling { Profile.start() }
             step.run()
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if profiling { reports.append(Profile.stop()) }
             if i >= c.warmup {
                 times.append(seconds)
                 faults += ProcessProbe.minorPageFaults - faultsBefore
@@ -139,7 +157,7 @@ public enum TrainingStepBenchmark {
         let median = sorted.isEmpty ? 0 : sorted[sorted.count / 2]
         // Training FLOPs: forward, and backward's two products (input and weight gradients).
         let gflop = 3 * Double(architecture.forwardFLOPs) * Double(c.batch) / 1e9
-        return BenchmarkRecord(
+        var record = BenchmarkRecord(
             model: c.model, strategy: c.strategy.name, batch: c.batch, input: shape.description, status: "ok",
             params: architecture.trainableParameters,
             baseline_rss_mib: baseline, peak_rss_mib: peak, peak_minus_baseline_mib: peak - baseline,
@@ -151,6 +169,25 @@ public enum TrainingStepBenchmark {
             jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times,
             buffer_cache: Memory.cachesBuffers, cache_hits: cache.hits - cacheBefore.hits,
             cache_misses: cache.misses - cacheBefore.misses, page_faults: faults)
+        if !reports.isEmpty { addProfile(reports, stepSeconds: times, threads: c.threads, to: &record) }
+        return record
+    }
+
+    /// Per-step averages of the profiled steps.
+    static func addProfile(_ reports: [Profile.Report], stepSeconds: [Double], threads: Int, to record: inout BenchmarkRecord) {
+        let n = Double(reports.count)
+        var entries = reports[0].entries
+        for i in entries.indices {
+            entries[i].seconds = reports.map { $0.entries[i].seconds }.reduce(0, +) / n
+            entries[i].calls = reports.map { $0.entries[i].calls }.reduce(0, +) / reports.count
+            entries[i].pageFaults = reports.map { $0.entries[i].pageFaults }.reduce(0, +) / reports.count
+        }
+        let step = stepSeconds.reduce(0, +) / Double(stepSeconds.count)
+        let parallel = reports.map(\.parallelSeconds).reduce(0, +) / n
+        record.profile = entries
+        record.profile_unattributed_s = step - entries.map(\.seconds).reduce(0, +)
+        record.serial_share = step > 0 ? max(0, step - parallel) / step : nil
+        record.waiting_s = reports.map(\.idleThreadSeconds).reduce(0, +) / n / Double(max(threads, 1))
     }
 }
 

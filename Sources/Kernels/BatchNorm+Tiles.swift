@@ -19,6 +19,7 @@ extension BatchNorm {
         channels: Int, columns: Int, ld: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: Bool,
         sumDy: UnsafeMutablePointer<Float>, sumDyXhat: UnsafeMutablePointer<Float>) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("accumulateBackwardSums", channels: channels, columns: columns, ld: ld)
         Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
             for c in cs {
@@ -38,6 +39,7 @@ extension BatchNorm {
         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: Bool,
         sumDy: UnsafePointer<Float>, sumDyXhat: UnsafePointer<Float>, count: Int,
         dx: UnsafeMutablePointer<Float>, dxLd: Int) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("accumulateInputGradient", channels: channels, columns: columns, ld: ld)
         precondition(dxLd >= columns, "BatchNorm.accumulateInputGradient: dxLd \(dxLd) < columns \(columns)")
         precondition(count > 0, "BatchNorm.accumulateInputGradient: count \(count) must be positive")
@@ -57,6 +59,7 @@ extension BatchNorm {
     public static func applyStatistics(x: UnsafePointer<Float>, channels: Int, columns: Int, ld: Int,
         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, mean: UnsafePointer<Float>,
         invStd: UnsafePointer<Float>, relu: Bool, y: UnsafeMutablePointer<Float>, yLd: Int) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("applyStatistics", channels: channels, columns: columns, ld: ld)
         precondition(yLd >= columns, "BatchNorm.applyStatistics: yLd \(yLd) < columns \(columns)")
         Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in

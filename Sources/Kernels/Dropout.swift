@@ -39,6 +39,7 @@ public enum Dropout {
     /// backward and recompute regenerate it. p = 0 copies. y may be x.
     // x, y: any shape, elements indexed in row-major order.
     public static func forward(_ x: Tensor, p: Float, seed: UInt64, into y: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         check("forward", x, y, p)
         if DryRun.isActive { return }
         if p == 0 { Elementwise.copy(x, into: y); return }
@@ -51,6 +52,7 @@ public enum Dropout {
 
     /// dx += dy·mask/(1−p) with the forward's mask.
     public static func backward(_ dy: Tensor, p: Float, seed: UInt64, dx: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         check("backward", dy, dx, p)
         if DryRun.isActive { return }
         if p == 0 { Elementwise.accumulate(dy, into: dx); return }

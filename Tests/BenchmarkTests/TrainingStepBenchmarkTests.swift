@@ -102,6 +102,32 @@ final class TrainingStepBenchmarkTests: XCTestCase {
         XCTAssertLessThan(peak, 1 << 20)
     }
 
+    /// The profile splits a step into operation classes: every class a DenseNet runs appears,
+    /// the classes never add up to more than the step, and on one thread nothing runs in parallel.
+    func testProfileSplitsTheStepIntoOperationClasses() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .minimal, batch: 2, input: "3x8x8",
+                                       steps: 2, warmup: 1, threads: 1, profile: true)
+        let record = try TrainingStepBenchmark.run(c)
+        let entries = try XCTUnwrap(record.profile)
+        let calls = Dictionary(uniqueKeysWithValues: entries.map { ($0.operation, $0.calls) })
+        for op: Profile.Operation in [.conv1x1Forward, .conv1x1Backward, .conv3x3Forward, .conv3x3Backward,
+                                      .batchNormReLU, .pooling, .loss, .linear, .optimizer, .allocation] {
+            XCTAssertGreaterThan(calls[op.name] ?? 0, 0, "\(op.name) was not seen")
+        }
+        let steps = try XCTUnwrap(record.step_times_s)
+        let step = steps.reduce(0, +) / Double(steps.count)
+        XCTAssertLessThanOrEqual(entries.map(\.seconds).reduce(0, +), step * 1.001)
+        XCTAssertEqual(try XCTUnwrap(record.profile_unattributed_s), step - entries.map(\.seconds).reduce(0, +),
+                       accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.serial_share), 1, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(record.waiting_s), 0)
+        XCTAssertNotNil(Reports.profileTable(record))
+        // Without --profile no profile is taken.
+        var plain = c
+        plain.profile = nil
+        XCTAssertNil(try TrainingStepBenchmark.run(plain).profile)
+    }
+
     func testModelsItCannotBuildThrow() {
         XCTAssertThrowsError(try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "densenet-7", strategy: .naive, batch: 1,
                                                                                   steps: 1, warmup: 0, threads: 1)))
