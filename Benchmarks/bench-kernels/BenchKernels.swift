@@ -34,6 +34,9 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Run only the cases whose kernel name contains this string (e.g. conv3x3).")
     var filter: String?
 
+    @Flag(help: "Instead of the cases: time the thin 3x3 convolutions (48->12 at 32x32, 128->32 at 56x56) by our kernel on every CPU level against the per-tap OpenBLAS path, alternated in one run.")
+    var compareThin = false
+
     /// The benchmarked kernels: convolutions (GFLOP/s), the layout comparison, and memory-bound
     /// kernels (GB/s, next to the plain copy's rate).
     static var cases: [BenchCase] {
@@ -52,6 +55,7 @@ struct BenchKernels: ParsableCommand {
     func run() throws {
         threadsOptions.apply()
         print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
+        if compareThin { return try ThinComparison(threads: threads, repeats: repeats, json: json).run() }
         var records: [Record] = []
         var failures = 0
 

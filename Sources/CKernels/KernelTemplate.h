@@ -139,6 +139,8 @@ static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t 
     }
 }
 
+#include "Conv3x3Template.h"
+
 const ck_kernels CK_NAME(ck_kernels) = {
     .name = CK_LEVEL_NAME,
     .sum = CK_NAME(sum),
@@ -146,6 +148,8 @@ const ck_kernels CK_NAME(ck_kernels) = {
     .normalize_row = CK_NAME(normalize_row),
     .backward_sums_row = CK_NAME(backward_sums_row),
     .input_gradient_row = CK_NAME(input_gradient_row),
+    .conv3x3_rows = CK_NAME(conv3x3_rows),
+    .conv3x3_block_size = CK_NAME(conv3x3_block_size),
 };
 
 #undef VF

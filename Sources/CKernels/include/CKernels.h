@@ -35,7 +35,28 @@ typedef struct ck_kernels {
     /// dx += scale·(g − mean_dy − (x − mean)·centered_factor), g as in backward_sums_row.
     void (*input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
                                float beta, int relu, float mean_dy, float centered_factor, float *dx);
+    /// Direct 3x3 convolution, pad 1, stride 1, for thin products (Conv2d+Microkernel.swift):
+    /// y[co, q] (+)= Σ_ci,tap w·x[ci, q shifted by the tap] over the output positions q in
+    /// [q0, q1) of x's (N, h, w) planes (row strides ldx and ldy, channel-major), with weights
+    /// packed by ck_conv3x3_pack in blocks of `block` output channels (conv3x3_block_size).
+    /// Registers hold `block` output channels × a few vectors of one output row; `pad` (at least
+    /// ck_conv3x3_pad_floats(cin, w) floats) holds the three zero-padded input rows of every ci.
+    void (*conv3x3_rows)(const float *x, size_t ldx, const float *packed, size_t block, size_t cin, size_t cout,
+                         size_t h, size_t w, size_t q0, size_t q1, float *y, size_t ldy, int accumulate, float *pad);
+    /// The register block (output channels) conv3x3_rows uses for `cout` output channels, 0 when
+    /// it cannot (cout not a multiple of 4).
+    size_t (*conv3x3_block_size)(size_t cout);
 } ck_kernels;
+
+/// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
+size_t ck_conv3x3_pad_floats(size_t cin, size_t w);
+
+/// Packs weights (cout, cin, 3, 3) for conv3x3_rows into `packed` (cout·cin·9 floats): blocks of
+/// `block` output channels, each [ci][tap][channel of the block]. With transpose_flip, packs the
+/// input gradient's weights instead: cin output channels over cout input channels, taps reversed
+/// (dx = conv(dy, W rotated 180° and transposed), pad 1). The output channels must be a
+/// multiple of `block`.
+void ck_conv3x3_pack(const float *weight, size_t cout, size_t cin, int transpose_flip, size_t block, float *packed);
 
 /// The highest level the running CPU supports (cpuid, via __builtin_cpu_supports).
 int ck_supported_level(void);
