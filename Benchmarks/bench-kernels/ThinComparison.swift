@@ -84,3 +84,33 @@ struct ThinComparison {
         if failures > 0 { throw ExitCode(1) }
     }
 }
+
+/// `bench-kernels --compare-levels`: batch norm + ReLU (forward in training mode, backward) at
+/// [216, 64, 32, 32] on the Swift references and on every C level the CPU has (KernelLevel),
+/// timed in alternation in one run, in GB/s (bytes as MemoryBoundCases counts them).
+struct LevelComparison {
+    var repeats: Int
+
+    func run() {
+        let shape = [216, 64, 32, 32], c = [216]
+        let x = Tensor.randomNormal(shape, seed: 1), y = Tensor(shape: shape), dy = Tensor.randomNormal(shape, seed: 4)
+        let gamma = Tensor.randomUniform(c, low: 0.5, high: 1.5, seed: 2), beta = Tensor.randomUniform(c, seed: 3)
+        let mean = Tensor(shape: c), invStd = Tensor(shape: c)
+        let dx = Tensor.zeros(shape), dg = Tensor.zeros(c), db = Tensor.zeros(c)
+        BatchNorm.forwardTraining(x, gamma: gamma, beta: beta, eps: 1e-5, relu: true, into: y, mean: mean, invStd: invStd)
+        let levels = KernelLevel.supported
+        let forward = { BatchNorm.forwardTraining(x, gamma: gamma, beta: beta, eps: 1e-5, relu: true, into: y, mean: mean, invStd: invStd) }
+        let backward = { BatchNorm.backward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: true,
+                                            dx: dx, dGamma: dg, dBeta: db) }
+        let tensorBytes = MemoryBoundCases.bytes(shape)
+        print("| pass | " + levels.map { "\($0)" }.joined(separator: " | ") + " |")
+        print("|---|" + levels.map { _ in "---" }.joined(separator: "|") + "|")
+        for (name, body, bytes) in [("bn_relu_forward_training", forward, 2 * tensorBytes),
+                                    ("bn_relu_backward", backward, 4 * tensorBytes)] {
+            let seconds = interleavedMedians(repeats: repeats, levels.map { level in { KernelLevel.with(level) { body() } } })
+            let cells = zip(levels, seconds).map { String(format: "%.2f ms, %.1f GB/s (×%.2f vs swift)", $1 * 1e3, bytes / $1 * 1e-9,
+                                                          seconds[0] / $1) }
+            print("| \(name) | " + cells.joined(separator: " | ") + " |")
+        }
+    }
+}
