@@ -55,6 +55,12 @@ struct BenchMemory: ParsableCommand {
     @Flag(help: "Time the measured steps per operation class (convolutions, batch norm, copies, pooling, loss, optimizer, allocation) with the serial share of the step; printed after each row and kept in results.json.")
     var profile = false
 
+    @Option(help: "Kernel level of our C kernels: best (default: the best this CPU has), swift (the Swift references), baseline, avx2, avx512.")
+    var kernelLevel = "best"
+
+    @Option(help: "Where thin 3x3 convolutions use our own kernel: measured (default: where bench-kernels measured it faster), off, always.")
+    var thinKernels = "measured"
+
     @OptionGroup var budget: MemoryBudgetOptions
 
     @OptionGroup var output: OutputFolderOptions
@@ -68,6 +74,11 @@ struct BenchMemory: ParsableCommand {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be 0 or more, got \(warmup)") }
         _ = try parsedBatches()
+        do {
+            var probe = BenchmarkConfiguration(model: "", strategy: .naive, batch: 1)
+            (probe.kernelLevel, probe.thinKernels) = (kernelLevel, thinKernels)
+            _ = try TrainingStepBenchmark.kernelChoice(probe)
+        } catch { throw ValidationError("\(error)") }
     }
 
     func parsedBatches() throws -> [Int] {
@@ -113,6 +124,7 @@ struct BenchMemory: ParsableCommand {
                     BenchmarkConfiguration(model: name, strategy: s, batch: b, input: modelOptions.input,
                                            classes: modelOptions.classes, transitionPooling: pooling, steps: steps,
                                            warmup: warmup, threads: threads, profile: profile)
+                    .with(kernelLevel: kernelLevel, thinKernels: thinKernels)
                 }
             }
         }

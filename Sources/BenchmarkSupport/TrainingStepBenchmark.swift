@@ -21,6 +21,11 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
     public var threads: Int
     /// Time the measured steps per operation class (`Profile`); nil or false: no profile.
     public var profile: Bool?
+    /// The kernel level (`KernelLevel` name: swift, baseline, avx2, avx512); nil: the CPU's best.
+    public var kernelLevel: String?
+    /// Where thin 3x3 convolutions use our kernel (`Conv2d.ThinKernelUse`: off, measured,
+    /// always); nil: measured.
+    public var thinKernels: String?
 
     public init(model: String, strategy: MemoryPolicy, batch: Int, input: String? = nil, classes: Int? = nil,
                 transitionPooling: DenseNetConfiguration.TransitionPooling? = nil,
@@ -30,6 +35,14 @@ public struct BenchmarkConfiguration: Codable, Sendable, Equatable {
         self.classes = classes; self.transitionPooling = transitionPooling?.rawValue
         self.steps = steps; self.warmup = warmup; self.threads = threads
         self.profile = profile ? true : nil
+    }
+
+    /// This configuration with a kernel level and thin-kernel use ("best" and "measured" are the defaults, kept as nil).
+    public func with(kernelLevel: String, thinKernels: String) -> BenchmarkConfiguration {
+        var c = self
+        c.kernelLevel = kernelLevel == "best" ? nil : kernelLevel
+        c.thinKernels = thinKernels == "measured" ? nil : thinKernels
+        return c
     }
 
     /// The zoo model measured: `model` with `classes`, `input` and `transitionPooling`.
@@ -80,6 +93,9 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var cache_misses: Int?
     /// Minor page faults during the measured steps (getrusage).
     public var page_faults: Int?
+    /// The kernel level and thin-kernel use the step ran with.
+    public var kernel_level: String?
+    public var thin_kernels: String?
     /// With `profile`: seconds per measured step by operation class, exclusive of nested
     /// classes (Profile.swift); calls and page faults per step likewise.
     public var profile: [Profile.Entry]?
@@ -107,6 +123,10 @@ public enum TrainingStepBenchmark {
 
     public static func run(_ c: BenchmarkConfiguration) throws -> BenchmarkRecord {
         Parallel.threadCount = max(1, c.threads)
+        let (level, thin) = try kernelChoice(c)
+        let saved = (KernelLevel.active, Conv2d.thinKernels)
+        (KernelLevel.active, Conv2d.thinKernels) = (level, thin)
+        defer { (KernelLevel.active, Conv2d.thinKernels) = saved }
         let configuration = try c.modelConfiguration()
         let architecture = try Architecture(configuration)
         let shape = configuration.inputShape
@@ -170,7 +190,33 @@ public enum TrainingStepBenchmark {
             buffer_cache: Memory.cachesBuffers, cache_hits: cache.hits - cacheBefore.hits,
             cache_misses: cache.misses - cacheBefore.misses, page_faults: faults)
         if !reports.isEmpty { addProfile(reports, stepSeconds: times, threads: c.threads, to: &record) }
+        record.kernel_level = level.description
+        record.thin_kernels = thin.rawValue
         return record
+    }
+
+    /// The kernel level and thin-kernel use `c` asks for, checked against this CPU.
+    public static func kernelChoice(_ c: BenchmarkConfiguration) throws -> (KernelLevel, Conv2d.ThinKernelUse) {
+        var level = KernelLevel.best
+        if let name = c.kernelLevel, name != "best" {
+            guard let named = KernelLevel(name: name) else {
+                throw BenchmarkError.unsupportedKernels("unknown kernel level '\(name)' (use best, "
+                    + KernelLevel.allCases.map(\.description).joined(separator: ", ") + ")")
+            }
+            guard named.isSupported else {
+                throw BenchmarkError.unsupportedKernels("this CPU cannot run the \(name) kernels (it supports "
+                    + KernelLevel.supported.map(\.description).joined(separator: ", ") + ")")
+            }
+            level = named
+        }
+        var thin = Conv2d.ThinKernelUse.measured
+        if let name = c.thinKernels {
+            guard let use = Conv2d.ThinKernelUse(rawValue: name) else {
+                throw BenchmarkError.unsupportedKernels("unknown thin-kernel use '\(name)' (use off, measured or always)")
+            }
+            thin = use
+        }
+        return (level, thin)
     }
 
     /// Per-step averages of the profiled steps.
@@ -194,12 +240,14 @@ public enum TrainingStepBenchmark {
 public enum BenchmarkError: Error, CustomStringConvertible {
     case unsupportedModel(String)
     case childFailed(String)
+    case unsupportedKernels(String)
 
     public var description: String {
         switch self {
         case .unsupportedModel(let name):
             return "bench-memory cannot measure '\(name)' (try densenet-bc-100-12 or densenet121)"
         case .childFailed(let why): return why
+        case .unsupportedKernels(let why): return "bench-memory: \(why)"
         }
     }
 }

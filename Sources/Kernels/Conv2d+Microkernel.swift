@@ -17,7 +17,7 @@ import Runtime
 /// --compare-thin` times it against the per-tap path in alternation.
 extension Conv2d {
     /// Where thin 3x3 convolutions use the kernel.
-    public enum ThinKernelUse: Sendable {
+    public enum ThinKernelUse: String, CaseIterable, Sendable {
         /// Never: the per-tap OpenBLAS path (Conv2d+Shifted.swift).
         case off
         /// Where `bench-kernels --compare-thin` measured it faster than the per-tap path: on the

@@ -28,6 +28,12 @@ public enum KernelLevel: Int, CaseIterable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The level named `name` ("swift", "baseline", "avx2", "avx512"), or nil.
+    public init?(name: String) {
+        guard let level = KernelLevel.allCases.first(where: { $0.description == name }) else { return nil }
+        self = level
+    }
+
     /// Whether the running CPU can run this level.
     public var isSupported: Bool { self == .swiftReference || ck_kernels_for_level(Int32(rawValue)) != nil }
 

@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import DenseNetModels
 import Foundation
+import Kernels
 import Runtime
 import XCTest
 
@@ -126,6 +127,30 @@ final class TrainingStepBenchmarkTests: XCTestCase {
         var plain = c
         plain.profile = nil
         XCTAssertNil(try TrainingStepBenchmark.run(plain).profile)
+    }
+
+    /// A step can run on the Swift references and without the thin kernel (for A/B runs); the
+    /// record says what ran, the defaults come back afterwards, bad names are typed errors.
+    func testKernelChoiceIsAppliedRecordedAndRestored() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .shared, batch: 2, input: "3x8x8",
+                                       steps: 1, warmup: 0, threads: 1).with(kernelLevel: "swift", thinKernels: "off")
+        let record = try TrainingStepBenchmark.run(c)
+        XCTAssertEqual(record.kernel_level, "swift")
+        XCTAssertEqual(record.thin_kernels, "off")
+        XCTAssertEqual(KernelLevel.active, KernelLevel.best)
+        XCTAssertEqual(Conv2d.thinKernels, .measured)
+        let plain = try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .shared, batch: 2,
+                                                                          input: "3x8x8", steps: 1, warmup: 0, threads: 1))
+        XCTAssertEqual(plain.kernel_level, KernelLevel.best.description)
+        XCTAssertEqual(plain.thin_kernels, "measured")
+        for (level, thin) in [("avx3", "measured"), ("best", "sometimes")] {
+            XCTAssertThrowsError(try TrainingStepBenchmark.run(c.with(kernelLevel: level, thinKernels: thin))) { error in
+                XCTAssertTrue("\(error)".contains(level == "avx3" ? "avx3" : "sometimes"), "\(error)")
+            }
+        }
+        if let missing = KernelLevel.allCases.first(where: { !$0.isSupported }) {
+            XCTAssertThrowsError(try TrainingStepBenchmark.run(c.with(kernelLevel: missing.description, thinKernels: "off")))
+        }
     }
 
     func testModelsItCannotBuildThrow() {
