@@ -1,6 +1,7 @@
 // The thin direct 3x3 convolution of one level (included by KernelTemplate.h; CKernels.h
-// documents conv3x3_rows). Per output row: the three input rows of every input channel are
-// copied once into zero-padded rows (so no tap needs a mask), then each block of CB output
+// documents conv3x3_rows). The input rows of every input channel are copied into zero-padded
+// rows (so no tap needs a mask), a ring of three per channel: input row r lives in slot r mod 3
+// and is copied once for the three output rows that read it. Per output row, each block of CB output
 // channels × V vectors of the row is summed in registers over every (ci, tap): V vector loads
 // and CB broadcasts feed CB·V multiply-adds, contracted into FMA where the level has it (unlike
 // the batch-norm rows, whose bits must match the Swift references; these are compared with a
@@ -10,8 +11,9 @@
 /// acc[c][v] = Σ over ci and the taps of rows [klo, khi) of w·pad for the V vectors from column
 /// j, then stored (or added) into out[c] at the columns inside [js, je).
 #define CK_CONV_BLOCK(CB, V)                                                                           \
-CK_INLINE void CK_NAME(conv3x3_block_##CB##_##V)(const float *pad, size_t stride, const float *wp,       \
-        size_t cin, int klo, int khi, size_t j, float *const *out, size_t js, size_t je, int accumulate) { \
+CK_INLINE void CK_NAME(conv3x3_block_##CB##_##V)(const float *pad, size_t stride, const size_t *slot,    \
+        const float *wp, size_t cin, int klo, int khi, size_t j, float *const *out, size_t js, size_t je,  \
+        int accumulate) {                                                                               \
     _Pragma("clang fp contract(fast)")                                                                 \
     VF acc[CB][V];                                                                                     \
     for (int c = 0; c < CB; c++)                                                                       \
@@ -22,7 +24,7 @@ CK_INLINE void CK_NAME(conv3x3_block_##CB##_##V)(const float *pad, size_t stride
         for (int ki = klo; ki < khi; ki++) {                                                           \
             for (int kj = 0; kj < 3; kj++) {                                                           \
                 VF xv[V];                                                                              \
-                for (int v = 0; v < V; v++) xv[v] = LOAD(rows + ki * stride + kj + v * CK_LANES);      \
+                for (int v = 0; v < V; v++) xv[v] = LOAD(rows + slot[ki] + kj + v * CK_LANES);        \
                 const float *wt = wc + (ki * 3 + kj) * CB;                                             \
                 for (int c = 0; c < CB; c++) {                                                         \
                     VF wv = SPLAT(wt[c]);                                                              \
@@ -47,7 +49,7 @@ CK_INLINE void CK_NAME(conv3x3_block_##CB##_##V)(const float *pad, size_t stride
 
 /// One output row's columns [js, je), all output channels, in blocks of CB, V ≤ VMAX vectors.
 #define CK_CONV_ROW(CB, VMAX)                                                                          \
-static void CK_NAME(conv3x3_row_##CB)(const float *pad, size_t stride, const float *packed, size_t cin, \
+static void CK_NAME(conv3x3_row_##CB)(const float *pad, size_t stride, const size_t *slot, const float *packed, size_t cin, \
         size_t cout, int klo, int khi, float *y, size_t ldy, size_t row, size_t js, size_t je, int accumulate) { \
     const size_t first = js - js % CK_LANES;                                                           \
     for (size_t co = 0; co < cout; co += CB) {                                                         \
@@ -63,7 +65,7 @@ static void CK_NAME(conv3x3_row_##CB)(const float *pad, size_t stride, const flo
     }                                                                                                  \
 }
 
-#define CK_CALL(CB, V) CK_NAME(conv3x3_block_##CB##_##V)(pad, stride, wp, cin, klo, khi, j, out, js, je, accumulate)
+#define CK_CALL(CB, V) CK_NAME(conv3x3_block_##CB##_##V)(pad, stride, slot, wp, cin, klo, khi, j, out, js, je, accumulate)
 
 CK_CONV_BLOCK(4, 1)
 CK_CONV_BLOCK(4, 2)
@@ -100,25 +102,30 @@ static void CK_NAME(conv3x3_rows)(const float *x, size_t ldx, const float *packe
                                   size_t cout, size_t h, size_t w, size_t q0, size_t q1, float *y, size_t ldy,
                                   int accumulate, float *pad) {
     const size_t plane = h * w, stride = ck_conv3x3_pad_floats(1, w) / 3;
+    // Zero once: the copies below only ever write columns 1 ... w of a row.
+    memset(pad, 0, cin * 3 * stride * sizeof(float));
+    size_t held[3] = {(size_t)-1, (size_t)-1, (size_t)-1};   // input row (n·h + r) in each slot
     size_t q = q0;
     while (q < q1) {
         const size_t n = q / plane, i = (q % plane) / w;
         const size_t row = n * plane + i * w;                 // position of column 0 of this output row
         const size_t js = q - row, je = (q1 - row < w) ? q1 - row : w;
         const int klo = i == 0 ? 1 : 0, khi = i + 1 == h ? 2 : 3;
-        for (size_t ci = 0; ci < cin; ci++)
-            for (int ki = klo; ki < khi; ki++) {
-                float *dst = pad + (ci * 3 + (size_t)ki) * stride;
-                dst[0] = 0;
-                memcpy(dst + 1, x + ci * ldx + n * plane + (i + (size_t)ki - 1) * w, w * sizeof(float));
-                memset(dst + 1 + w, 0, (stride - 1 - w) * sizeof(float));
-            }
+        size_t slot[3] = {0, 0, 0};                           // offset of the row each ki reads
+        for (int ki = klo; ki < khi; ki++) {
+            const size_t r = i + (size_t)ki - 1, s = r % 3, tag = n * h + r;
+            slot[ki] = s * stride;
+            if (held[s] == tag) continue;
+            held[s] = tag;
+            for (size_t ci = 0; ci < cin; ci++)
+                memcpy(pad + (ci * 3 + s) * stride + 1, x + ci * ldx + n * plane + r * w, w * sizeof(float));
+        }
         switch (block) {
 #if CK_LANES >= 16
-        case 12: CK_NAME(conv3x3_row_12)(pad, stride, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
-        case 8: CK_NAME(conv3x3_row_8)(pad, stride, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
+        case 12: CK_NAME(conv3x3_row_12)(pad, stride, slot, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
+        case 8: CK_NAME(conv3x3_row_8)(pad, stride, slot, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
 #endif
-        default: CK_NAME(conv3x3_row_4)(pad, stride, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
+        default: CK_NAME(conv3x3_row_4)(pad, stride, slot, packed, cin, cout, klo, khi, y, ldy, row, js, je, accumulate); break;
         }
         q = row + je;
     }

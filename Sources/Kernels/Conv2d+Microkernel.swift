@@ -21,11 +21,9 @@ extension Conv2d {
         /// Never: the per-tap OpenBLAS path (Conv2d+Shifted.swift).
         case off
         /// Where `bench-kernels --compare-thin` measured it faster than the per-tap path: on the
-        /// AVX2 and AVX-512 levels (the baseline level's 4-lane version ran at 0.35–0.6 of it),
-        /// for every input gradient and for forwards with at least 16 output channels (3x3
-        /// 128→32 at 56x56, batch 8: forward 1.04–1.41×, backward 0.89–1.23× the per-tap path;
-        /// 48→12 at 32x32, batch 64: backward 1.08–1.17×, but forward 0.57–0.88×, kept on
-        /// OpenBLAS; three alternated runs on a shared 2-vCPU Zen 5, Papers/design-notes.md).
+        /// AVX2 and AVX-512 levels, forward and input gradient (median speedups of three
+        /// alternated runs 1.03–1.28×; the baseline level's 4-lane version ran at 0.44–0.58× and
+        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md.
         case measured
         /// Wherever it can (tests, and benchmarks of every level).
         case always
@@ -40,11 +38,10 @@ extension Conv2d {
 
     /// Whether the kernel computes this convolution's forward (`outputs` = Cout) or input
     /// gradient (`outputs` = Cin) at the active level.
-    static func thinKernelApplies(_ g: ConvGeometry, outputs: Int, forward: Bool) -> Bool {
+    static func thinKernelApplies(_ g: ConvGeometry, outputs: Int) -> Bool {
         guard thinKernels != .off, let table = KernelLevel.table, g.hasUnitStrideRows, g.kh == 3, g.kw == 3,
               g.ph == 1, g.pw == 1, g.ho == g.h, table.pointee.conv3x3_block_size(outputs) > 0 else { return false }
-        if thinKernels == .always { return true }
-        return KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && (!forward || g.cout >= 16)
+        return thinKernels == .always || KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue
     }
 
     /// The register block (output channels) of the active level's kernel for `outputs` channels.

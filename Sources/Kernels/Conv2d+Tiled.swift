@@ -45,7 +45,7 @@ extension Conv2d {
         let rows = g.rows, total = g.columns
         let tapMajor = makesTapMajorWeights(g, multipliesByWeights: true)
         // Thin 3x3: our register-blocked kernel in the same scratch (Conv2d+Microkernel.swift).
-        let thin = tapMajor && thinKernelApplies(g, outputs: g.cout, forward: true) && thinKernelFits(g, inputs: g.cin, parts: parts) {
+        let thin = tapMajor && thinKernelApplies(g, outputs: g.cout) && thinKernelFits(g, inputs: g.cin, parts: parts) {
             forwardWorkspace(g, parts: parts, columns: Parallel.chunk($0, of: parts, count: total).count)
         }
         let taps = !tapMajor ? nil : thin ? thinKernelWeights(weight, g, inputGradient: false) : tapMajorWeights(weight, g)
@@ -178,7 +178,7 @@ extension Conv2d {
         let tapMajor = makesTapMajorWeights(g, multipliesByWeights: dx != nil)
         // Thin 3x3 input gradient by our kernel when threads own whole images (or one thread
         // does all), in the same scratch (Conv2d+Microkernel.swift); dW stays per tap.
-        let thin = tapMajor && (split == .images || parts == 1) && thinKernelApplies(g, outputs: g.cin, forward: false)
+        let thin = tapMajor && (split == .images || parts == 1) && thinKernelApplies(g, outputs: g.cin)
             && thinKernelFits(g, inputs: g.cout, parts: parts) { t in
                 let (channels, columns) = backwardPart(t, of: parts, split: split, g)
                 if channels.isEmpty || columns.isEmpty { return (0, 0) }
