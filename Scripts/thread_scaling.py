@@ -5,7 +5,7 @@ memory_efficient=True), in the same run, at 1, 2, 4, ... threads up to the machi
 
   python3 Scripts/thread_scaling.py [--configs bc100,densenet121] [--threads 1,2,4,8,16]
       [--strategies naive,shared,minimal] [--steps 3] [--warmup 1] [--bench PATH | --pack PATH]
-      [--no-torch] [--out DIR]
+      [--no-torch] [--profile] [--out DIR]
 
 Our binary: --bench PATH (a bench-memory executable), else --pack PATH (the static pack of
 /work/shared/reference/scaling-notes.md: a .tar.xz holding bench-memory and lib/, unpacked into the
@@ -15,7 +15,8 @@ can import torch and torchvision (Scripts/pytorch_compare.py's child, one fresh 
 torch.set_num_threads and OMP_NUM_THREADS set to the thread count); --no-torch skips it.
 
 Each (model, threads) of ours is one bench-memory call (each strategy in its own child process);
-the records keep the GEMM floor's probes and spread. The machine may be shared: say so with the
+the records keep the GEMM floor's probes and spread; --profile adds bench-memory's per-operation
+profile and serial share to them (and a serial-share column to the table). The machine may be shared: say so with the
 figures, and compare within one run.
 """
 import argparse
@@ -72,6 +73,8 @@ def ours(bench, env, cfg, strategies, threads, a, out):
     folder = os.path.join(out, f"ours-{cfg['ours']}-t{threads}")
     cmd = bench + ["--model", cfg["ours"], "--batch", str(cfg["batch"]), "--strategies", ",".join(strategies),
                    "--steps", str(a.steps), "--warmup", str(a.warmup), "--threads", str(threads), "--out", folder]
+    if a.profile:
+        cmd.append("--profile")
     print("$", " ".join(cmd), flush=True)
     done = subprocess.run(cmd, env=env)
     path = os.path.join(folder, "results.json")
@@ -151,6 +154,7 @@ def main():
     p.add_argument("--bench", help="a bench-memory executable")
     p.add_argument("--pack", help="a static pack (.tar.xz with bench-memory and lib/), scaling-notes.md")
     p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--profile", action="store_true", help="pass --profile to bench-memory")
     p.add_argument("--out")
     a = p.parse_args()
     try:
@@ -184,8 +188,8 @@ def main():
             with open(os.path.join(out, "results.json"), "w") as f:
                 json.dump(rows, f, indent=1)
     lines = [f"# Thread scaling, same run ({benchlib.machine_line()})", "",
-             "| model | threads | framework | strategy | median s/step | × floor | floor probe spread | speedup vs fewest threads | peak RSS − baseline MiB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| model | threads | framework | strategy | median s/step | × floor | floor probe spread | speedup vs fewest threads | serial share | peak RSS − baseline MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name in names:
         model = CONFIGS[name]["ours"]
         first = {}
@@ -197,7 +201,8 @@ def main():
             floor = r.get("floor_s")
             lines.append(f"| {model} | {r['threads']} | {r['framework']} | {r['strategy']} | {benchlib.fmt(t, 3)} | "
                          f"{benchlib.fmt(t / floor if t and floor else None, 2)} | {benchlib.fmt(r.get('sgemm_spread'), 2)} | "
-                         f"{benchlib.fmt(first[key] / t if t else None, 2)} | {benchlib.fmt(r.get('peak_minus_baseline_mib'), 0)} |")
+                         f"{benchlib.fmt(first[key] / t if t else None, 2)} | {benchlib.fmt(r.get('serial_share'), 2)} | "
+                         f"{benchlib.fmt(r.get('peak_minus_baseline_mib'), 0)} |")
         chart(rows, model, os.path.join(out, f"scaling-{model}.svg"))
     benchlib.write(os.path.join(out, "report.md"), "\n".join(lines) + "\n")
 
