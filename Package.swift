@@ -2,24 +2,17 @@
 // A memory-efficient DenseNet research framework: a CPU tensor runtime with counted memory,
 // DenseNets in four memory strategies (Pleiss et al. 2017, arXiv 1707.06990) and benchmarks
 // of their peak RSS and step time.
-import Foundation
 import PackageDescription
 
 // MARK: - Build settings
 
 /// The numeric modules are compiled with optimisation in every configuration, so that
-/// `swift test` and a debug `swift run bench-memory` are not slowed tens of times, and for
-/// AVX2/FMA when the building machine has them (the binaries run where they are built, as with
-/// -march=native): Swift's default x86-64 target is SSE2, which splits every SIMD8<Float> of the
-/// memory-bound kernels in two.
-let vectorFlags: [String] = {
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-          let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-    let flags = Set(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
-    return flags.isSuperset(of: ["avx2", "fma", "bmi2", "f16c"]) ? ["-target-cpu", "haswell"] : []
-}()
+/// `swift test` and a debug `swift run bench-memory` are not slowed tens of times. They are
+/// compiled for the x86-64 baseline whatever the building machine has, so a binary runs on any
+/// x86-64 CPU: the hot inner loops that gain from AVX2/FMA or AVX-512 live in `CKernels`, compiled
+/// once per level and chosen at run time by the running CPU (Sources/CKernels/CPUDispatch.c).
 let optimized: [SwiftSetting] = [
-    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"] + vectorFlags),
+    .unsafeFlags(["-O", "-enforce-exclusivity=unchecked"]),
     .swiftLanguageMode(.v5),
 ]
 let plain: [SwiftSetting] = [.swiftLanguageMode(.v5)]
@@ -31,6 +24,8 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+    // Per-CPU-level kernels, no contraction into FMA (KernelTemplate.h says why).
+    .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
     // Open MPI (Sources/CMPI/shim.h says why Swift reaches it through a C wrapper).
     .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     .target(name: "CMPIShim", dependencies: ["CMPI"], cSettings: [.unsafeFlags(["-O2"])]),
@@ -45,7 +40,7 @@ let systemLibraries: [Target] = [
 let libraries: [Target] = [
     .target(name: "Runtime", dependencies: ["COpenBLAS", "CJemalloc", "CAllocatorConfig"],
             swiftSettings: optimized),
-    .target(name: "Kernels", dependencies: ["Runtime", "COpenBLAS"], swiftSettings: optimized),
+    .target(name: "Kernels", dependencies: ["Runtime", "COpenBLAS", "CKernels"], swiftSettings: optimized),
     .target(name: "Autograd", dependencies: ["Runtime", "Kernels"], swiftSettings: optimized),
     .target(name: "NeuralLayers", dependencies: ["Runtime", "Kernels", "Autograd"], swiftSettings: optimized),
     .target(name: "DenseNetModels", dependencies: ["Runtime", "Kernels", "Autograd", "NeuralLayers"],

@@ -34,6 +34,12 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Run only the cases whose kernel name contains this string (e.g. conv3x3).")
     var filter: String?
 
+    @Flag(help: "Instead of the cases: time the thin 3x3 convolutions (48->12 at 32x32, 128->32 at 56x56) by our kernel on every CPU level against the per-tap OpenBLAS path, alternated in one run.")
+    var compareThin = false
+
+    @Flag(help: "Instead of the cases: time batch norm + ReLU on the Swift references and on every CPU level of the C kernels, alternated in one run.")
+    var compareLevels = false
+
     /// The benchmarked kernels: convolutions (GFLOP/s), the layout comparison, and memory-bound
     /// kernels (GB/s, next to the plain copy's rate).
     static var cases: [BenchCase] {
@@ -54,6 +60,8 @@ struct BenchKernels: ParsableCommand {
         // Before the minutes of measuring, not after (issue 11, class 9).
         if let json { try OutputLocation.checkFile(json, option: "--json") }
         print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
+        if compareThin { return try ThinComparison(threads: threads, repeats: repeats, json: json).run() }
+        if compareLevels { return LevelComparison(repeats: repeats).run() }
         var records: [Record] = []
         var failures = 0
 

@@ -64,6 +64,15 @@ struct BenchMemory: ParsableCommand {
     @Option(help: "Data-parallel ranks: each configuration runs under `mpirun -np N` with --batch as the global batch (default 1).")
     var ranks = 1
 
+    @Flag(help: "Time the measured steps per operation class (convolutions, batch norm, copies, pooling, loss, optimizer, allocation) with the serial share of the step; printed after each row and kept in results.json.")
+    var profile = false
+
+    @Option(help: "Kernel level of our C kernels: best (default: the best this CPU has), swift (the Swift references), baseline, avx2, avx512.")
+    var kernelLevel = "best"
+
+    @Option(help: "Where thin 3x3 convolutions use our own kernel: measured (default: where bench-kernels measured it faster), off, always.")
+    var thinKernels = "measured"
+
     @OptionGroup var budget: MemoryBudgetOptions
 
     @OptionGroup var output: OutputFolderOptions
@@ -84,6 +93,11 @@ struct BenchMemory: ParsableCommand {
         }
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
         _ = try parsedBatches()
+        do {
+            var probe = BenchmarkConfiguration(model: "", strategy: .naive, batch: 1)
+            (probe.kernelLevel, probe.thinKernels) = (kernelLevel, thinKernels)
+            _ = try TrainingStepBenchmark.kernelChoice(probe)
+        } catch { throw ValidationError("\(error)") }
     }
 
     func parsedBatches() throws -> [Int] {
@@ -160,7 +174,9 @@ struct BenchMemory: ParsableCommand {
                 try strategyOptions.parsed().map { s in
                     BenchmarkConfiguration(model: name, strategy: s, batch: b, input: modelOptions.input,
                                            classes: modelOptions.classes, transitionPooling: pooling, steps: steps,
-                                           warmup: warmup, threads: threads, ranks: ranks > 1 ? ranks : nil)
+                                           warmup: warmup, threads: threads, ranks: ranks > 1 ? ranks : nil,
+                                           profile: profile)
+                    .with(kernelLevel: kernelLevel, thinKernels: thinKernels)
                 }
             }
         }
@@ -190,6 +206,7 @@ struct BenchMemory: ParsableCommand {
             record.predicted_peak_tensor_mib = predicted.map { Double($0) / 1_048_576 }
             records.append(record)
             table(Reports.tableRow(record))
+            if let profileTable = Reports.profileTable(record) { table("\n" + profileTable + "\n") }
             try Reports.write(records, to: folder)
         }
         if jsonOutput.json { print(String(decoding: try Reports.json(records), as: UTF8.self)) }

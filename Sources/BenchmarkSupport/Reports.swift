@@ -19,6 +19,26 @@ public enum Reports {
             + "\(f(r.images_per_s)) | \(r.status == "ok" ? "ok" : "\(r.status): \(r.reason ?? "")") |"
     }
 
+    /// A record's profile (`bench-memory --profile`): seconds per step by operation class, their
+    /// share of the step, calls and page faults per step, then the unattributed rest, the serial
+    /// share and the waiting; nil without a profile.
+    public static func profileTable(_ r: BenchmarkRecord) -> String? {
+        guard let entries = r.profile, let step = r.median_step_s, step > 0 else { return nil }
+        let total = (r.step_times_s ?? [step]).reduce(0, +) / Double(max(r.step_times_s?.count ?? 1, 1))
+        var lines = ["profile of \(r.model) \(r.strategy) batch \(r.batch), \(r.threads ?? 1) threads "
+                     + String(format: "(mean step %.3f s)", total),
+                     "| operation | s/step | share | calls/step | page faults/step |", "|---|---|---|---|---|"]
+        for e in entries.sorted(by: { $0.seconds > $1.seconds }) where e.calls > 0 {
+            lines.append("| \(e.operation) | \(f(e.seconds, 4)) | \(f(100 * e.seconds / total))% | \(e.calls) | \(e.pageFaults) |")
+        }
+        if let rest = r.profile_unattributed_s {
+            lines.append("| (unattributed: autograd, glue) | \(f(rest, 4)) | \(f(100 * rest / total))% | – | – |")
+        }
+        lines.append("serial share of the step (outside parallel regions): \(f(r.serial_share.map { 100 * $0 }))%; "
+                     + "waiting (idle threads in parallel regions, within the classes above): \(f(r.waiting_s, 4)) s/step")
+        return lines.joined(separator: "\n")
+    }
+
     public static func markdown(_ records: [BenchmarkRecord]) -> String {
         ([tableHeader] + records.map(tableRow)).joined(separator: "\n") + "\n"
     }

@@ -4,6 +4,7 @@ import Runtime
 public enum Activation {
     /// y = max(x, 0). y may be x (in place).
     public static func reluForward(_ x: Tensor, into y: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         precondition(x.shape == y.shape, "Activation.reluForward: x \(x.shape) vs y \(y.shape)")
         precondition(x.isContiguous && y.isContiguous, "Activation.reluForward: x \(x.shape) and y \(y.shape) must be contiguous")
         if DryRun.isActive { return }
@@ -21,6 +22,7 @@ public enum Activation {
     /// dx += dy·[y > 0]. dx may be dy only if the caller wants dy replaced by 2·masked dy; use
     /// separate tensors.
     public static func reluBackward(_ dy: Tensor, y: Tensor, dx: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         precondition(dy.shape == y.shape && dy.shape == dx.shape,
                      "Activation.reluBackward: dy \(dy.shape) vs y \(y.shape) vs dx \(dx.shape)")
         precondition(dy.isContiguous && y.isContiguous && dx.isContiguous,

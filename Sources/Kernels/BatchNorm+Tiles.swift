@@ -19,6 +19,7 @@ extension BatchNorm {
         channels: Int, columns: Int, ld: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: Bool,
         sumDy: UnsafeMutablePointer<Float>, sumDyXhat: UnsafeMutablePointer<Float>) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("accumulateBackwardSums", channels: channels, columns: columns, ld: ld)
         Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
             for c in cs {
@@ -38,6 +39,7 @@ extension BatchNorm {
         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: Bool,
         sumDy: UnsafePointer<Float>, sumDyXhat: UnsafePointer<Float>, count: Int,
         dx: UnsafeMutablePointer<Float>, dxLd: Int) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("accumulateInputGradient", channels: channels, columns: columns, ld: ld)
         precondition(dxLd >= columns, "BatchNorm.accumulateInputGradient: dxLd \(dxLd) < columns \(columns)")
         precondition(count > 0, "BatchNorm.accumulateInputGradient: count \(count) must be positive")
@@ -57,6 +59,7 @@ extension BatchNorm {
     public static func applyStatistics(x: UnsafePointer<Float>, channels: Int, columns: Int, ld: Int,
         gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, mean: UnsafePointer<Float>,
         invStd: UnsafePointer<Float>, relu: Bool, y: UnsafeMutablePointer<Float>, yLd: Int) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("applyStatistics", channels: channels, columns: columns, ld: ld)
         precondition(yLd >= columns, "BatchNorm.applyStatistics: yLd \(yLd) < columns \(columns)")
         Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
@@ -86,9 +89,22 @@ extension BatchNorm {
         (x - mean) * scale + beta
     }
 
+    // The row kernels below run the C kernels of the active `KernelLevel` (CKernels, chosen by
+    // the running CPU) when there is one, else the Swift references after them.
+
     // y (count) = affine(x) (+ReLU).
+    @inline(__always)
     static func normalizeRow(x: UnsafePointer<Float>, count: Int, mean: Float, scale: Float, beta: Float,
                              relu: Bool, y: UnsafeMutablePointer<Float>) {
+        if let table = KernelLevel.table {
+            table.pointee.normalize_row(x, count, mean, scale, beta, relu ? 1 : 0, y)
+            return
+        }
+        normalizeRowReference(x: x, count: count, mean: mean, scale: scale, beta: beta, relu: relu, y: y)
+    }
+
+    static func normalizeRowReference(x: UnsafePointer<Float>, count: Int, mean: Float, scale: Float, beta: Float,
+                                      relu: Bool, y: UnsafeMutablePointer<Float>) {
         let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta)
         let lanes = Elementwise.lanes
         var i = 0
@@ -108,8 +124,23 @@ extension BatchNorm {
     }
 
     // Σ g and Σ g·xhat over one row (count), g = dy masked by affine(x) > 0 when relu.
+    @inline(__always)
     static func backwardSumsRow(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
                                 invStd: Float, scale: Float, beta: Float, relu: Bool) -> (sumDy: Double, sumDyXhat: Double) {
+        if let table = KernelLevel.table {
+            var sums = (0.0, 0.0)
+            withUnsafeMutableBytes(of: &sums) {
+                table.pointee.backward_sums_row(dy, x, count, mean, scale, beta, relu ? 1 : 0,
+                                                $0.baseAddress!.assumingMemoryBound(to: Double.self))
+            }
+            return (sums.0, sums.1 * Double(invStd))
+        }
+        return backwardSumsRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale,
+                                        beta: beta, relu: relu)
+    }
+
+    static func backwardSumsRowReference(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
+                                         invStd: Float, scale: Float, beta: Float, relu: Bool) -> (sumDy: Double, sumDyXhat: Double) {
         let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta), zero = V()
         let lanes = Elementwise.lanes
         var totalDy = 0.0, totalDyCentered = 0.0
@@ -157,9 +188,22 @@ extension BatchNorm {
     }
 
     // dx (count) += scale·(g − meanDy − xhat·meanDyXhat), xhat = (x − mean)·invStd.
+    @inline(__always)
     static func inputGradientRow(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
                                  invStd: Float, scale: Float, beta: Float, relu: Bool, meanDy: Float,
                                  meanDyXhat: Float, dx: UnsafeMutablePointer<Float>) {
+        if let table = KernelLevel.table {
+            table.pointee.input_gradient_row(dy, x, count, mean, scale, beta, relu ? 1 : 0, meanDy,
+                                             invStd * meanDyXhat, dx)
+            return
+        }
+        inputGradientRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale, beta: beta,
+                                  relu: relu, meanDy: meanDy, meanDyXhat: meanDyXhat, dx: dx)
+    }
+
+    static func inputGradientRowReference(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
+                                          invStd: Float, scale: Float, beta: Float, relu: Bool, meanDy: Float,
+                                          meanDyXhat: Float, dx: UnsafeMutablePointer<Float>) {
         let centeredFactor = invStd * meanDyXhat
         let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta), zero = V()
         let a = V(repeating: meanDy), k = V(repeating: centeredFactor)

@@ -33,6 +33,7 @@ public enum BatchNorm {
     // x, y (C, N, H, W); gamma, beta, mean, invStd (C).
     public static func forwardTraining(_ x: Tensor, gamma: Tensor, beta: Tensor, eps: Float, relu: Bool,
                                        into y: Tensor, mean: Tensor, invStd: Tensor) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         let (channels, columns) = check("forwardTraining", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
                                                               ("invStd", invStd)], sameAsX: [("y", y)])
         precondition(columns > 0, "BatchNorm.forwardTraining: x \(x.shape) has no positions per channel")
@@ -61,6 +62,7 @@ public enum BatchNorm {
     // x, y (C, N, H, W); gamma, beta, mean, invStd (C).
     public static func forwardWithStatistics(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                                              invStd: Tensor, relu: Bool, into y: Tensor) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         let (channels, columns) = check("forwardWithStatistics", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
                                                                     ("invStd", invStd)], sameAsX: [("y", y)])
         if DryRun.isActive { return }
@@ -73,6 +75,7 @@ public enum BatchNorm {
     // x, y (C, N, H, W); gamma, beta, runningMean, runningVar (C).
     public static func forwardInference(_ x: Tensor, gamma: Tensor, beta: Tensor, runningMean: Tensor,
                                         runningVar: Tensor, eps: Float, relu: Bool, into y: Tensor) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         let (channels, columns) = check("forwardInference", x, [("gamma", gamma), ("beta", beta),
                                                                ("runningMean", runningMean), ("runningVar", runningVar)],
                                         sameAsX: [("y", y)])
@@ -133,6 +136,7 @@ public enum BatchNorm {
     // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public static func backward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
                                 relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         backward("backward", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
                  dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: false)
     }
@@ -142,6 +146,7 @@ public enum BatchNorm {
     // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public static func backwardWithFixedStatistics(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                                                    invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         backward("backwardWithFixedStatistics", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
                  relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: true)
     }

@@ -24,6 +24,7 @@ public enum Concat {
 
     /// Concatenates `xs` along dim 0 (channels) into y.
     public static func forward(_ xs: [Tensor], into y: Tensor) {
+        let span = Profile.begin(.concatCopy); defer { Profile.end(span) }
         let offsets = offsets(xs.map(\.shape), into: y, "forward")
         for x in xs { precondition(x.isContiguous, "Concat.forward: input \(x.shape) must be contiguous") }
         if DryRun.isActive { return }
@@ -47,6 +48,7 @@ public enum Concat {
     /// entry comes after the last non-nil one, or when there is exactly one nil entry. Otherwise
     /// use `backward(_:dxs:channels:)`.
     public static func backward(_ dy: Tensor, dxs: [Tensor?]) {
+        let span = Profile.begin(.concatCopy); defer { Profile.end(span) }
         let lastKnown = dxs.lastIndex { $0 != nil } ?? -1
         let nilsBefore = dxs[..<max(lastKnown, 0)].filter { $0 == nil }.count
         let nilsTotal = dxs.filter { $0 == nil }.count
@@ -60,6 +62,7 @@ public enum Concat {
 
     /// dxs[i] += channels `channels[i]` wide slice of dy, in order (nil entries skipped).
     public static func backward(_ dy: Tensor, dxs: [Tensor?], channels: [Int]) {
+        let span = Profile.begin(.concatCopy); defer { Profile.end(span) }
         backward(dy, dxs: dxs, channels: channels, trailingMayBeShort: false)
     }
 

@@ -42,15 +42,25 @@ extension Conv2d {
     static func tiledForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                              y: UnsafeMutablePointer<Float>) {
         let parts = forwardParts(g, threads: Parallel.threadCount)
-        let taps = makesTapMajorWeights(g, multipliesByWeights: true) ? tapMajorWeights(weight, g) : nil
-        let tapWeights = taps.map { UnsafePointer($0.pointer) }
         let rows = g.rows, total = g.columns
+        let tapMajor = makesTapMajorWeights(g, multipliesByWeights: true)
+        // Thin 3x3: our register-blocked kernel in the same scratch (Conv2d+Microkernel.swift).
+        let thin = tapMajor && thinKernelApplies(g, outputs: g.cout) && thinKernelFits(g, inputs: g.cin, parts: parts) {
+            forwardWorkspace(g, parts: parts, columns: Parallel.chunk($0, of: parts, count: total).count)
+        }
+        let taps = !tapMajor ? nil : thin ? thinKernelWeights(weight, g, inputGradient: false) : tapMajorWeights(weight, g)
+        let tapWeights = taps.map { UnsafePointer($0.pointer) }
         Parallel.forEach(parts) { t in
             let range = Parallel.chunk(t, of: parts, count: total)
             let (workRows, width) = forwardWorkspace(g, parts: parts, columns: range.count)
             guard width > 0 else { return }
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
+            if thin {
+                thinForward(x, packed: tapWeights!, g, columns: range, pad: cols, y: y)
+                withExtendedLifetime(workspace) {}
+                return
+            }
             var start = range.lowerBound
             while start < range.upperBound {
                 let tileRange = start..<min(start + width, range.upperBound)
@@ -165,7 +175,16 @@ extension Conv2d {
         let area = g.kernelArea, rows = g.rows, total = g.columns
         // Stride 1 with Wo = W: per-tap products (Conv2d+Shifted.swift), dW accumulated tap-major.
         let shifted = g.hasUnitStrideRows
-        let taps = makesTapMajorWeights(g, multipliesByWeights: dx != nil) ? tapMajorWeights(weight, g) : nil
+        let tapMajor = makesTapMajorWeights(g, multipliesByWeights: dx != nil)
+        // Thin 3x3 input gradient by our kernel when threads own whole images (or one thread
+        // does all), in the same scratch (Conv2d+Microkernel.swift); dW stays per tap.
+        let thin = tapMajor && (split == .images || parts == 1) && thinKernelApplies(g, outputs: g.cin)
+            && thinKernelFits(g, inputs: g.cout, parts: parts) { t in
+                let (channels, columns) = backwardPart(t, of: parts, split: split, g)
+                if channels.isEmpty || columns.isEmpty { return (0, 0) }
+                return backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
+            }
+        let taps = !tapMajor ? nil : thin ? thinKernelWeights(weight, g, inputGradient: true) : tapMajorWeights(weight, g)
         let tapWeights = taps.map { UnsafePointer($0.pointer) }
         let partialShape = backwardPartialShape(g, split: split, parts: parts, weightGradient: dWeight != nil)
         let partialCount = partialShape[0]
@@ -186,13 +205,13 @@ extension Conv2d {
             let (workRows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
-            var start = columns.lowerBound
+            var start = thin && dW == nil ? columns.upperBound : columns.lowerBound
             while start < columns.upperBound {
                 let tile = start..<min(start + width, columns.upperBound)
                 let dyTile = dy + start
                 if shifted {
-                    shiftedBackward(dy, x: x, tapWeights: tapWeights, g, channels: channels, columns: tile,
-                                    masked: cols, tapGrad: dW, dx: dx)
+                    shiftedBackward(dy, x: x, tapWeights: thin ? nil : tapWeights, g, channels: channels, columns: tile,
+                                    masked: cols, tapGrad: dW, dx: thin ? nil : dx)
                     start = tile.upperBound
                     continue
                 }
@@ -210,6 +229,7 @@ extension Conv2d {
                 }
                 start = tile.upperBound
             }
+            if thin, let dx { thinInputGradient(dy, packed: tapWeights!, g, columns: columns, pad: cols, dx: dx) }
             withExtendedLifetime(workspace) {}
         }
 

@@ -55,6 +55,7 @@ public enum Conv2d {
     /// y (Cout,N,Ho,Wo) = conv(x (Cin,N,H,W), weight (Cout,Cin,kh,kw)) + bias (Cout) if given.
     /// Overwrites y, which may be a channel view of a larger buffer.
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, _ p: ConvParameters, into y: Tensor) {
+        let span = Profile.begin(profileOperation(p, backward: false)); defer { Profile.end(span) }
         let g = ConvGeometry(x: x, weight: weight, p, kernel: "forward")
         g.check(output: y, name: "y", kernel: "forward")
         g.check(bias: bias, name: "bias", kernel: "forward")
@@ -76,6 +77,7 @@ public enum Conv2d {
     /// dx += dL/dx (Cin,N,H,W), dWeight += dL/dW, dBias += dL/db.
     public static func backward(_ dy: Tensor, x: Tensor, weight: Tensor, _ p: ConvParameters,
                                 dx: Tensor?, dWeight: Tensor?, dBias: Tensor?) {
+        let span = Profile.begin(profileOperation(p, backward: true)); defer { Profile.end(span) }
         let g = ConvGeometry(x: x, weight: weight, p, kernel: "backward")
         g.check(output: dy, name: "dy", kernel: "backward")
         if let dx {
@@ -104,6 +106,14 @@ public enum Conv2d {
             tiledBackward(dy.pointer, x: x.pointer, weight: weight.pointer, g,
                           dx: dx?.pointer, dWeight: dWeight?.pointer)
         }
+    }
+
+    /// The class `bench-memory --profile` counts a call in.
+    @inline(__always)
+    static func profileOperation(_ p: ConvParameters, backward: Bool) -> Profile.Operation {
+        if p.isPointwise { return backward ? .conv1x1Backward : .conv1x1Forward }
+        if p.kernelH == 3 && p.kernelW == 3 { return backward ? .conv3x3Backward : .conv3x3Forward }
+        return backward ? .convOtherBackward : .convOtherForward
     }
 
     // MARK: Bias

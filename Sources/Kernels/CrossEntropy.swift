@@ -28,6 +28,7 @@ public enum CrossEntropy {
 
     /// Mean over the batch of −log softmax(logits[:, n])[label[n]]; logits (classes, N).
     public static func forward(_ logits: Tensor, labels: [Int32]) -> Float {
+        let span = Profile.begin(.loss); defer { Profile.end(span) }
         let (classes, batch) = check("forward", logits, labels)
         if DryRun.isActive { return 0 }
         let p = logits.pointer
@@ -41,6 +42,7 @@ public enum CrossEntropy {
 
     /// dLogits += scale·(softmax − onehot)/N.
     public static func backward(_ logits: Tensor, labels: [Int32], scale: Float, dLogits: Tensor) {
+        let span = Profile.begin(.loss); defer { Profile.end(span) }
         let (classes, batch) = check("backward", logits, labels)
         precondition(dLogits.shape == logits.shape && dLogits.isContiguous, "CrossEntropy.backward: dLogits \(dLogits.shape) vs logits \(logits.shape)")
         if DryRun.isActive { return }

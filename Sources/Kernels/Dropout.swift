@@ -41,6 +41,7 @@ public enum Dropout {
     /// With `examples`, x is one rank's slice (axis 1) of a global batch and each element takes
     /// the mask of its place in the global tensor, so that the slicing changes no mask.
     public static func forward(_ x: Tensor, p: Float, seed: UInt64, examples: ExampleRange? = nil, into y: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         check("forward", x, y, p)
         if DryRun.isActive { return }
         if p == 0 { Elementwise.copy(x, into: y); return }
@@ -59,6 +60,7 @@ public enum Dropout {
 
     /// dx += dy·mask/(1−p) with the forward's mask.
     public static func backward(_ dy: Tensor, p: Float, seed: UInt64, examples: ExampleRange? = nil, dx: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         check("backward", dy, dx, p)
         if DryRun.isActive { return }
         if p == 0 { Elementwise.accumulate(dy, into: dx); return }

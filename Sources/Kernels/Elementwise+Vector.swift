@@ -47,8 +47,16 @@ extension Elementwise {
         Parallel.forEach(n) { part in body(Parallel.chunk(part, of: n, count: count)) }
     }
 
-    /// Σ p[0..<n], in Double across blocks.
+    /// Σ p[0..<n], in Double across blocks: the C kernel of the active `KernelLevel`, or the
+    /// Swift reference below.
+    @inline(__always)
     static func sumDouble(_ p: UnsafePointer<Float>, _ n: Int) -> Double {
+        if let table = KernelLevel.table { return table.pointee.sum(p, n) }
+        return sumDoubleReference(p, n)
+    }
+
+    /// Σ p[0..<n], in Double across blocks (the Swift reference).
+    static func sumDoubleReference(_ p: UnsafePointer<Float>, _ n: Int) -> Double {
         var total = 0.0
         var start = 0
         while start < n {
@@ -72,8 +80,16 @@ extension Elementwise {
         return total
     }
 
-    /// Σ (p[i] − center)² over `0..<n`, in Double across blocks.
+    /// Σ (p[i] − center)² over `0..<n`, in Double across blocks: the C kernel of the active
+    /// `KernelLevel`, or the Swift reference below.
+    @inline(__always)
     static func sumSquaredDeviations(_ p: UnsafePointer<Float>, _ n: Int, center: Float) -> Double {
+        if let table = KernelLevel.table { return table.pointee.sum_squared_deviations(p, n, center) }
+        return sumSquaredDeviationsReference(p, n, center: center)
+    }
+
+    /// Σ (p[i] − center)² over `0..<n`, in Double across blocks (the Swift reference).
+    static func sumSquaredDeviationsReference(_ p: UnsafePointer<Float>, _ n: Int, center: Float) -> Double {
         let c = Vector(repeating: center)
         var total = 0.0
         var start = 0

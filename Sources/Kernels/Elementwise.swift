@@ -11,6 +11,7 @@ public enum Elementwise {
 
     /// y = a + b. y may be a or b.
     public static func add(_ a: Tensor, _ b: Tensor, into y: Tensor) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         precondition(a.shape == b.shape && a.shape == y.shape, "Elementwise.add: a \(a.shape) vs b \(b.shape) vs y \(y.shape)")
         checkContiguous("add", a, b, y)
         if DryRun.isActive { return }
@@ -24,6 +25,7 @@ public enum Elementwise {
 
     /// y += scale·x.
     public static func accumulate(_ x: Tensor, into y: Tensor, scale: Float = 1) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         precondition(x.shape == y.shape, "Elementwise.accumulate: x \(x.shape) vs y \(y.shape)")
         checkContiguous("accumulate", x, y)
         if DryRun.isActive { return }
@@ -47,6 +49,7 @@ public enum Elementwise {
 
     /// x *= s, in place.
     public static func scale(_ x: Tensor, by s: Float) {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         checkContiguous("scale", x)
         if DryRun.isActive { return }
         let p = x.pointer
@@ -60,6 +63,7 @@ public enum Elementwise {
 
     /// Σ x, accumulated in Double.
     public static func sum(_ x: Tensor) -> Double {
+        let span = Profile.begin(.elementwise); defer { Profile.end(span) }
         checkContiguous("sum", x)
         if DryRun.isActive { return 0 }
         let p = x.pointer, count = x.count
@@ -76,6 +80,7 @@ public enum Elementwise {
 
     /// y = x.
     public static func copy(_ x: Tensor, into y: Tensor) {
+        let span = Profile.begin(.concatCopy); defer { Profile.end(span) }
         precondition(x.shape == y.shape, "Elementwise.copy: x \(x.shape) vs y \(y.shape)")
         checkContiguous("copy", x, y)
         if DryRun.isActive { return }

@@ -12,6 +12,7 @@ public enum Linear {
 
     /// y (out, N) = weight (out, in) · x (in, N) + bias (out).
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
+        let span = Profile.begin(.linear); defer { Profile.end(span) }
         let (outputs, inputs, batch) = check("forward", x, weight)
         precondition(y.shape == [outputs, batch] && y.isContiguous, "Linear.forward: y \(y.shape) vs expected [\(outputs), \(batch)]")
         if let dryRun = DryRun.current {
@@ -30,6 +31,7 @@ public enum Linear {
 
     /// dx += weightᵀ·dy, dWeight += dy·xᵀ, dBias += row sums of dy.
     public static func backward(_ dy: Tensor, x: Tensor, weight: Tensor, dx: Tensor?, dWeight: Tensor?, dBias: Tensor?) {
+        let span = Profile.begin(.linear); defer { Profile.end(span) }
         let (outputs, inputs, batch) = check("backward", x, weight)
         precondition(dy.shape == [outputs, batch] && dy.isContiguous, "Linear.backward: dy \(dy.shape) vs expected [\(outputs), \(batch)]")
         if let dryRun = DryRun.current {

@@ -42,6 +42,7 @@ public enum Pooling {
     /// y = max over each window (padding = −inf).
     // x (C, N, H, W) → y (C, N, Ho, Wo).
     public static func maxForward(_ x: Tensor, _ p: PoolParameters, into y: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         let g = check("maxForward", input: x, output: y, p)
         if let dryRun = DryRun.current {
             dryRun.scratch(maxForwardScratchBytes(input: x.shape, threads: dryRun.threads))
@@ -164,6 +165,7 @@ public enum Pooling {
     /// dx[argmax of each window] += dy, the argmax recomputed from x (ties → first in window).
     // dy (C, N, Ho, Wo), x and dx (C, N, H, W).
     public static func maxBackward(_ dy: Tensor, x: Tensor, _ p: PoolParameters, dx: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         let g = check("maxBackward", input: x, output: dy, p)
         precondition(dx.shape == x.shape && dx.isContiguous, "Pooling.maxBackward: dx \(dx.shape) vs x \(x.shape)")
         if DryRun.isActive { return }
@@ -212,6 +214,7 @@ public enum Pooling {
     /// y = mean over each window.
     // x (C, N, H, W) → y (C, N, Ho, Wo).
     public static func avgForward(_ x: Tensor, _ p: PoolParameters, into y: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         let g = check("avgForward", input: x, output: y, p)
         if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer
@@ -244,6 +247,7 @@ public enum Pooling {
     /// dx[window] += dy / divisor for every window.
     // dy (C, N, Ho, Wo) → dx (C, N, H, W).
     public static func avgBackward(_ dy: Tensor, _ p: PoolParameters, dx: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         let g = check("avgBackward", input: dx, output: dy, p)
         if DryRun.isActive { return }
         let pdy = dy.pointer, pdx = dx.pointer
@@ -279,6 +283,7 @@ public enum Pooling {
     /// y[c, n] = mean of plane x[c, n, :, :].
     // x (C, N, H, W) → y (C, N).
     public static func globalAverageForward(_ x: Tensor, into y: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         precondition(x.rank == 4 && x.isContiguous, "Pooling.globalAverageForward: x \(x.shape) must be a contiguous (C, N, H, W) tensor")
         precondition(y.shape == [x.shape[0], x.shape[1]] && y.isContiguous,
                      "Pooling.globalAverageForward: y \(y.shape) vs x \(x.shape): expected [\(x.shape[0]), \(x.shape[1])]")
@@ -295,6 +300,7 @@ public enum Pooling {
     /// dx[c, n, :, :] += dy[c, n] / (H·W).
     // dy (C, N) → dx (C, N, H, W).
     public static func globalAverageBackward(_ dy: Tensor, dx: Tensor) {
+        let span = Profile.begin(.pooling); defer { Profile.end(span) }
         precondition(dx.rank == 4 && dx.isContiguous, "Pooling.globalAverageBackward: dx \(dx.shape) must be a contiguous (C, N, H, W) tensor")
         precondition(dy.shape == [dx.shape[0], dx.shape[1]] && dy.isContiguous,
                      "Pooling.globalAverageBackward: dy \(dy.shape) vs dx \(dx.shape): expected [\(dx.shape[0]), \(dx.shape[1])]")

@@ -13,7 +13,10 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
-    public func zeroGradients() { for p in parameters { p.grad.zero() } }
+    public func zeroGradients() {
+        let span = Profile.begin(.optimizer); defer { Profile.end(span) }
+        for p in parameters { p.grad.zero() }
+    }
 }
 
 /// Stochastic gradient descent with momentum, Nesterov momentum and weight decay, with
@@ -40,6 +43,7 @@ public final class SGD: Optimizer {
     }
 
     public func step() {
+        let span = Profile.begin(.optimizer); defer { Profile.end(span) }
         let (lr, mu, wd, first) = (learningRate, momentum, weightDecay, stepCount == 0)
         if DryRun.isActive { stepCount += 1; return }
         for (i, param) in parameters.enumerated() {
@@ -82,6 +86,7 @@ public final class Adam: Optimizer {
     }
 
     public func step() {
+        let span = Profile.begin(.optimizer); defer { Profile.end(span) }
         stepCount += 1
         if DryRun.isActive { return }
         let t = Float(stepCount)

@@ -20,7 +20,25 @@ public enum Parallel {
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 0 { return }
         if count == 1 { body(0); return }
+        if Profile.isRecording { return profiledForEach(count, body) }
         DispatchQueue.concurrentPerform(iterations: count, execute: body)
+    }
+
+    /// `forEach` timed for `Profile`: the region's wall time and each part's busy time.
+    @usableFromInline
+    static func profiledForEach(_ count: Int, _ body: (Int) -> Void) {
+        let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
+        defer { busy.deallocate() }
+        let start = DispatchTime.now().uptimeNanoseconds
+        DispatchQueue.concurrentPerform(iterations: count) { i in
+            let partStart = DispatchTime.now().uptimeNanoseconds
+            body(i)
+            busy[i] = DispatchTime.now().uptimeNanoseconds - partStart
+        }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        let busySeconds = (0..<count).reduce(0.0) { $0 + Double(busy[$1]) * 1e-9 }
+        let threads = min(count, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads)
     }
 
     /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `minChunk`
@@ -30,9 +48,7 @@ public enum Parallel {
         if count <= 0 { return }
         let parts = max(1, min(threadCount, count / max(minChunk, 1)))
         if parts == 1 { body(0..<count); return }
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            body(chunk(part, of: parts, count: count))
-        }
+        forEach(parts) { part in body(chunk(part, of: parts, count: count)) }
     }
 
     /// The `part`-th of `parts` near-equal contiguous ranges of `0..<count`.

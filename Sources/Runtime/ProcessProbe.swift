@@ -13,10 +13,14 @@ public enum ProcessProbe {
     /// Resets VmHWM to the current RSS by writing 5 to /proc/self/clear_refs. Empties the
     /// runtime's buffer cache and purges the allocator first, so blocks and pages they kept
     /// do not count as the new baseline.
+    /// With `purging: false` it resets VmHWM to the RSS as it is, cache and dirty pages
+    /// included (for a peak measured in segments, where each segment's start is no baseline).
     @discardableResult
-    public static func resetPeakResident() -> Bool {
-        Memory.releaseCachedBuffers()
-        Jemalloc.purge()
+    public static func resetPeakResident(purging: Bool = true) -> Bool {
+        if purging {
+            Memory.releaseCachedBuffers()
+            Jemalloc.purge()
+        }
         guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
         defer { try? handle.close() }
         do { try handle.write(contentsOf: Data("5".utf8)); return true } catch { return false }

@@ -35,7 +35,9 @@ public final class Storage: @unchecked Sendable {
             self.blockBytes = 0
             return
         }
+        let span = Profile.begin(.allocation)
         let block = Memory.allocate(byteCount, category)
+        Profile.end(span)
         self.dryRunLedger = nil
         self.base = block.pointer.bindMemory(to: Float.self, capacity: max(count, 1))
         self.blockBytes = block.blockBytes
@@ -45,6 +47,8 @@ public final class Storage: @unchecked Sendable {
         if let dryRunLedger {
             dryRunLedger.didFree(byteCount, category)
         } else {
+            let span = Profile.begin(.allocation)
+            defer { Profile.end(span) }
             Memory.release(UnsafeMutableRawPointer(base), byteCount, blockBytes: blockBytes, category)
         }
     }

@@ -185,6 +185,7 @@ public struct Tensor: @unchecked Sendable {
 
     /// Copies `source`'s elements into `self` (same shape; either may be strided).
     public func assign(_ source: Tensor) {
+        let span = Profile.begin(.concatCopy); defer { Profile.end(span) }
         precondition(source.shape == shape, "assign: shape \(source.shape) into \(shape)")
         if isVirtual || source.isVirtual { return }
         if isContiguous && source.isContiguous {

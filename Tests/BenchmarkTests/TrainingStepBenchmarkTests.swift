@@ -1,6 +1,7 @@
 import BenchmarkSupport
 import DenseNetModels
 import Foundation
+import Kernels
 import Runtime
 import XCTest
 
@@ -82,6 +83,74 @@ final class TrainingStepBenchmarkTests: XCTestCase {
         XCTAssertGreaterThan(try XCTUnwrap(record.sgemm_gflops), 0)
         // bench-memory's parent adds the prediction, not the step.
         XCTAssertNil(record.predicted_peak_tensor_mib)
+    }
+
+    /// The GEMM floor is the median of several probes (one before the steps, one after each),
+    /// and the probes' 48 MiB of matrices never count in the step's peak RSS or tensor peak.
+    func testFloorIsTheMedianOfInterleavedProbesThatDoNotCountAsMemory() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .naive, batch: 2, input: "3x8x8",
+                                       steps: 3, warmup: 1, threads: 1)
+        let (record, peak) = try measure(c)
+        let probes = try XCTUnwrap(record.sgemm_probes_gflops)
+        XCTAssertEqual(probes.count, 1 + 1 + 3)
+        XCTAssertTrue(probes.allSatisfy { $0 > 0 })
+        let sorted = probes.sorted()
+        XCTAssertEqual(try XCTUnwrap(record.sgemm_gflops), sorted[2], accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.sgemm_spread), (sorted[4] - sorted[0]) / sorted[2], accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.floor_s), try XCTUnwrap(record.gflop_per_step) / sorted[2], accuracy: 1e-12)
+        // This step needs well under a MiB; three 2048² matrices are 48 MiB.
+        XCTAssertLessThan(try XCTUnwrap(record.peak_minus_baseline_mib), 24)
+        XCTAssertLessThan(peak, 1 << 20)
+    }
+
+    /// The profile splits a step into operation classes: every class a DenseNet runs appears,
+    /// the classes never add up to more than the step, and on one thread nothing runs in parallel.
+    func testProfileSplitsTheStepIntoOperationClasses() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .minimal, batch: 2, input: "3x8x8",
+                                       steps: 2, warmup: 1, threads: 1, profile: true)
+        let record = try TrainingStepBenchmark.run(c)
+        let entries = try XCTUnwrap(record.profile)
+        let calls = Dictionary(uniqueKeysWithValues: entries.map { ($0.operation, $0.calls) })
+        for op: Profile.Operation in [.conv1x1Forward, .conv1x1Backward, .conv3x3Forward, .conv3x3Backward,
+                                      .batchNormReLU, .pooling, .loss, .linear, .optimizer, .allocation] {
+            XCTAssertGreaterThan(calls[op.name] ?? 0, 0, "\(op.name) was not seen")
+        }
+        let steps = try XCTUnwrap(record.step_times_s)
+        let step = steps.reduce(0, +) / Double(steps.count)
+        XCTAssertLessThanOrEqual(entries.map(\.seconds).reduce(0, +), step * 1.001)
+        XCTAssertEqual(try XCTUnwrap(record.profile_unattributed_s), step - entries.map(\.seconds).reduce(0, +),
+                       accuracy: 1e-9)
+        XCTAssertEqual(try XCTUnwrap(record.serial_share), 1, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(record.waiting_s), 0)
+        XCTAssertNotNil(Reports.profileTable(record))
+        // Without --profile no profile is taken.
+        var plain = c
+        plain.profile = nil
+        XCTAssertNil(try TrainingStepBenchmark.run(plain).profile)
+    }
+
+    /// A step can run on the Swift references and without the thin kernel (for A/B runs); the
+    /// record says what ran, the defaults come back afterwards, bad names are typed errors.
+    func testKernelChoiceIsAppliedRecordedAndRestored() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .shared, batch: 2, input: "3x8x8",
+                                       steps: 1, warmup: 0, threads: 1).with(kernelLevel: "swift", thinKernels: "off")
+        let record = try TrainingStepBenchmark.run(c)
+        XCTAssertEqual(record.kernel_level, "swift")
+        XCTAssertEqual(record.thin_kernels, "off")
+        XCTAssertEqual(KernelLevel.active, KernelLevel.best)
+        XCTAssertEqual(Conv2d.thinKernels, .measured)
+        let plain = try TrainingStepBenchmark.run(BenchmarkConfiguration(model: "densenet-bc-10-4", strategy: .shared, batch: 2,
+                                                                          input: "3x8x8", steps: 1, warmup: 0, threads: 1))
+        XCTAssertEqual(plain.kernel_level, KernelLevel.best.description)
+        XCTAssertEqual(plain.thin_kernels, "measured")
+        for (level, thin) in [("avx3", "measured"), ("best", "sometimes")] {
+            XCTAssertThrowsError(try TrainingStepBenchmark.run(c.with(kernelLevel: level, thinKernels: thin))) { error in
+                XCTAssertTrue("\(error)".contains(level == "avx3" ? "avx3" : "sometimes"), "\(error)")
+            }
+        }
+        if let missing = KernelLevel.allCases.first(where: { !$0.isSupported }) {
+            XCTAssertThrowsError(try TrainingStepBenchmark.run(c.with(kernelLevel: missing.description, thinKernels: "off")))
+        }
     }
 
     func testModelsItCannotBuildThrow() {

@@ -156,32 +156,6 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
-    /// Runs fast and reference from the same inputs and the same non-zero starting gradients
-    /// (so accumulation, not overwriting, is checked) and compares every output.
-    func checkAgainstReference(_ c: ConvCase, context: String, inputGradient: Bool = true,
-                               file: StaticString = #filePath, line: UInt = #line) {
-        let x = Tensor.randomUniform(c.inputShape, seed: 1)
-        let w = Tensor.randomUniform(c.weightShape, seed: 2)
-        let b = c.bias ? Tensor.randomUniform([c.cout], seed: 3) : nil
-        let dy = Tensor.randomUniform(c.outputShape, seed: 4)
-        let y = Tensor.filled(c.outputShape, .nan)     // forward must overwrite every element
-        let yRef = Tensor(shape: c.outputShape)
-        Conv2d.forward(x, weight: w, bias: b, c.p, into: y)
-        Conv2d.forwardReference(x, weight: w, bias: b, c.p, into: yRef)
-        let what = "\(c) \(context)"
-        XCTAssertLessThan(GradientCheck.relativeError(y.array, yRef.array), 1e-5, "forward \(what)", file: file, line: line)
-
-        let dx = Tensor.randomUniform(c.inputShape, seed: 5), dxRef = dx.copy()
-        let dw = Tensor.randomUniform(c.weightShape, seed: 6), dwRef = dw.copy()
-        let db = Tensor.randomUniform([c.cout], seed: 7), dbRef = db.copy()
-        Conv2d.backward(dy, x: x, weight: w, c.p, dx: inputGradient ? dx : nil, dWeight: dw, dBias: c.bias ? db : nil)
-        Conv2d.backwardReference(dy, x: x, weight: w, c.p, dx: inputGradient ? dxRef : nil, dWeight: dwRef,
-                                 dBias: c.bias ? dbRef : nil)
-        XCTAssertLessThan(GradientCheck.relativeError(dx.array, dxRef.array), 1e-5, "dx \(what)", file: file, line: line)
-        XCTAssertLessThan(GradientCheck.relativeError(dw.array, dwRef.array), 1e-5, "dW \(what)", file: file, line: line)
-        XCTAssertLessThan(GradientCheck.relativeError(db.array, dbRef.array), 1e-5, "dB \(what)", file: file, line: line)
-    }
-
     // MARK: Reference against finite differences
 
     /// The reference backward against central differences of the reference forward, for
@@ -259,5 +233,34 @@ final class Conv2dTests: XCTestCase {
                 XCTAssertTrue(outsideDx.allSatisfy { $0 == 9 }, "dx written outside its slice \(c)")
             }
         }
+    }
+}
+
+/// Fast forward and backward against the reference on one case (Conv2dTests, Conv2dMicrokernelTests).
+extension XCTestCase {
+    /// Runs fast and reference from the same inputs and the same non-zero starting gradients
+    /// (so accumulation, not overwriting, is checked) and compares every output.
+    func checkAgainstReference(_ c: ConvCase, context: String, inputGradient: Bool = true,
+                               file: StaticString = #filePath, line: UInt = #line) {
+        let x = Tensor.randomUniform(c.inputShape, seed: 1)
+        let w = Tensor.randomUniform(c.weightShape, seed: 2)
+        let b = c.bias ? Tensor.randomUniform([c.cout], seed: 3) : nil
+        let dy = Tensor.randomUniform(c.outputShape, seed: 4)
+        let y = Tensor.filled(c.outputShape, .nan)     // forward must overwrite every element
+        let yRef = Tensor(shape: c.outputShape)
+        Conv2d.forward(x, weight: w, bias: b, c.p, into: y)
+        Conv2d.forwardReference(x, weight: w, bias: b, c.p, into: yRef)
+        let what = "\(c) \(context)"
+        XCTAssertLessThan(GradientCheck.relativeError(y.array, yRef.array), 1e-5, "forward \(what)", file: file, line: line)
+
+        let dx = Tensor.randomUniform(c.inputShape, seed: 5), dxRef = dx.copy()
+        let dw = Tensor.randomUniform(c.weightShape, seed: 6), dwRef = dw.copy()
+        let db = Tensor.randomUniform([c.cout], seed: 7), dbRef = db.copy()
+        Conv2d.backward(dy, x: x, weight: w, c.p, dx: inputGradient ? dx : nil, dWeight: dw, dBias: c.bias ? db : nil)
+        Conv2d.backwardReference(dy, x: x, weight: w, c.p, dx: inputGradient ? dxRef : nil, dWeight: dwRef,
+                                 dBias: c.bias ? dbRef : nil)
+        XCTAssertLessThan(GradientCheck.relativeError(dx.array, dxRef.array), 1e-5, "dx \(what)", file: file, line: line)
+        XCTAssertLessThan(GradientCheck.relativeError(dw.array, dwRef.array), 1e-5, "dW \(what)", file: file, line: line)
+        XCTAssertLessThan(GradientCheck.relativeError(db.array, dbRef.array), 1e-5, "dB \(what)", file: file, line: line)
     }
 }

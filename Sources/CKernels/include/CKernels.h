@@ -1,0 +1,71 @@
+#ifndef CKERNELS_H
+#define CKERNELS_H
+// Hot inner loops compiled once per x86-64 instruction-set level and chosen at run time by what
+// the running CPU has (CPUDispatch.c), so that a binary built on any x86-64 machine runs on any
+// other, and uses AVX2+FMA or AVX-512 where the CPU has them. The Swift versions in
+// Sources/Kernels stay as the plain references; Tests/KernelTests/CPUDispatchTests.swift
+// compares every level the running CPU supports with them.
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Instruction-set levels, each a superset of the one before.
+enum {
+    CK_LEVEL_BASELINE = 0,  ///< x86-64 (SSE2), or the compiler's default on other machines
+    CK_LEVEL_AVX2 = 1,      ///< AVX2 + FMA
+    CK_LEVEL_AVX512 = 2,    ///< AVX-512 F, DQ, BW, VL
+    CK_LEVEL_COUNT = 3
+};
+
+/// One level's kernels. Row kernels work on one channel's `count` contiguous floats.
+typedef struct ck_kernels {
+    const char *name;
+    /// Σ p[0..<n], Float vector sums within blocks of 512, blocks added in double.
+    double (*sum)(const float *p, size_t n);
+    /// Σ (p[i] − center)², as `sum`.
+    double (*sum_squared_deviations)(const float *p, size_t n, float center);
+    /// y = (x − mean)·scale + beta, then max(·, 0) when relu (−0 and NaN kept as the Swift ReLU does).
+    void (*normalize_row)(const float *x, size_t count, float mean, float scale, float beta, int relu, float *y);
+    /// sums[0] = Σ g, sums[1] = Σ g·(x − mean) (not yet times invStd), g = dy masked by
+    /// (x − mean)·scale + beta <= 0 when relu.
+    void (*backward_sums_row)(const float *dy, const float *x, size_t count, float mean, float scale,
+                              float beta, int relu, double *sums);
+    /// dx += scale·(g − mean_dy − (x − mean)·centered_factor), g as in backward_sums_row.
+    void (*input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
+                               float beta, int relu, float mean_dy, float centered_factor, float *dx);
+    /// Direct 3x3 convolution, pad 1, stride 1, for thin products (Conv2d+Microkernel.swift):
+    /// y[co, q] (+)= Σ_ci,tap w·x[ci, q shifted by the tap] over the output positions q in
+    /// [q0, q1) of x's (N, h, w) planes (row strides ldx and ldy, channel-major), with weights
+    /// packed by ck_conv3x3_pack in blocks of `block` output channels (conv3x3_block_size).
+    /// Registers hold `block` output channels × a few vectors of one output row; `pad` (at least
+    /// ck_conv3x3_pad_floats(cin, w) floats) holds the three zero-padded input rows of every ci.
+    void (*conv3x3_rows)(const float *x, size_t ldx, const float *packed, size_t block, size_t cin, size_t cout,
+                         size_t h, size_t w, size_t q0, size_t q1, float *y, size_t ldy, int accumulate, float *pad);
+    /// The register block (output channels) conv3x3_rows uses for `cout` output channels, 0 when
+    /// it cannot (cout not a multiple of 4).
+    size_t (*conv3x3_block_size)(size_t cout);
+} ck_kernels;
+
+/// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
+size_t ck_conv3x3_pad_floats(size_t cin, size_t w);
+
+/// Packs weights (cout, cin, 3, 3) for conv3x3_rows into `packed` (cout·cin·9 floats): blocks of
+/// `block` output channels, each [ci][tap][channel of the block]. With transpose_flip, packs the
+/// input gradient's weights instead: cin output channels over cout input channels, taps reversed
+/// (dx = conv(dy, W rotated 180° and transposed), pad 1). The output channels must be a
+/// multiple of `block`.
+void ck_conv3x3_pack(const float *weight, size_t cout, size_t cin, int transpose_flip, size_t block, float *packed);
+
+/// The highest level the running CPU supports (cpuid, via __builtin_cpu_supports).
+int ck_supported_level(void);
+
+/// The kernels of `level`, or NULL when the running CPU does not support it (or the level was not
+/// compiled for this architecture).
+const ck_kernels *ck_kernels_for_level(int level);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

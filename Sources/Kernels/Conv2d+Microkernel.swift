@@ -1,0 +1,99 @@
+import CKernels
+import Runtime
+
+/// Thin 3x3 convolutions (pad 1, stride 1: DenseNet's growth convolutions, 48→12 or 128→32) by
+/// our own register-blocked kernel instead of per-tap OpenBLAS products, which are a poor shape
+/// for any GEMM library (12 output rows, Papers/reproduction.md, "Where the time goes").
+///
+/// The kernel (`conv3x3_rows` of Sources/CKernels, compiled per instruction-set level, chosen
+/// by `KernelLevel`) computes the forward, and the input gradient as the forward of dy with the
+/// weights transposed and rotated 180°. It runs inside the per-tap path's own threads and
+/// scratch (Conv2d+Tiled.swift): the tap-major weight copy holds its packed weights (the same
+/// count of floats) and each thread's workspace holds its zero-padded input rows, so the scratch
+/// of a call, and the memory planner's prediction of it, is unchanged. The weight gradient stays
+/// with OpenBLAS, and so does every shape where the kernel was not measured faster (`ThinKernelUse`).
+/// The per-tap path and the reference (Conv2d+Reference.swift) stay beside it;
+/// `Conv2dMicrokernelTests` compares every level with the reference, and `bench-kernels
+/// --compare-thin` times it against the per-tap path in alternation.
+extension Conv2d {
+    /// Where thin 3x3 convolutions use the kernel.
+    public enum ThinKernelUse: String, CaseIterable, Sendable {
+        /// Never: the per-tap OpenBLAS path (Conv2d+Shifted.swift).
+        case off
+        /// Where `bench-kernels --compare-thin` measured it faster than the per-tap path: on the
+        /// AVX2 and AVX-512 levels, forward and input gradient (median speedups of three
+        /// alternated runs 1.03–1.28×; the baseline level's 4-lane version ran at 0.44–0.58× and
+        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md.
+        case measured
+        /// Wherever it can (tests, and benchmarks of every level).
+        case always
+    }
+
+    /// Where thin 3x3 convolutions use the kernel (default `.measured`).
+    nonisolated(unsafe) public static var thinKernels: ThinKernelUse = .measured
+
+    /// Calls (forward, or backward with dx) the kernel took since the process started, counted
+    /// on the calling thread: tests check that it ran.
+    nonisolated(unsafe) public private(set) static var thinKernelCalls = 0
+
+    /// Whether the kernel computes this convolution's forward (`outputs` = Cout) or input
+    /// gradient (`outputs` = Cin) at the active level.
+    static func thinKernelApplies(_ g: ConvGeometry, outputs: Int) -> Bool {
+        guard thinKernels != .off, let table = KernelLevel.table, g.hasUnitStrideRows, g.kh == 3, g.kw == 3,
+              g.ph == 1, g.pw == 1, g.ho == g.h, table.pointee.conv3x3_block_size(outputs) > 0 else { return false }
+        return thinKernels == .always || KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue
+    }
+
+    /// The register block (output channels) of the active level's kernel for `outputs` channels.
+    static func thinKernelBlock(outputs: Int) -> Int {
+        KernelLevel.table!.pointee.conv3x3_block_size(outputs)
+    }
+
+    /// Floats of padded rows the kernel needs for `inputs` input channels.
+    static func thinKernelPadFloats(_ g: ConvGeometry, inputs: Int) -> Int {
+        ck_conv3x3_pad_floats(inputs, g.w)
+    }
+
+    /// Packs the weights into `packed` (the tap-major copy's Cout·Cin·9 floats).
+    static func packThinKernelWeights(_ weight: UnsafePointer<Float>, _ g: ConvGeometry, inputGradient: Bool,
+                                      into packed: UnsafeMutablePointer<Float>) {
+        ck_conv3x3_pack(weight, g.cout, g.cin, inputGradient ? 1 : 0, thinKernelBlock(outputs: inputGradient ? g.cin : g.cout),
+                        packed)
+    }
+
+    /// Forward over output columns `columns`: y[:, columns] = conv(x) with packed weights.
+    static func thinForward(_ x: UnsafePointer<Float>, packed: UnsafePointer<Float>, _ g: ConvGeometry,
+                            columns: Range<Int>, pad: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        KernelLevel.table!.pointee.conv3x3_rows(x, g.inputColumns, packed, thinKernelBlock(outputs: g.cout), g.cin, g.cout, g.h, g.w,
+                                                columns.lowerBound, columns.upperBound, y, g.columns, 0, pad)
+    }
+
+    /// Input gradient over the positions `columns` (whole images of this thread):
+    /// dx[:, columns] += conv(dy, Wᵀ rotated) with packed (transposed) weights.
+    static func thinInputGradient(_ dy: UnsafePointer<Float>, packed: UnsafePointer<Float>, _ g: ConvGeometry,
+                                  columns: Range<Int>, pad: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+        KernelLevel.table!.pointee.conv3x3_rows(dy, g.columns, packed, thinKernelBlock(outputs: g.cin), g.cout, g.cin, g.h, g.w,
+                                                columns.lowerBound, columns.upperBound, dx, g.inputColumns, 1, pad)
+    }
+}
+
+extension Conv2d {
+    /// The tap-major weight copy's storage (same shape and count, so the same counted scratch),
+    /// filled with the kernel's packed weights.
+    static func thinKernelWeights(_ weight: UnsafePointer<Float>, _ g: ConvGeometry, inputGradient: Bool) -> Tensor {
+        thinKernelCalls += 1
+        let packed = Tensor(shape: tapMajorShape(g), category: .scratch)
+        packThinKernelWeights(weight, g, inputGradient: inputGradient, into: packed.pointer)
+        return packed
+    }
+
+    /// Whether every one of `parts` threads' workspaces (`workspace(t)`: rows × columns, 0 columns
+    /// for no work) holds the kernel's padded rows of `inputs` channels.
+    static func thinKernelFits(_ g: ConvGeometry, inputs: Int, parts: Int, workspace: (Int) -> (rows: Int, columns: Int)) -> Bool {
+        let need = thinKernelPadFloats(g, inputs: inputs)
+        return (0..<parts).allSatisfy { t in
+            let (rows, columns) = workspace(t)
+            return columns == 0 || rows * columns >= need
+        }
+    }
+}
