@@ -25,7 +25,8 @@ struct BenchMemory: ParsableCommand {
         Each (model, strategy, batch, input) runs in a fresh child process; peak RSS is its VmHWM. \
         Every record also carries the planner's predicted peak of tensor memory \
         (predicted_peak_tensor_mib, as densenet summary); with --max-memory SIZE, the \
-        configurations predicted above it are skipped (a row saying so), not run.
+        configurations predicted above it are skipped (a row saying so), not run. --input takes \
+        any size (3x1024x1024, 3x512x384); Scripts/ablation_resolution.py sweeps resolutions.
 
         The reports go to --out (default results/bench-memory-TIME): results.json, results.csv, \
         results.md and peak-memory.svg; --json also prints the records on standard output (the \
@@ -113,7 +114,10 @@ struct BenchMemory: ParsableCommand {
         }
         let names = try models()
         // Refuse bad names, inputs and poolings before starting any child.
-        for name in names { _ = try modelOptions.configuration(named: name) }
+        for name in names {
+            let model = try modelOptions.configuration(named: name)
+            for b in try parsedBatches() { try MemoryPrediction.checkSizes(model, batch: b) }
+        }
         let pooling = try modelOptions.parsedTransitionPooling()
         let folder = URL(fileURLWithPath: output.folder { "results/bench-memory-\(Self.timestamp())" })
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)

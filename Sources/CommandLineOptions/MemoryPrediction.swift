@@ -33,6 +33,12 @@ public enum MemoryPrediction {
         }
     }
 
+    /// Refuses a model and batch whose step sizes would overflow 64-bit arithmetic
+    /// (`ModelBounds.checkStep`): any input size that does not is described and planned.
+    public static func checkSizes(_ model: ModelConfiguration, batch: Int) throws {
+        try ModelBounds.checkStep(model, batch: batch)
+    }
+
     /// The planner's prediction of one training step of `model` at `batch` under `strategy`, on
     /// `threads` threads, with `optimizer`'s state (default: SGD with momentum, as bench-memory
     /// trains).
@@ -41,6 +47,7 @@ public enum MemoryPrediction {
                             optimizer: OptimizerSettings = OptimizerSettings()) throws -> MemoryPlan {
         guard batch >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batch) must be at least 1") }
         guard threads >= 1 else { throw TrainingError.invalidOption("--threads", reason: "\(threads) must be at least 1") }
+        try checkSizes(model, batch: batch)
         return try MemoryPlanner.plan(model, batch: batch, policy: strategy, threads: threads,
                                       optimizer: plannedOptimizer(optimizer))
     }

@@ -113,6 +113,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public func validate() throws {
         // The model's sizes may come from a file (a training state): bounded before anything is built.
         try ModelBounds.check(model, field: "model_configuration")
+        try ModelBounds.checkStep(model, batch: max(batchSize, evaluationBatchSize, 1), field: "model_configuration.input")
         guard epochs >= 1 else { throw TrainingError.invalidOption("--epochs", reason: "\(epochs) must be at least 1") }
         guard batchSize >= 1 else { throw TrainingError.invalidOption("--batch", reason: "\(batchSize) must be at least 1") }
         guard evaluationBatchSize >= 1 else {
