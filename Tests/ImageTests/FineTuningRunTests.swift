@@ -193,8 +193,37 @@ final class FineTuningRunTests: XCTestCase {
                       help.output)
     }
 
-    /// Runs `executable` to its end (60 s at most), standard output and error together.
-    func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Under `mpirun -np 2` the frozen features stay the file's bit for bit too (every rank
+    /// keeps their batch norm in evaluation mode and zeroes their unused gradients), and the
+    /// classifier trains.
+    func testDataParallelFrozenRun() throws {
+        let densenet = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("densenet")
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        guard FileManager.default.isExecutableFile(atPath: densenet.path),
+              let mpirun = path.split(separator: ":").map({ "\($0)/mpirun" }).first(where: FileManager.default.isExecutableFile) else {
+            throw XCTSkip("needs the densenet executable and mpirun (Scripts/setup.sh installs openmpi-bin)")
+        }
+        guard case .denseNet(let bc) = try ModelZoo.configuration(named: "densenet-bc-40-12", classes: 1000, input: "3x32x32") else {
+            return XCTFail("densenet-bc-40-12 is a DenseNet")
+        }
+        let (source, original) = try imageNetLikeFile(bc)
+        let out = dir.file("mpi-run")
+        let job = try run(URL(fileURLWithPath: mpirun), [
+            "--oversubscribe", "-np", "2", densenet.path, "train", "--model", "densenet-bc-40-12", "--data", "folder:\(writeFolder())",
+            "--epochs", "2", "--batch", "10", "--no-augment", "--threads", "1", "--lr", "0.2", "--init-from", source,
+            "--freeze", "features", "--out", out], environment: ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                                                                 "OMPI_MCA_btl_vader_single_copy_mechanism": "none"], timeout: 120)
+        XCTAssertEqual(job.status, 0, job.output)
+        XCTAssertTrue(job.output.contains("data-parallel over 2 ranks") && job.output.contains("classifier replaced"), job.output)
+        let (trained, _) = try checkpointTensors(out)
+        for (name, values) in original where name.hasPrefix("features.") { XCTAssertEqual(trained[name], values, name) }
+        XCTAssertEqual(trained["classifier.weight"]?.count, 5 * 132)
+    }
+
+    /// Runs `executable` to its end (`timeout` seconds at most), standard output and error together.
+    func run(_ executable: URL, _ arguments: [String], environment: [String: String] = [:],
+             timeout: Double = 60) throws -> (status: Int32, output: String) {
         let log = dir.file("log-\(UUID().uuidString).txt")
         XCTAssertTrue(FileManager.default.createFile(atPath: log, contents: nil))
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -202,10 +231,11 @@ final class FineTuningRunTests: XCTestCase {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, given in given }
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(20_000) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
