@@ -211,6 +211,8 @@ public final class TrainingRun {
         let schedule = c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
         let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule)
         trainer.frozenModules = frozenModules
+        // Frozen features need no graph: no activations kept for them, no backward through them.
+        if c.frozenPart == .features, let denseNet = model as? DenseNet { denseNet.featuresWithoutGradient = true }
 
         var lossSum = 0.0, correct = 0, examples = 0
         var epochSecondsBefore = 0.0, runSecondsBefore = 0.0
