@@ -46,11 +46,13 @@ struct Train: ParsableCommand {
         last epoch's checkpoint: stop a run for later with --stop-after-step or --stop-after-epoch.
 
         Fine-tuning: --init-from densenet121.safetensors starts a torchvision-shaped DenseNet \
-        (densenet121, 161, 169, 201 with --input 3xHxW) from ImageNet weights, written in Python \
+        (densenet121, densenet161, densenet169 or densenet201, at any --input 3xHxW) from \
+        ImageNet weights, written in Python \
         with safetensors.torch.save_file(model.state_dict(), "densenet121.safetensors") (the \
         num_batches_tracked counters are skipped). A class count other than the file's (e.g. 5 \
         classes of --data folder:photos) replaces the classifier with a new one, and says so; \
-        --freeze features then trains that classifier alone. --resume keeps both.
+        --freeze features then trains that classifier alone (the features run without a graph: \
+        a step costs little more than the forward pass). --resume keeps both.
 
         --max-memory SIZE (e.g. 6G) refuses to start when the planner predicts a larger peak of \
         tensor memory for one training step (as densenet summary prints it) with this model, \
