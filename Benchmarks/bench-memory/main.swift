@@ -25,7 +25,8 @@ struct BenchMemory: ParsableCommand {
         Each (model, strategy, batch, input) runs in a fresh child process; peak RSS is its VmHWM. \
         Every record also carries the planner's predicted peak of tensor memory \
         (predicted_peak_tensor_mib, as densenet summary); with --max-memory SIZE, the \
-        configurations predicted above it are skipped (a row saying so), not run.
+        configurations predicted above it are skipped (a row saying so), not run. --input takes \
+        any size (3x1024x1024, 3x512x384); Scripts/ablation_resolution.py sweeps resolutions.
 
         The reports go to --out (default results/bench-memory-TIME): results.json, results.csv, \
         results.md and peak-memory.svg; --json also prints the records on standard output (the \

@@ -109,11 +109,25 @@ public final class DenseNet: Module {
         return Functional.maxPool2d(norm0(y, relu: true), PoolParameters(kernel: 3, stride: 2, padding: 1))
     }
 
+    /// Fine-tuning with frozen features (Sources/Training/FineTuning.swift, `--freeze features`):
+    /// the features and the pooling run without recording a graph (nothing kept for backward,
+    /// no backward through them), so a step costs the forward pass and the classifier's update.
+    /// Their parameters then get no gradient. Set it only with the features in evaluation mode.
+    public var featuresWithoutGradient = false
+
     /// (C, N, H, W) → logits (classes, N)
     public func callAsFunction(_ x: Variable) -> Variable {
         let expected = configuration.inputShape
         precondition(x.shape.count == 4 && x.shape[0] == expected.channels,
                      "DenseNet: input \(x.shape) must be (\(expected.channels), N, H, W), channel-major")
+        if featuresWithoutGradient {
+            return classifier(Autograd.withoutGradient { pooledFeatures(x) })
+        }
+        return classifier(pooledFeatures(x))
+    }
+
+    /// Stem, blocks and transitions, final norm and ReLU, global average pooling: (C, N).
+    func pooledFeatures(_ x: Variable) -> Variable {
         // Recomputed, the stem and transitions keep only their inputs (which are kept anyway:
         // the image, and each block's output).
         let recompute = policy.honoured(by: .denseNet).recomputeStemAndTransitions
@@ -127,7 +141,6 @@ public final class DenseNet: Module {
         }
         let normalized = finalNorm(h, relu: true)
         DryRun.current?.enter("forward avgpool")   // torchvision's functional pooling (Architecture: "avgpool")
-        let pooled = Functional.globalAvgPool(normalized)
-        return classifier(pooled)
+        return Functional.globalAvgPool(normalized)
     }
 }

@@ -114,7 +114,9 @@ public final class DataParallelTraining {
     public func step(_ trainer: Trainer, batch: Batch, stopRequested: () -> Bool) throws -> (metrics: StepMetrics, stop: Bool) {
         let model = trainer.model, optimizer = trainer.optimizer
         model.train()
+        for m in trainer.frozenModules { m.eval() }
         optimizer.zeroGradients()
+        for m in trainer.frozenModules { m.zeroGradients() }
         let offset = slice.range(inBatchOf: batch.globalCount).lowerBound
         let (loss, correct, rate) = synchronizedStep(offset: offset, globalCount: batch.globalCount) { averageGradients in
             let input = ModelInput.prepare(batch.images, for: model.modelConfiguration)

@@ -39,6 +39,8 @@ public final class Trainer {
         model.train()
         for m in frozenModules { m.eval() }
         optimizer.zeroGradients()
+        // Frozen parameters still receive gradients (unused); zeroed so they do not accumulate.
+        for m in frozenModules { m.zeroGradients() }
         let input = ModelInput.prepare(images, for: model.modelConfiguration)
         let logits = model(Variable(input))
         let loss = Functional.crossEntropy(logits, labels: labels)

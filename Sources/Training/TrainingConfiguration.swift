@@ -83,11 +83,23 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var testLimit: Int?
     /// Apply the dataset's training augmentation (CIFAR crop and flip).
     public var augment: Bool
+    /// `--init-from`: the torchvision-named state_dict (safetensors) whose weights a fresh run
+    /// starts from (`FineTuning.initialize`); nil: the model's own initialisation. Kept so that
+    /// the run's record says where its weights came from (a resumed run loads its checkpoint).
+    /// Optional in the saved JSON: training states written before it decode as nil.
+    public var initFrom: String?
+    /// `--freeze`: which parameters stay fixed (`FineTuning.Freeze`); nil (older training
+    /// states) means none.
+    public var freeze: FineTuning.Freeze?
+
+    /// `freeze`, `.none` when unset.
+    public var frozenPart: FineTuning.Freeze { freeze ?? .none }
 
     public init(model: ModelConfiguration, strategy: MemoryPolicy = .shared, data: DatasetSpec, epochs: Int = 1,
                 batchSize: Int = 128, evaluationBatchSize: Int? = nil, optimizer: OptimizerSettings = OptimizerSettings(),
                 schedule: LearningRateSchedule.Kind = .cosine, warmupEpochs: Double = 0, milestones: [Int]? = nil,
-                gamma: Float = 0.1, seed: UInt64 = 0, limit: Int? = nil, testLimit: Int? = nil, augment: Bool = true) {
+                gamma: Float = 0.1, seed: UInt64 = 0, limit: Int? = nil, testLimit: Int? = nil, augment: Bool = true,
+                initFrom: String? = nil, freeze: FineTuning.Freeze? = nil) {
         self.model = model
         self.strategy = strategy
         self.data = data
@@ -103,6 +115,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         self.limit = limit
         self.testLimit = testLimit
         self.augment = augment
+        self.initFrom = initFrom
+        self.freeze = freeze == FineTuning.Freeze.none ? nil : freeze
     }
 
     public func validate() throws {
@@ -128,6 +142,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         try ModelBounds.checkStep(model, batch: batchSize, optimizerStates: optimizer.statesPerParameter,
                                   what: "--batch \(batchSize) with \(model.name) (input \(model.inputShape))")
         let m = model
+        if initFrom != nil || frozenPart != .none, data.isTable || m.family != .denseNet {
+            let option = initFrom != nil ? "--init-from" : "--freeze"
+            throw TrainingError.invalidOption(option, reason: "fine-tuning starts a DenseNet of the zoo (torchvision names:"
+                                              + " features.…, classifier.…) on image data, not \(m.name) on \(data.name)")
+        }
         guard data.isTable else { return }
         guard m.takesFeatureVectors else {
             throw TrainingError.invalidOption("--model", reason: "csv data (a table of numbers) trains the MLPs of the zoo"

@@ -84,6 +84,9 @@ public final class TrainingRun {
                 throw TrainingError.invalidOption("--out", reason: "a new run needs an output folder")
             }
             self.outputDirectory = outputDirectory
+            // A missing or damaged --init-from file fails now, before the data are read; its
+            // tensors are matched against the model in `run()`.
+            if let source = c.initFrom { _ = try Safetensors.readHeader(source) }
         case .resume(let path, let epochs, let data):
             let (files, savedProgress, skipped) = try TrainingRun.lastCompleteCheckpoint(path)
             notes = skipped
@@ -167,8 +170,25 @@ public final class TrainingRun {
 
         Initialization.seed = TrainingRun.streamSeed(c.seed, 1)
         let model = try ModelFactory.build(modelConfiguration, policy: c.strategy)
-        let parameterNames = model.namedParameters().map(\.name)
-        let optimizer = c.optimizer.make(model.parameters)
+        if resumed == nil, let source = c.initFrom {
+            let report = try FineTuning.initialize(model, from: source)
+            observer?.message(report.description)
+        }
+        // Fine-tuning (FineTuning.swift): the optimizer holds the trainable parameters alone,
+        // and its checkpoint state is named by them.
+        let trainable = FineTuning.trainableParameters(model, freeze: c.frozenPart)
+        let frozenModules = FineTuning.frozenModules(model, freeze: c.frozenPart)
+        if c.frozenPart != .none {
+            guard !frozenModules.isEmpty, trainable.count < model.parameters.count else {
+                throw TrainingError.invalidOption("--freeze", reason: "\(modelConfiguration.name) has no '\(c.frozenPart.rawValue)'"
+                                                  + " part to freeze (torchvision-named DenseNets have features and classifier)")
+            }
+            let count = trainable.reduce(0) { $0 + $1.count }
+            observer?.message("frozen: \(c.frozenPart.rawValue) (weights fixed, batch norm in evaluation mode); training"
+                              + " \(count) of \(model.parameterCount) parameters")
+        }
+        let optimizer = c.optimizer.make(trainable)
+        let parameterNames = TrainingCheckpoint.parameterNames(of: optimizer, in: model)
         let ranks = communicator.size
         let slice = RankSlice(rank: communicator.rank, rankCount: ranks)
         let writesFiles = communicator.rank == 0
@@ -190,6 +210,9 @@ public final class TrainingRun {
         }
         let schedule = c.learningRateSchedule(stepsPerEpoch: stepsPerEpoch)
         let trainer = Trainer(model: model, optimizer: optimizer, schedule: schedule)
+        trainer.frozenModules = frozenModules
+        // Frozen features need no graph: no activations kept for them, no backward through them.
+        if c.frozenPart == .features, let denseNet = model as? DenseNet { denseNet.featuresWithoutGradient = true }
 
         var lossSum = 0.0, correct = 0, examples = 0
         var epochSecondsBefore = 0.0, runSecondsBefore = 0.0
@@ -225,6 +248,8 @@ public final class TrainingRun {
         }
         var runInfo = ["parameters": String(model.parameterCount), "threads": String(Parallel.threadCount),
                        "model": modelConfiguration.name, "input": modelConfiguration.inputShape.description]
+        if let source = c.initFrom { runInfo["init_from"] = source }
+        if c.frozenPart != .none { runInfo["freeze"] = c.frozenPart.rawValue }
         if parallel != nil {
             runInfo["ranks"] = String(ranks)
             runInfo["synchronized_batch_norm"] = String(synchronizeBatchNorm)

@@ -20,6 +20,10 @@ struct Summary: ParsableCommand {
         several threads it assumes a kernel's threads hold their column tiles at once (an upper \
         bound; the JSON also gives the lower bound). Process RSS adds the allocator's and \
         libraries' overhead.
+
+        --input takes any size, e.g. 3x1024x1024 or 3x512x384 (height x width): the prediction \
+        is made without allocating, for steps larger than this machine too; sizes whose \
+        arithmetic would overflow are refused.
         """)
 
     @OptionGroup var modelOptions: ModelInputOptions
@@ -45,6 +49,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let configuration = try modelOptions.configuration()
+        // Any input size (--input 3x1024x1024) is described and planned; a step that cannot fit this
+        // machine's memory or whose arithmetic would overflow is refused first (MemoryPrediction.plan).
+        try MemoryPrediction.checkStep(configuration, batch: batch)
         let architecture = try Architecture(configuration)
         let optimizer = try optimizerOptions.settings()
         let threads = threadsOptions.threads

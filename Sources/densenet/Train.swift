@@ -45,6 +45,15 @@ struct Train: ParsableCommand {
         Ctrl-C on mpirun ends the job at once (Open MPI's mpirun kills the ranks), leaving the \
         last epoch's checkpoint: stop a run for later with --stop-after-step or --stop-after-epoch.
 
+        Fine-tuning: --init-from densenet121.safetensors starts a torchvision-shaped DenseNet \
+        (densenet121, densenet161, densenet169 or densenet201, at any --input 3xHxW) from \
+        ImageNet weights, written in Python \
+        with safetensors.torch.save_file(model.state_dict(), "densenet121.safetensors") (the \
+        num_batches_tracked counters are skipped). A class count other than the file's (e.g. 5 \
+        classes of --data folder:photos) replaces the classifier with a new one, and says so; \
+        --freeze features then trains that classifier alone (the features run without a graph: \
+        a step costs little more than the forward pass). --resume keeps both.
+
         --max-memory SIZE (e.g. 6G) refuses to start when the planner predicts a larger peak of \
         tensor memory for one training step (as densenet summary prints it) with this model, \
         batch, strategy, optimizer and --threads.
@@ -86,6 +95,12 @@ struct Train: ParsableCommand {
     var dropout: Double?
     @Flag(name: .customLong("no-sync-batchnorm"), help: "Under mpirun: per-rank batch statistics instead of the global batch's.")
     var noSyncBatchNorm = false
+    @Option(name: .customLong("init-from"), help: ArgumentHelp(
+        "Start from these weights: a PyTorch state_dict with torchvision names, saved as safetensors.",
+        discussion: "A different class count replaces the classifier (the log says so); any other mismatch is an error naming the tensors."))
+    var initFrom: String?
+    @Option(help: "Parameters to keep fixed: none (default) or features (train the classifier only; the features' batch norm stays in evaluation mode).")
+    var freeze: String?
     @Option(name: .customLong("bucket-cap-mb"), help: "Under mpirun: gradient bucket size in MiB (default 25, as PyTorch DDP).")
     var bucketCapMiB: Double?
 
@@ -157,7 +172,8 @@ struct Train: ParsableCommand {
             optimizer: try optimizerOptions.settings(),
             schedule: try Train.choice(schedule ?? "cosine", LearningRateSchedule.Kind.self, option: "--schedule"),
             warmupEpochs: warmupEpochs ?? 0, milestones: try milestones.map(Train.parseMilestones), gamma: gamma ?? 0.1,
-            seed: seed ?? 0, limit: dataOptions.limit, testLimit: dataOptions.testExamples, augment: !noAugment)
+            seed: seed ?? 0, limit: dataOptions.limit, testLimit: dataOptions.testExamples, augment: !noAugment,
+            initFrom: initFrom, freeze: try Train.choice(freeze ?? "none", FineTuning.Freeze.self, option: "--freeze"))
     }
 
     /// `--max-memory`: the planner's peak for the run's step against the budget, before any tensor
@@ -196,6 +212,8 @@ struct Train: ParsableCommand {
         print("run folder: \(run.outputDirectory)")
         print("\(m.name) (input \(m.inputShape), \(m.outputCount) classes), strategy \(c.strategy.name),"
                          + " \(c.data.name): \(min(run.trainSet.count, c.limit ?? .max)) training / \(min(run.testSet.count, c.testLimit ?? .max)) test images,"
+                         + (c.initFrom.map { " from \($0)," } ?? "")
+                         + (c.frozenPart == .none ? "" : " \(c.frozenPart.rawValue) frozen,")
                          + " batch \(c.batchSize), \(c.optimizer.kind.rawValue) lr \(c.optimizer.learningRate) (\(c.schedule.rawValue)),"
                          + " \(c.epochs) epoch(s), \(Parallel.threadCount) thread(s)"
                          + (communicator.size > 1 ? " per rank, \(communicator.size) ranks (batch norm \(noSyncBatchNorm ? "per rank" : "synchronised"))" : ""))
@@ -251,6 +269,12 @@ struct Train: ParsableCommand {
             ("--seed", seed.map(String.init), String(saved.seed)),
             ("--limit", dataOptions.limit.map(String.init), saved.limit.map(String.init) ?? "none"),
         ]
+        given.append(("--freeze", freeze, saved.frozenPart.rawValue))
+        if initFrom != nil {
+            throw TrainingError.invalidOption("--init-from", reason: "a resumed run continues from its own checkpoint"
+                                              + (saved.initFrom.map { " (it started from \($0))" } ?? "")
+                                              + "; --init-from starts a new run")
+        }
         if o.nesterov { given.append(("--nesterov", "true", "\(saved.optimizer.nesterov)")) }
         if noAugment { given.append(("--no-augment", "false", "\(saved.augment)")) }
         for (option, value, savedValue) in given {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineOptions
 import DenseNetModels
 import Foundation
+import Runtime
 import Training
 import XCTest
 
@@ -116,6 +117,34 @@ final class CommandLineOptionsTests: XCTestCase {
         let d2l = try ModelZoo.configuration(named: "d2l")
         XCTAssertThrowsError(try MemoryPrediction.plan(d2l, batch: 0, strategy: .naive, threads: 1))
         XCTAssertThrowsError(try MemoryPrediction.plan(d2l, batch: 1, strategy: .naive, threads: 0))
+    }
+
+    /// Any input size is planned (a step larger than this machine is still predicted); sizes
+    /// whose arithmetic would overflow are a SizeError naming --input, never a trap.
+    func testHighResolutionInputsArePlannedAndAbsurdOnesRefused() throws {
+        let large = try ModelZoo.configuration(named: "densenet121", input: "3x1024x768")
+        let minimal = try MemoryPrediction.plan(large, batch: 16, strategy: .minimal, threads: 1).peakBytes
+        let naive = try MemoryPrediction.plan(large, batch: 16, strategy: .naive, threads: 1).peakBytes
+        // The batch's input alone: 16 × 3 × 1024 × 768 floats = 144 MiB; naive keeps far more.
+        XCTAssertGreaterThan(minimal, 16 * 3 * 1024 * 768 * 4)
+        XCTAssertGreaterThan(naive, 4 * minimal)
+        for (input, batch) in [("3x9223372036854775807x2", 1), ("1x5000000x5000000", 16), ("3x100000x100000", 1),
+                               ("3x224x224", Int.max), ("3x4096x4096", 1 << 40)] {
+            let model = try ModelZoo.configuration(named: "densenet121", input: input)
+            // Refused before planning, by the step's bound (ModelBounds.checkStep): its arithmetic
+            // overflows, or its lower bound is beyond physical memory; the error names what was asked.
+            XCTAssertThrowsError(try MemoryPrediction.plan(model, batch: batch, strategy: .minimal, threads: 1), input) { error in
+                XCTAssertTrue(error is SizeError, "\(error)")
+                XCTAssertTrue("\(error)".contains(input) || "\(error)".contains("--batch \(batch)"), "\(error)")
+            }
+            XCTAssertThrowsError(try MemoryPrediction.checkStep(model, batch: batch), input)
+        }
+        // A training configuration too.
+        var c = TrainingConfiguration(model: try ModelZoo.configuration(named: "densenet121", input: "3x224x224"),
+                                      data: .fashionMNIST(directory: "x"), batchSize: 1 << 50)
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("--batch"), "\($0)") }
+        (c.batchSize, c.evaluationBatchSize) = (8, 8)
+        XCTAssertNoThrow(try c.validate())
     }
 
     // MARK: Data

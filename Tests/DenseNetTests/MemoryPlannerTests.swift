@@ -133,6 +133,21 @@ final class MemoryPlannerTests: XCTestCase {
         try checkAllStrategies(.denseNet(c), batches: [12], within5Percent: true)
     }
 
+    /// Larger-than-default, non-square inputs (the high-resolution ablation's regime,
+    /// Scripts/ablation_resolution.py): the dry run stays exact on one thread under every
+    /// preset, for a torchvision-shaped DenseNet at 3x160x96 and a CIFAR-stem one at 1x72x120.
+    func testNonSquareHighResolutionInputsAreExactOnOneThread() throws {
+        let imagenet = DenseNetConfiguration(name: "small-densenet", growthRate: 8, blockConfig: [2, 2, 2], initialFeatures: 16,
+                                             classCount: 5, inputShape: FeatureShape(channels: 3, height: 160, width: 96))
+        var cifar = try DenseNetConfiguration.cifarBC(depth: 16, growthRate: 6)
+        cifar.inputShape = FeatureShape(channels: 1, height: 72, width: 120)
+        for (configuration, batch) in [(imagenet, 3), (cifar, 2)] {
+            for strategy in MemoryPolicy.allPresets {
+                try check(.denseNet(configuration), batch: batch, strategy: strategy, threads: 1)
+            }
+        }
+    }
+
     func testD2LLike() throws {
         var c = DenseNetConfiguration.d2l
         c.growthRate = 8

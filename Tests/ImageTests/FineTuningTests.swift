@@ -97,6 +97,40 @@ final class FineTuningTests: XCTestCase {
         XCTAssertNotEqual(stateArrays(unfrozen, prefix: "features."), before)
     }
 
+    /// `featuresWithoutGradient` (set by TrainingRun for --freeze features) trains the classifier
+    /// as the full graph does, keeps no activations for the features, and leaves their gradients
+    /// untouched.
+    func testFrozenFeaturesWithoutAGraphTrainTheSameClassifierInLessMemory() throws {
+        let (_, path) = try savedModel(smallDenseNet(classes: 1000))
+        let x = Tensor.randomNormal([3, 8, 32, 32], seed: 78)
+        let labels: [Int32] = [0, 1, 2, 3, 4, 0, 1, 2]
+        var results = [(classifier: [String: [Float]], peak: Int, featureGradients: Float)]()
+        for withoutGraph in [false, true] {
+            Initialization.seed = 9
+            let model = try DenseNet(smallDenseNet(classes: 5), policy: .naive)
+            _ = try FineTuning.initialize(model, from: path)
+            model.featuresWithoutGradient = withoutGraph
+            let trainer = Trainer(model: model, optimizer: SGD(parameters: FineTuning.trainableParameters(model, freeze: .features),
+                                                               learningRate: 0.1, momentum: 0.9),
+                                  schedule: LearningRateSchedule(kind: .constant, baseRate: 0.1, epochs: 1, stepsPerEpoch: 3))
+            trainer.frozenModules = FineTuning.frozenModules(model, freeze: .features)
+            let before = Memory.active(.activations)
+            Memory.resetPeak()
+            for _ in 0..<3 { _ = trainer.step(images: x, labels: labels) }
+            let gradients = model.namedParameters().filter { $0.name.hasPrefix("features.") }
+                .reduce(Float(0)) { $0 + $1.parameter.grad.array.map(abs).reduce(0, +) }
+            results.append((stateArrays(model, prefix: "classifier."), Memory.peak(.activations) - before, gradients))
+        }
+        let (graph, noGraph) = (results[0], results[1])
+        for (name, values) in graph.classifier {
+            let other = try XCTUnwrap(noGraph.classifier[name])
+            for (a, b) in zip(values, other) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(a)), name) }
+        }
+        XCTAssertNotEqual(graph.classifier["classifier.weight"], stateArrays(try DenseNet(smallDenseNet(classes: 5)), prefix: "classifier.weight")["classifier.weight"])
+        XCTAssertLessThan(noGraph.peak, graph.peak / 2, "no activations kept for the features: peaks of \(noGraph.peak) vs \(graph.peak) activation bytes")
+        XCTAssertEqual(noGraph.featureGradients, 0)
+    }
+
     func testCheckpointOfAFrozenRunNamesTheClassifiersOptimizerState() throws {
         let model = try DenseNet(smallDenseNet(classes: 5), policy: .shared)
         let sgd = SGD(parameters: FineTuning.trainableParameters(model, freeze: .features), learningRate: 0.1, momentum: 0.9)

@@ -36,6 +36,9 @@ final class LegacyCheckpointTests: XCTestCase {
         XCTAssertEqual(progress.globalStep, 2)
         XCTAssertEqual(progress.loader.batchSize, 16)
         XCTAssertEqual(progress.loader.exampleCount, 32)
+        // Written before fine-tuning existed: no --init-from, nothing frozen.
+        XCTAssertNil(progress.configuration.initFrom)
+        XCTAssertEqual(progress.configuration.frozenPart, .none)
     }
 
     static let trainableParameters = 5322
