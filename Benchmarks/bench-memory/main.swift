@@ -93,6 +93,14 @@ struct BenchMemory: ParsableCommand {
             throw ValidationError("--warmup must be in 0...\(BenchMemory.maximumSteps), got \(warmup)")
         }
         guard ranks >= 1 else { throw ValidationError("--ranks must be at least 1, got \(ranks)") }
+        // Open MPI's mpirun refuses root unless told twice; say so here rather than as a failed
+        // row ending in the tail of its banner.
+        let environment = ProcessInfo.processInfo.environment
+        if ranks > 1 && geteuid() == 0
+            && !(environment["OMPI_ALLOW_RUN_AS_ROOT"] == "1" && environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] == "1") {
+            throw ValidationError("--ranks \(ranks): Open MPI's mpirun refuses to run as root; run as another user, or set "
+                                  + "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 for this command")
+        }
         _ = try parsedBatches()
         do {
             var probe = BenchmarkConfiguration(model: "", strategy: .naive, batch: 1)

@@ -175,6 +175,19 @@ final class HostileCommandLineTests: XCTestCase {
         XCTAssertTrue(csv.contains("failed"), csv)
     }
 
+    /// As root, `--ranks` without Open MPI's two consent variables is refused before any child with
+    /// what to do (mpirun's own refusal ended a failed row in the tail of its banner).
+    func testBenchMemoryRanksAsRootSaysWhatOpenMPINeeds() throws {
+        guard geteuid() == 0 else { throw XCTSkip("Open MPI refuses only root") }
+        let bench = try HostileCommand.executable("bench-memory").path
+        let shell = try runShell("exec env -u OMPI_ALLOW_RUN_AS_ROOT -u OMPI_ALLOW_RUN_AS_ROOT_CONFIRM '\(bench)'"
+                                 + " --ranks 2 --depths 40 --out '\(dir.file("ranks"))'")
+        XCTAssertFalse(shell.signalled, shell.output)
+        XCTAssertNotEqual(shell.status, 0, shell.output)
+        XCTAssertTrue(shell.output.contains("--ranks 2") && shell.output.contains("OMPI_ALLOW_RUN_AS_ROOT=1"), shell.output)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.file("ranks")), "refused before the sweep")
+    }
+
     func runShell(_ script: String) throws -> HostileCommand.Result {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
