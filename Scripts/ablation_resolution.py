@@ -131,60 +131,15 @@ def largest_fitting(planner, batch, strategy, budget, step, maximum):
     return low * step, planner.peak(low * step, batch, strategy)
 
 
-def torchvision_model(name, memory_efficient):
-    """The torchvision DenseNet for one of our zoo names (densenet121/161/169/201, or
-    densenet-bc-L-k with the CIFAR stem, as Scripts/pytorch_compare.py builds it)."""
-    import torch.nn as nn
-    import torchvision
-    if name.startswith("densenet-bc-"):
-        depth, growth = (int(v) for v in name.split("-")[2:4])
-        n = (depth - 4) // 6
-        model = torchvision.models.DenseNet(growth_rate=growth, block_config=(n, n, n), num_init_features=2 * growth,
-                                            bn_size=4, num_classes=10, memory_efficient=memory_efficient)
-        model.features.conv0 = nn.Conv2d(3, 2 * growth, kernel_size=3, padding=1, bias=False)
-        model.features.norm0 = nn.Identity()
-        model.features.relu0 = nn.Identity()
-        model.features.pool0 = nn.Identity()
-        return model
-    return getattr(torchvision.models, name)(memory_efficient=memory_efficient)
-
-
 def torch_child(model_name, resolution, batch, memory_efficient, steps, warmup, threads):
     """Runs in a fresh interpreter: one PyTorch configuration, one JSON line."""
     import statistics
-    import time
 
     import torch
-    import torch.nn as nn
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = torchvision_model(model_name, memory_efficient)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(batch, 3, resolution, resolution)
-    y = torch.randint(0, 10, (batch,))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def rss(field):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    baseline = rss("VmRSS")
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    peak = rss("VmHWM")
+    model = benchlib.torchvision_densenet(model_name, memory_efficient)
+    baseline, peak, times = benchlib.torch_training_steps(model, (3, resolution, resolution), batch, steps, warmup,
+                                                          threads)
     print(json.dumps(dict(framework="pytorch", strategy="pytorch " + ("memory_efficient" if memory_efficient else "naive"),
                           model=model_name, resolution=resolution, batch=batch, status="ok", baseline_rss_mib=baseline,
                           peak_rss_mib=peak, peak_minus_baseline_mib=peak - baseline,

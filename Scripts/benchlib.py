@@ -63,3 +63,60 @@ def write(path, text):
 
 if __name__ == "__main__":
     sys.exit("benchlib.py is a helper module; run one of the ablation scripts")
+
+
+def torchvision_densenet(name, memory_efficient, classes=10):
+    """The torchvision DenseNet for one of our zoo names: densenet121/161/169/201, or
+    densenet-bc-L-k with the CIFAR stem (one 3x3 conv, no BN or pooling before the first block)."""
+    import torch.nn as nn
+    import torchvision
+    if name.startswith("densenet-bc-"):
+        depth, growth = (int(v) for v in name.split("-")[2:4])
+        n = (depth - 4) // 6
+        model = torchvision.models.DenseNet(growth_rate=growth, block_config=(n, n, n), num_init_features=2 * growth,
+                                            bn_size=4, num_classes=classes, memory_efficient=memory_efficient)
+        model.features.conv0 = nn.Conv2d(3, 2 * growth, kernel_size=3, padding=1, bias=False)
+        model.features.norm0 = nn.Identity()
+        model.features.relu0 = nn.Identity()
+        model.features.pool0 = nn.Identity()
+        return model
+    return getattr(torchvision.models, name)(memory_efficient=memory_efficient)
+
+
+def torch_training_steps(model, input_shape, batch, steps, warmup, threads, classes=10):
+    """Runs in a fresh interpreter: `warmup + steps` training steps of `model` as bench-memory's
+    (SGD momentum 0.9, weight decay 1e-4, cross-entropy, synthetic data); returns the baseline
+    and peak RSS (MiB, VmRSS before and VmHWM after, the peak reset first) and the measured
+    step times (s)."""
+    import time
+
+    import torch
+    import torch.nn as nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch, *input_shape)
+    y = torch.randint(0, classes, (batch,))
+    loss_fn = nn.CrossEntropyLoss()
+
+    def rss(field):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    baseline = rss("VmRSS")
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return baseline, rss("VmHWM"), times

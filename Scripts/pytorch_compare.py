@@ -27,52 +27,12 @@ CONFIGS = {
 def torch_child(name, memory_efficient, steps, warmup, threads):
     """Runs in a fresh interpreter: builds the model, measures, prints one JSON line."""
     import statistics
-    import time
 
     import torch
-    import torch.nn as nn
-    import torchvision
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
     cfg = CONFIGS[name]
-    if name.startswith("bc"):
-        depth = int(cfg["ours"].split("-")[2])
-        n = (depth - 4) // 6
-        model = torchvision.models.DenseNet(growth_rate=12, block_config=(n, n, n), num_init_features=24,
-                                            bn_size=4, num_classes=10, memory_efficient=memory_efficient)
-        # The CIFAR stem: one 3x3 conv, no BN or pooling before the first block.
-        model.features.conv0 = nn.Conv2d(3, 24, kernel_size=3, padding=1, bias=False)
-        model.features.norm0 = nn.Identity()
-        model.features.relu0 = nn.Identity()
-        model.features.pool0 = nn.Identity()
-    else:
-        model = torchvision.models.densenet121(memory_efficient=memory_efficient)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    x = torch.randn(cfg["batch"], *cfg["input"])
-    y = torch.randint(0, 10, (cfg["batch"],))
-    loss_fn = nn.CrossEntropyLoss()
-
-    def rss(field):
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-    baseline = rss("VmRSS")
-    times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    peak = rss("VmHWM")
+    model = benchlib.torchvision_densenet(cfg["ours"], memory_efficient)
+    baseline, peak, times = benchlib.torch_training_steps(model, cfg["input"], cfg["batch"], steps, warmup, threads)
     print(json.dumps(dict(framework="pytorch", strategy="memory_efficient" if memory_efficient else "naive",
                           model=cfg["ours"], batch=cfg["batch"], baseline_rss_mib=baseline, peak_rss_mib=peak,
                           peak_minus_baseline_mib=peak - baseline, median_step_s=statistics.median(times),

@@ -17,14 +17,6 @@ final class HostileBatchNormTests: XCTestCase {
     }
     override func tearDown() { dir.remove() }
 
-    final class Messages: TrainingObserver {
-        var lines: [String] = []
-        func message(_ text: String) { lines.append(text) }
-        func step(_ progress: StepProgress) {}
-        func evaluating(batch: Int, of batches: Int) {}
-        func epochFinished(_ report: EpochReport) {}
-    }
-
     func configuration(batch: Int, limit: Int?, epochs: Int = 1, side: Int = 2) -> TrainingConfiguration {
         var c = hostileConfiguration(data: data, epochs: epochs, batch: batch, side: side)
         c.limit = limit
@@ -57,7 +49,7 @@ final class HostileBatchNormTests: XCTestCase {
     /// dropped, the log says so, and the run trains, checkpoints and resumes consistently.
     func testAPartialLastBatchOfOneIsDroppedAndSaid() throws {
         let run = try TrainingRun(.fresh(configuration(batch: 4, limit: 5, epochs: 3)), outputDirectory: dir.file("run"))
-        let messages = Messages()
+        let messages = RecordedMessages()
         run.observer = messages
         run.stopAfterEpoch = 2
         let summary = try run.run()

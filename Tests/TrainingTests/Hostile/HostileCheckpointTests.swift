@@ -18,14 +18,6 @@ final class HostileCheckpointTests: XCTestCase {
     }
     override func tearDown() { dir.remove() }
 
-    final class Messages: TrainingObserver {
-        var lines: [String] = []
-        func message(_ text: String) { lines.append(text) }
-        func step(_ progress: StepProgress) {}
-        func evaluating(batch: Int, of batches: Int) {}
-        func epochFinished(_ report: EpochReport) {}
-    }
-
     /// Trains `epochs` epochs (one checkpoint each) into `run`.
     func train(_ run: String, epochs: Int) throws -> TrainingSummary {
         try TrainingRun(.fresh(hostileConfiguration(data: data, epochs: epochs)), outputDirectory: run).run()
@@ -76,7 +68,7 @@ final class HostileCheckpointTests: XCTestCase {
                                   "\(label): \(resumed.notes)")
                     XCTAssertTrue(resumed.notes.contains { $0.contains("resuming from the last complete checkpoint, 000001-step-2") },
                                   "\(label): \(resumed.notes)")
-                    let messages = Messages()
+                    let messages = RecordedMessages()
                     resumed.observer = messages
                     let summary = try resumed.run()
                     XCTAssertEqual(summary.globalStep, 6, label)
@@ -135,7 +127,7 @@ final class HostileCheckpointTests: XCTestCase {
         _ = dir.write("run/.curves.svg.tmp-\(getpid())-1", [1])
 
         let resumed = try TrainingRun(.resume(path: run, epochs: 2, data: nil))
-        let messages = Messages()
+        let messages = RecordedMessages()
         resumed.observer = messages
         XCTAssertEqual(try resumed.run().globalStep, 4)
         for name in leftovers {

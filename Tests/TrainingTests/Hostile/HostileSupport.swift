@@ -86,3 +86,12 @@ func hostileConfiguration(data: String, epochs: Int, batch: Int = 10, side: Int 
                                  optimizer: OptimizerSettings(kind: .sgd, learningRate: 0.05, momentum: 0.9),
                                  schedule: .cosine, seed: 3, testLimit: 4, augment: false)
 }
+
+/// A training observer that keeps the run's messages (fallbacks, clean-ups, dropped batches).
+final class RecordedMessages: TrainingObserver {
+    var lines: [String] = []
+    func message(_ text: String) { lines.append(text) }
+    func step(_ progress: StepProgress) {}
+    func evaluating(batch: Int, of batches: Int) {}
+    func epochFinished(_ report: EpochReport) {}
+}
