@@ -121,10 +121,10 @@ public enum MemoryPlanner {
             let baseline = ledger.activeByCategory
             ledger.resetPeak()
             var activations = 0, forwardPeak = 0
-            step.run {
+            step.run(afterForward: {
                 activations = ledger.active(.activations) - baseline[MemoryCategory.activations.rawValue]
                 forwardPeak = ledger.peak
-            }
+            })
             return (baseline, activations, forwardPeak)
         }
         return (dryRun.ledger, baseline, activations, forwardPeak)

@@ -18,6 +18,11 @@ final class DryRunPlannerTests: XCTestCase {
             let plans = try MemoryPlanner.plans(ModelZoo.configuration(named: e.model), batch: e.batch, threads: 2)
             XCTAssertEqual(plans.map(\.peakBytes), e.peaks, "\(e.model) batch \(e.batch)")
         }
+        // What the forward pass keeps and its own peak (naive, checkpoint, shared, minimal), the
+        // replay's figures too: they are read between the loss and the backward pass.
+        let bc100 = try MemoryPlanner.plans(ModelZoo.configuration(named: "densenet-bc-100-12"), batch: 64, threads: 2)
+        XCTAssertEqual(bc100.map(\.activationBytes), [2_126_995_904, 707_314_624, 629_629_376, 82_071_872])
+        XCTAssertEqual(bc100.map(\.forwardPeakBytes), [2_142_720_192, 723_038_912, 647_741_632, 151_920_192])
     }
 
     /// A dry run allocates no tensor byte of the process, even for a model whose naive step

@@ -36,7 +36,7 @@ final class MemoryPlannerTests: XCTestCase {
 
         // A second step, looked at after the loss to see what the forward pass keeps.
         var activations = 0
-        step.run { activations = Memory.active(.activations) - built.active(.activations) }
+        step.run(afterForward: { activations = Memory.active(.activations) - built.active(.activations) })
         withExtendedLifetime(step) {}
         return Measured(peak: peak, baseline: baseline, activationsAfterForward: activations, scratchPeak: scratchPeak)
     }
