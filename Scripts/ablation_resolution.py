@@ -118,17 +118,10 @@ def largest_fitting(planner, batch, strategy, budget, step, maximum):
     low, high = 1, maximum // step
     while low <= high and planner.peak(low * step, batch, strategy) is None:
         low += 1  # below the model's smallest input
-    if low > high or not fits(low):
+    if low > high:
         return None, None
-    if fits(high):
-        return high * step, planner.peak(high * step, batch, strategy)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if fits(mid):
-            low = mid
-        else:
-            high = mid
-    return low * step, planner.peak(low * step, batch, strategy)
+    k = benchlib.largest(fits, low, high)
+    return (None, None) if k is None else (k * step, planner.peak(k * step, batch, strategy))
 
 
 def torch_child(model_name, resolution, batch, memory_efficient, steps, warmup, threads):

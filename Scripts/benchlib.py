@@ -120,3 +120,17 @@ def torch_training_steps(model, input_shape, batch, steps, warmup, threads, clas
         if i >= warmup:
             times.append(time.perf_counter() - start)
     return baseline, rss("VmHWM"), times
+
+
+def largest(fits, low, high):
+    """Largest x in [low, high] with fits(x), assuming fits is monotone (True then False); None
+    when not even `low` fits. Binary search: O(log(high - low)) calls of `fits`."""
+    if not fits(low):
+        return None
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid
+    return low if not fits(high) else high

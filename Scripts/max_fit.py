@@ -34,19 +34,6 @@ def predicted_mib(densenet, model, batch, strategy):
     return json.loads(done.stdout)["strategies"][strategy]["predicted_peak_bytes"] / 2**20
 
 
-def largest(fits, low, high):
-    """Largest x in [low, high] with fits(x), assuming fits is monotone (True then False)."""
-    if not fits(low):
-        return None
-    while high - low > 1:
-        mid = (low + high) // 2
-        if fits(mid):
-            low = mid
-        else:
-            high = mid
-    return low if not fits(high) else high
-
-
 def main():
     global INPUT
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -66,11 +53,11 @@ def main():
     out = benchlib.results_dir("max-fit")
     rows = []
     for s in STRATEGIES:
-        n = largest(lambda n: predicted_mib(densenet, f"densenet-bc-{6 * n + 4}-{a.growth}", a.batch, s) <= a.budget_mib,
+        n = benchlib.largest(lambda n: predicted_mib(densenet, f"densenet-bc-{6 * n + 4}-{a.growth}", a.batch, s) <= a.budget_mib,
                     1, a.max_n)
         depth = 6 * n + 4 if n else None
         model = f"densenet-bc-{a.depth}-{a.growth}"
-        batch = largest(lambda b: predicted_mib(densenet, model, b, s) <= a.budget_mib, 1, 4096)
+        batch = benchlib.largest(lambda b: predicted_mib(densenet, model, b, s) <= a.budget_mib, 1, 4096)
         row = dict(strategy=s, max_depth=depth, max_batch=batch)
         if depth:
             row["depth_predicted_mib"] = predicted_mib(densenet, f"densenet-bc-{depth}-{a.growth}", a.batch, s)
