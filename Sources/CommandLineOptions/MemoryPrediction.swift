@@ -24,15 +24,6 @@ public enum MemoryPrediction {
         return try names.map { try strategy(named: String($0), option: option) }
     }
 
-    /// The optimizer state the planner counts for `settings`: none (SGD without momentum),
-    /// one buffer per parameter (SGD with momentum) or two (Adam), as `SGD` and `Adam` allocate.
-    public static func plannedOptimizer(_ settings: OptimizerSettings) -> PlannedOptimizer {
-        switch settings.kind {
-        case .adam: return .adam
-        case .sgd: return settings.momentum > 0 ? .sgdMomentum : .sgd
-        }
-    }
-
     /// Refuses a step of `model` at `batch` that cannot fit in this machine's physical memory
     /// (`ModelBounds.checkStep`: parameters, gradients, optimizer state, the batch and the
     /// largest activation, in checked arithmetic, in microseconds), before the planner builds
@@ -62,6 +53,6 @@ public enum MemoryPrediction {
         guard threads >= 1 else { throw TrainingError.invalidOption("--threads", reason: "\(threads) must be at least 1") }
         try checkStep(model, batch: batch, optimizer: optimizer)
         return try MemoryPlanner.plan(model, batch: batch, policy: strategy, threads: threads,
-                                      optimizer: plannedOptimizer(optimizer))
+                                      optimizer: optimizer.planned)
     }
 }

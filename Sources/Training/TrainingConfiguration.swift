@@ -37,14 +37,17 @@ public struct OptimizerSettings: Codable, Equatable, Sendable {
         }
     }
 
-    /// State tensors the optimizer keeps per parameter tensor: none (SGD without momentum), one
-    /// (momentum) or two (Adam), as `SGD` and `Adam` allocate.
-    public var statesPerParameter: Int {
+    /// The optimizer state the memory planner counts for these settings: none (SGD without
+    /// momentum), one buffer per parameter (momentum) or two (Adam), as `SGD` and `Adam` allocate.
+    public var planned: PlannedOptimizer {
         switch kind {
-        case .adam: return 2
-        case .sgd: return momentum > 0 ? 1 : 0
+        case .adam: return .adam
+        case .sgd: return momentum > 0 ? .sgdMomentum : .sgd
         }
     }
+
+    /// State tensors the optimizer keeps per parameter tensor (`PlannedOptimizer.statesPerParameter`).
+    public var statesPerParameter: Int { planned.statesPerParameter }
 
     public func make(_ parameters: [Parameter]) -> any Optimizer {
         switch kind {

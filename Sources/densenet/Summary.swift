@@ -62,7 +62,7 @@ struct Summary: ParsableCommand {
         }
         if output.json {
             let report = SummaryReport(configuration, architecture, batch: batch, threads: threads,
-                                       optimizer: MemoryPrediction.plannedOptimizer(optimizer), plans: plans)
+                                       optimizer: optimizer.planned, plans: plans)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
