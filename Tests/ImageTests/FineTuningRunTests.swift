@@ -15,12 +15,6 @@ final class FineTuningRunTests: XCTestCase {
     override func setUp() { dir = TemporaryFolder("fine-tuning-run") }
     override func tearDown() { dir.remove() }
 
-    /// A small torchvision-shaped DenseNet (ImageNet stem, bottleneck, compression ½), RGB 32x32.
-    func smallDenseNet(classes: Int, growth: Int = 4) -> DenseNetConfiguration {
-        DenseNetConfiguration(name: "small", growthRate: growth, blockConfig: [2, 2], initialFeatures: 8, bottleneckFactor: 2,
-                              compression: 0.5, classCount: classes, inputShape: FeatureShape(channels: 3, height: 32, width: 32))
-    }
-
     /// Five classes of RGB PNGs (train: 4 each, val: 2 each) whose colour says the class.
     func writeFolder() -> String {
         let root = dir.file("photos")

@@ -14,12 +14,6 @@ final class FineTuningTests: XCTestCase {
     override func setUp() { dir = TemporaryFolder("fine-tuning") }
     override func tearDown() { dir.remove() }
 
-    /// A small torchvision-shaped DenseNet (bottleneck, compression ½, ImageNet stem, no conv bias).
-    func smallDenseNet(classes: Int, growth: Int = 4) -> DenseNetConfiguration {
-        DenseNetConfiguration(name: "small", growthRate: growth, blockConfig: [2, 2], initialFeatures: 8, bottleneckFactor: 2,
-                              compression: 0.5, classCount: classes, inputShape: FeatureShape(channels: 3, height: 32, width: 32))
-    }
-
     /// A model after two SGD steps (weights and running statistics not initial), saved.
     func savedModel(_ c: DenseNetConfiguration, seed: UInt64 = 1) throws -> (DenseNet, String) {
         Initialization.seed = seed
@@ -156,4 +150,12 @@ final class FineTuningTests: XCTestCase {
         }
         XCTAssertEqual(stateArrays(model, prefix: ""), before, "nothing copied from a refused file")
     }
+}
+
+/// A small torchvision-shaped DenseNet (ImageNet stem, bottleneck, compression ½, no conv bias),
+/// RGB 32x32: the model of the fine-tuning tests and of the torchvision fixture
+/// (Scripts/make_torchvision_fixture.py writes its layout).
+func smallDenseNet(classes: Int, growth: Int = 4) -> DenseNetConfiguration {
+    DenseNetConfiguration(name: "small", growthRate: growth, blockConfig: [2, 2], initialFeatures: 8, bottleneckFactor: 2,
+                          compression: 0.5, classCount: classes, inputShape: FeatureShape(channels: 3, height: 32, width: 32))
 }

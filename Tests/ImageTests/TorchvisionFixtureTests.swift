@@ -15,10 +15,7 @@ final class TorchvisionFixtureTests: XCTestCase {
         let file = TorchvisionFixtureTests.fixtures.appendingPathComponent("torchvision-small-1000.safetensors").path
         let probes = try JSONDecoder().decode([String: [Float]].self, from: Data(contentsOf:
             TorchvisionFixtureTests.fixtures.appendingPathComponent("torchvision-small-1000.json")))
-        let configuration = DenseNetConfiguration(name: "small", growthRate: 4, blockConfig: [2, 2], initialFeatures: 8,
-                                                  bottleneckFactor: 2, compression: 0.5, classCount: 5,
-                                                  inputShape: FeatureShape(channels: 3, height: 32, width: 32))
-        let model = try DenseNet(configuration)
+        let model = try DenseNet(smallDenseNet(classes: 5))
         let fresh = model.classifier.weight.value.array
         let report = try FineTuning.initialize(model, from: file)
         XCTAssertEqual(report.replacedClassifier?.file, 1000)
