@@ -68,7 +68,8 @@ extension BatchNormState {
 
     func synchronizedBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
                               relu: Bool, reducer: BatchNormStatisticsReducer, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
-        let c = channels
+        // dy may be a block of the channels (DenseBlock+SharedStorage.swift takes the gradient in blocks).
+        let c = dy.shape.first ?? 0
         let sumDy = Tensor(shape: [c], category: .scratch), sumDyXhat = Tensor(shape: [c], category: .scratch)
         BatchNorm.backwardSums(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
                                sumDy: sumDy, sumDyXhat: sumDyXhat)

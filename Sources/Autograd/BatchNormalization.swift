@@ -60,8 +60,35 @@ public final class BatchNormState {
         }
     }
 
+    /// The statistics `normalize` would use, by the same rule (and with the same running update),
+    /// without writing y: for a consumer that normalises as it reads
+    /// (`Conv2d.pointwiseForwardNormalized`).
+    // x (C, ...); mean, invStd (C).
+    public func statistics(_ x: Tensor, training: Bool, mean: Tensor, invStd: Tensor) {
+        precondition(x.shape.first == channels, "BatchNormState.statistics: x \(x.shape) for \(channels) channels")
+        guard training else {
+            BatchNorm.evaluationStatistics(runningMean: runningMean, runningVar: runningVar, eps: eps,
+                                           mean: mean, invStd: invStd)
+            return
+        }
+        let count: Int
+        if let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
+            count = synchronizedStatistics(x, reducer: reducer, mean: mean, invStd: invStd)
+        } else {
+            BatchNorm.trainingStatistics(x, eps: eps, mean: mean, invStd: invStd)
+            count = x.count / channels
+        }
+        if !Autograd.isRecomputing {
+            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                              invStd: invStd, eps: eps, momentum: momentum, count: count)
+            batchesTracked += 1
+        }
+    }
+
     /// The backward of `normalize` in the same mode: through the batch statistics in training,
-    /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta.
+    /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta. Every tensor may
+    /// cover a block of the channels instead of all (their slices, `channels(range)`): channels are
+    /// independent, but under synchronised batch norm each call is one reduction over the ranks.
     // dy, x, dx (C, ...); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public func normalizeBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
                                   training: Bool, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {

@@ -19,10 +19,31 @@ import Runtime
 /// `shared` keeps each layer's bottleneck half (conv1 output and BN2/ReLU output, bn_size·k
 /// channels each); `minimal` keeps nothing per layer but the batch statistics and recomputes it.
 /// The `shared-concat` ablation also keeps each layer's own BN1/ReLU output instead of sharing it.
+///
+/// With `fuseNormalization` (bottleneck layers) there is no BN1/ReLU storage at all: conv1 reads
+/// its input normalised tile by tile (`Conv2d.pointwiseForwardNormalized` and its weight
+/// gradient, Conv2d+NormalizedInput.swift), and the BN1/ReLU output's gradient is made a block of
+/// channels at a time (`gradientBlockRows`), each block taken through batch norm's backward at once.
 struct SharedDenseBlock {
     let block: DenseBlock
     let keepBottleneck: Bool
     let keepNormalized: Bool
+    let fuseNormalization: Bool
+
+    /// Whether this block's layers take the fused path: bottleneck layers (conv1 is 1x1) when asked.
+    private var fused: Bool { fuseNormalization && !keepNormalized && block.layers.first?.bottleneckWidth != nil }
+
+    /// Channels per block of the BN1/ReLU gradient: about `gradientBlockFloats` floats, at least
+    /// two channels per thread (each thread's share of batch norm's backward), at most all. Each
+    /// block re-reads the bottleneck gradient (width × positions), so blocks much narrower than
+    /// the bottleneck would cost more in reading than they save.
+    static func gradientBlockRows(channels: Int, positions: Int, threads: Int) -> Int {
+        min(channels, max(2 * threads, gradientBlockFloats / max(positions, 1)))
+    }
+
+    /// The size of a block of the BN1/ReLU gradient, in floats: 2 Mi (8 MiB). Tests make it small
+    /// to run many blocks on small models.
+    nonisolated(unsafe) static var gradientBlockFloats = 1 << 21
 
     private var label: String {
         keepNormalized ? "denseblock(shared-concat)" : keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)"
@@ -50,27 +71,36 @@ struct SharedDenseBlock {
         var saved = [Saved]()
         do {
             // The BN1/ReLU storage shared by every layer of the block.
-            let shared = Tensor(shape: keepNormalized ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
+            let shared = Tensor(shape: keepNormalized || fused ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
             for layer in block.layers {
                 let cl = layer.inputWidth
                 let s = Saved(mean1: Tensor(shape: [cl]), invStd1: Tensor(shape: [cl]))
                 let input = buffer.channels(0..<cl)
-                let normalized = keepNormalized ? Tensor(shape: [cl, n, h, w], category: .activations)
-                                                : shared.channels(0..<cl)
-                if keepNormalized { s.normalized = normalized }
-                normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1, training: training)
                 let newFeatures = buffer.channels(cl..<(cl + k))
+                // BN1/ReLU of the input, into the shared storage (or, shared-concat, a kept tensor of its own).
+                func normalizedInput() -> Tensor {
+                    let normalized = keepNormalized ? Tensor(shape: [cl, n, h, w], category: .activations)
+                                                    : shared.channels(0..<cl)
+                    if keepNormalized { s.normalized = normalized }
+                    normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1, training: training)
+                    return normalized
+                }
                 if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth {
                     let category: MemoryCategory = keepBottleneck ? .activations : .scratch
                     let b = Tensor(shape: [width, n, h, w], category: category)
-                    convolve(layer.conv1, normalized, into: b)
+                    if fused {
+                        layer.norm1.state.statistics(input, training: training, mean: s.mean1, invStd: s.invStd1)
+                        convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
+                    } else {
+                        convolve(layer.conv1, normalizedInput(), into: b)
+                    }
                     let c = Tensor(shape: [width, n, h, w], category: category)
                     s.mean2 = Tensor(shape: [width]); s.invStd2 = Tensor(shape: [width])
                     normalize(norm2, b, into: c, mean: s.mean2!, invStd: s.invStd2!, training: training)
                     convolve(conv2, c, into: newFeatures)
                     if keepBottleneck { s.bottleneckOutput = b; s.normalizedBottleneck = c }
                 } else {
-                    convolve(layer.conv1, normalized, into: newFeatures)
+                    convolve(layer.conv1, normalizedInput(), into: newFeatures)
                 }
                 if training && layer.dropRate > 0 {
                     let seed = Autograd.nextDropoutSeed()
@@ -119,6 +149,13 @@ struct SharedDenseBlock {
         Conv2d.forward(x, weight: conv.weight.value, bias: conv.bias?.value, conv.geometry, into: y)
     }
 
+    /// conv1(relu(norm1(x))) with norm1's statistics given, the normalised x never stored.
+    private func convolveNormalized(_ layer: DenseLayer, _ x: Tensor, mean: Tensor, invStd: Tensor, into y: Tensor) {
+        Conv2d.pointwiseForwardNormalized(x, gamma: layer.norm1.weight.value, beta: layer.norm1.bias.value, mean: mean,
+                                          invStd: invStd, weight: layer.conv1.weight.value, bias: layer.conv1.bias?.value,
+                                          into: y)
+    }
+
     // MARK: Backward
 
     /// Layers in reverse order; each adds its input gradient into the prefix of `gradOutput`,
@@ -136,7 +173,7 @@ struct SharedDenseBlock {
             slots.append(Array(gradInputs[slot..<(slot + count)]))
             slot += count
         }
-        let shared = Tensor(shape: keepNormalized ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
+        let shared = Tensor(shape: keepNormalized || fused ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
         for (index, layer) in block.layers.enumerated().reversed() {
             let s = saved[index], g = slots[index]
             let cl = layer.inputWidth
@@ -146,6 +183,10 @@ struct SharedDenseBlock {
                 let masked = Tensor.zeros([k, n, h, w], category: .scratch)
                 Dropout.backward(gradNew, p: layer.dropRate, seed: seed, examples: s.dropoutExamples, dx: masked)
                 gradNew = masked
+            }
+            if fused {
+                fusedBackward(layer, s, g, input: input, gradNew: gradNew, gradOutput: gradOutput, training: training)
+                continue
             }
             let normalized: Tensor
             if let kept = s.normalized {
@@ -200,6 +241,72 @@ struct SharedDenseBlock {
         }
         if let dx = gradInputs[0] { Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx) }
         withExtendedLifetime(shared) {}
+    }
+
+    /// The backward of one bottleneck layer on the fused path: the bottleneck half as on the other
+    /// paths, then conv1's weight gradient from the input normalised tile by tile, then the BN1/ReLU
+    /// output's gradient (conv1.weightᵀ · gradBottleneck) a block of channels at a time, each block
+    /// at once through norm1's backward into the block buffer's gradient.
+    private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: [Tensor?], input: Tensor, gradNew: Tensor,
+                               gradOutput: Tensor, training: Bool) {
+        guard let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
+              let mean2 = s.mean2, let invStd2 = s.invStd2 else {
+            preconditionFailure("SharedDenseBlock: the fused path needs a bottleneck layer with its statistics")
+        }
+        let (cl, n, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
+        let positions = n * h * w
+        var i = 0
+        func nextSlot() -> Tensor? { defer { i += 1 }; return g[i] }
+        let (dGamma1, dBeta1, dWeight1) = (nextSlot(), nextSlot(), nextSlot())
+        let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
+        let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
+        let dBias2 = conv2.bias != nil ? nextSlot() : nil
+        let gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
+        do {
+            let b: Tensor, c: Tensor
+            if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
+                (b, c) = (kept, keptC)
+            } else {
+                b = Tensor(shape: [width, n, h, w], category: .scratch)
+                convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
+                c = Tensor(shape: [width, n, h, w], category: .scratch)
+                reapply(norm2, b, into: c, mean: mean2, invStd: invStd2)
+            }
+            let gradC = Tensor.zeros([width, n, h, w], category: .scratch)
+            Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
+                            dx: gradC, dWeight: dWeight2, dBias: dBias2)
+            normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
+                         dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
+        }
+        s.bottleneckOutput = nil
+        s.normalizedBottleneck = nil
+        let norm1 = layer.norm1
+        if let dWeight1 {
+            Conv2d.pointwiseWeightGradientNormalized(gradBottleneck, x: input, gamma: norm1.weight.value,
+                                                     beta: norm1.bias.value, mean: s.mean1, invStd: s.invStd1,
+                                                     dWeight: dWeight1, dBias: dBias1)
+        } else if let dBias1 {
+            Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
+                            dx: nil, dWeight: nil, dBias: dBias1)
+        }
+        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, positions: positions,
+                                                      threads: DryRun.current?.threads ?? Parallel.threadCount)
+        let blockGradient = Tensor(shape: [rows, n, h, w], category: .scratch)
+        let weight1 = layer.conv1.weight.value.pointer
+        for start in stride(from: 0, to: cl, by: rows) {
+            let r = start..<min(cl, start + rows)
+            let dy = blockGradient.channels(0..<r.count)
+            // (r × P) = conv1.weight[:, r]ᵀ (r × width) · gradBottleneck (width × P).
+            let span = Profile.begin(.conv1x1Backward)
+            Gemm.multiply(transA: true, m: r.count, n: positions, k: width, a: weight1 + r.lowerBound, lda: cl,
+                          b: gradBottleneck.pointer, ldb: positions, beta: 0, c: dy.pointer, ldc: positions)
+            Profile.end(span)
+            norm1.state.normalizeBackward(dy, x: input.channels(r), gamma: norm1.weight.value.channels(r),
+                                          beta: norm1.bias.value.channels(r), mean: s.mean1.channels(r),
+                                          invStd: s.invStd1.channels(r), training: training, relu: true,
+                                          dx: gradOutput.channels(r), dGamma: dGamma1?.channels(r),
+                                          dBeta: dBeta1?.channels(r))
+        }
     }
 
     private func normBackward(_ bn: BatchNormLayer, _ dy: Tensor, x: Tensor, mean: Tensor, invStd: Tensor,

@@ -37,7 +37,8 @@ public final class DenseBlock: Module {
                      "DenseBlock: input \(x.shape) must be (\(inputWidth), N, H, W)")
         if policy.sharedConcatenation {
             return SharedDenseBlock(block: self, keepBottleneck: !policy.recomputeBottleneck,
-                                    keepNormalized: !policy.sharedNormalization)(x)
+                                    keepNormalized: !policy.sharedNormalization && !policy.fuseNormalization,
+                                    fuseNormalization: policy.fuseNormalization)(x)
         }
         var features = [x]
         for layer in layers { features.append(layer(features, checkpointed: policy.checkpointLayers)) }

@@ -18,6 +18,12 @@ public struct MemoryPolicy: Hashable, Sendable {
     /// The BN/ReLU outputs of all layers of a block live in one storage, recomputed in backward
     /// (Pleiss et al., shared storage for batch normalisation). Needs `sharedConcatenation`.
     public var sharedNormalization = false
+    /// The BN/ReLU output that feeds a bottleneck layer's 1x1 conv is never stored: each thread
+    /// normalises a cache-sized tile of it as the product reads it (forward, recompute, weight
+    /// gradient), and its gradient is taken a block of channels at a time
+    /// (Conv2d+NormalizedInput.swift). Replaces the shared BN/ReLU storage of bottleneck layers.
+    /// Needs `sharedConcatenation`.
+    public var fuseNormalization = false
     /// The bottleneck half of a dense layer (1x1 conv output and its BN/ReLU) is recomputed in
     /// backward instead of kept. Needs `sharedConcatenation`.
     public var recomputeBottleneck = false
@@ -28,10 +34,11 @@ public struct MemoryPolicy: Hashable, Sendable {
     /// The stem and the transitions are checkpointed segments that keep only their inputs.
     public var recomputeStemAndTransitions = false
 
-    public init(sharedConcatenation: Bool = false, sharedNormalization: Bool = false, recomputeBottleneck: Bool = false,
-                checkpointLayers: Bool = false, recomputeStemAndTransitions: Bool = false) {
+    public init(sharedConcatenation: Bool = false, sharedNormalization: Bool = false, fuseNormalization: Bool = false,
+                recomputeBottleneck: Bool = false, checkpointLayers: Bool = false, recomputeStemAndTransitions: Bool = false) {
         self.sharedConcatenation = sharedConcatenation
         self.sharedNormalization = sharedNormalization
+        self.fuseNormalization = fuseNormalization
         self.recomputeBottleneck = recomputeBottleneck
         self.checkpointLayers = checkpointLayers
         self.recomputeStemAndTransitions = recomputeStemAndTransitions
@@ -78,6 +85,8 @@ public struct MemoryPolicy: Hashable, Sendable {
     public static let fields: [(name: String, keyPath: WritableKeyPath<MemoryPolicy, Bool>, saves: String)] = [
         ("shared-concatenation", \.sharedConcatenation, "one feature buffer per dense block, no concatenation copies"),
         ("shared-normalization", \.sharedNormalization, "one BN/ReLU storage per block, recomputed in backward"),
+        ("fused-normalization", \.fuseNormalization,
+         "BN/ReLU before each 1x1 conv never stored: normalised tile by tile as the product reads it"),
         ("recompute-bottleneck", \.recomputeBottleneck, "bottleneck (1x1 conv, BN2/ReLU) recomputed in backward"),
         ("checkpoint-layers", \.checkpointLayers, "each layer a checkpointed segment (torchvision memory_efficient)"),
         ("recompute-stem-transitions", \.recomputeStemAndTransitions, "stem and transitions recomputed in backward"),
@@ -115,8 +124,8 @@ public struct MemoryPolicy: Hashable, Sendable {
     /// The part of this policy that `family` implements; the other fields are off. The one
     /// place that says what each family does with each saving:
     /// - DenseNet: with `sharedConcatenation` its blocks are the fused block of
-    ///   DenseBlock+SharedStorage.swift, which honours `sharedNormalization` and
-    ///   `recomputeBottleneck` (and recomputes everything it does not keep, so
+    ///   DenseBlock+SharedStorage.swift, which honours `sharedNormalization`, `fuseNormalization`
+    ///   (bottleneck layers) and `recomputeBottleneck` (and recomputes everything it does not keep, so
     ///   `checkpointLayers` adds nothing); without it, `checkpointLayers` checkpoints each
     ///   layer's bottleneck as torchvision does. `recomputeStemAndTransitions` always.
     /// - ResNet: `checkpointLayers` (residual blocks) and `recomputeStemAndTransitions` (the stem).
@@ -127,7 +136,7 @@ public struct MemoryPolicy: Hashable, Sendable {
         case .denseNet:
             return sharedConcatenation
                 ? MemoryPolicy(sharedConcatenation: true, sharedNormalization: sharedNormalization,
-                               recomputeBottleneck: recomputeBottleneck,
+                               fuseNormalization: fuseNormalization, recomputeBottleneck: recomputeBottleneck,
                                recomputeStemAndTransitions: recomputeStemAndTransitions)
                 : MemoryPolicy(checkpointLayers: checkpointLayers, recomputeStemAndTransitions: recomputeStemAndTransitions)
         case .resNet:

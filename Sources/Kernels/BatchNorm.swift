@@ -43,18 +43,38 @@ public enum BatchNorm {
         Elementwise.forRanges(channels, unitCost: 3 * columns) { cs in
             for c in cs {
                 let row = px + c * columns
-                let mu = Elementwise.sumDouble(row, columns) / Double(columns)
-                let center = Float(mu)
-                // Σ(x−center)² = Σ(x−mu)² + n·(mu−center)²: remove the rounding of the center.
-                let offset = mu - Double(center)
-                let variance = max(Elementwise.sumSquaredDeviations(row, columns, center: center) / Double(columns)
-                                   - offset * offset, 0)
-                pm[c] = center
-                pi[c] = Float(1 / (variance + Double(eps)).squareRoot())
+                (pm[c], pi[c]) = rowStatistics(row, columns: columns, eps: eps)
                 applyStatistics(x: row, channels: 1, columns: columns, ld: columns, gamma: pg + c, beta: pb + c,
                                 mean: pm + c, invStd: pi + c, relu: relu, y: py + c * columns, yLd: columns)
             }
         }
+    }
+
+    /// Training-mode statistics alone: per-channel batch mean and invStd = 1/sqrt(biased var + eps),
+    /// the same values `forwardTraining` computes, for a consumer that normalises as it reads
+    /// (Conv2d+NormalizedInput.swift). Does NOT touch running stats.
+    // x (C, N, H, W); mean, invStd (C).
+    public static func trainingStatistics(_ x: Tensor, eps: Float, mean: Tensor, invStd: Tensor) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
+        let (channels, columns) = check("trainingStatistics", x, [("mean", mean), ("invStd", invStd)], sameAsX: [])
+        precondition(columns > 0, "BatchNorm.trainingStatistics: x \(x.shape) has no positions per channel")
+        if DryRun.isActive { return }
+        let px = x.pointer, pm = mean.pointer, pi = invStd.pointer
+        Elementwise.forRanges(channels, unitCost: 2 * columns) { cs in
+            for c in cs { (pm[c], pi[c]) = rowStatistics(px + c * columns, columns: columns, eps: eps) }
+        }
+    }
+
+    /// One channel's (mean, invStd): two passes, the mean in Double and the squared deviations
+    /// about its Float rounding, corrected (Σ(x−center)² = Σ(x−mu)² + n·(mu−center)²).
+    @inline(__always)
+    static func rowStatistics(_ row: UnsafePointer<Float>, columns: Int, eps: Float) -> (Float, Float) {
+        let mu = Elementwise.sumDouble(row, columns) / Double(columns)
+        let center = Float(mu)
+        let offset = mu - Double(center)
+        let variance = max(Elementwise.sumSquaredDeviations(row, columns, center: center) / Double(columns)
+                           - offset * offset, 0)
+        return (center, Float(1 / (variance + Double(eps)).squareRoot()))
     }
 
     /// y = gamma·(x−mean)·invStd + beta (+ReLU) with the statistics given (used for recompute, and

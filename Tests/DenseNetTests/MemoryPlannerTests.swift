@@ -77,14 +77,14 @@ final class MemoryPlannerTests: XCTestCase {
         return error
     }
 
-    /// Every strategy at each batch on 1 and 2 threads; returns the largest relative error on 2.
+    /// Every strategy (and the fused BN1/ReLU path) at each batch on 1 and 2 threads; returns the largest relative error on 2.
     @discardableResult
     func checkAllStrategies(_ configuration: ModelConfiguration, batches: [Int], within5Percent: Bool,
                             file: StaticString = #filePath, line: UInt = #line) throws -> Double {
         var largest = 0.0
         for batch in batches {
             for t in [1, 2] {
-                for strategy in MemoryPolicy.allPresets {
+                for strategy in StrategyEquivalenceTests.policies {
                     let e = try check(configuration, batch: batch, strategy: strategy, threads: t,
                                       within5Percent: within5Percent, file: file, line: line)
                     largest = max(largest, abs(e))

@@ -1,5 +1,5 @@
 import Autograd
-import DenseNetModels
+@testable import DenseNetModels
 import Kernels
 import NeuralLayers
 import Runtime
@@ -63,10 +63,34 @@ final class StrategyEquivalenceTests: XCTestCase {
                               stem: .imagenet),
     ]
 
+    /// The presets and the fused BN1/ReLU path (`fused-normalization`) on top of `shared` and `minimal`.
+    static let policies: [MemoryPolicy] = {
+        var fused = [MemoryPolicy.shared, .minimal]
+        for i in fused.indices { fused[i].fuseNormalization = true }
+        return MemoryPolicy.allPresets + fused.filter { !MemoryPolicy.allPresets.contains($0) }
+    }()
+
+    /// The fused path with its BN1/ReLU gradient cut into many channel blocks (blocks of about
+    /// 100 floats: two channels each here), in training and evaluation.
+    func testFusedPathInChannelBlocksAgrees() throws {
+        let saved = SharedDenseBlock.gradientBlockFloats
+        SharedDenseBlock.gradientBlockFloats = 100
+        defer { SharedDenseBlock.gradientBlockFloats = saved }
+        for configuration in Self.configurations.prefix(3) {
+            for training in [true, false] {
+                let naive = try Self.step(configuration, .naive, batch: 3, training: training)
+                for strategy in Self.policies where strategy.fuseNormalization {
+                    Self.assertSame(naive, try Self.step(configuration, strategy, batch: 3, training: training),
+                                    "\(configuration.name)/\(strategy)/blocks/\(training ? "train" : "eval")")
+                }
+            }
+        }
+    }
+
     func testAllStrategiesAgreeInTraining() throws {
         for configuration in Self.configurations {
             let naive = try Self.step(configuration, .naive, batch: 3)
-            for strategy in MemoryPolicy.allPresets where strategy != .naive {
+            for strategy in Self.policies where strategy != .naive {
                 Self.assertSame(naive, try Self.step(configuration, strategy, batch: 3), "\(configuration.name)/\(strategy)")
             }
         }
@@ -75,7 +99,7 @@ final class StrategyEquivalenceTests: XCTestCase {
     func testAllStrategiesAgreeInEvaluation() throws {
         for configuration in Self.configurations {
             let naive = try Self.step(configuration, .naive, batch: 2, training: false)
-            for strategy in MemoryPolicy.allPresets where strategy != .naive {
+            for strategy in Self.policies where strategy != .naive {
                 Self.assertSame(naive, try Self.step(configuration, strategy, batch: 2, training: false),
                                 "\(configuration.name)/\(strategy)/eval")
             }
@@ -87,7 +111,7 @@ final class StrategyEquivalenceTests: XCTestCase {
     /// stem's output computed here directly.
     func testRunningStatisticsAreUpdatedOnce() throws {
         let configuration = Self.configurations[0]
-        for strategy in MemoryPolicy.allPresets {
+        for strategy in Self.policies {
             Initialization.seed = 1234
             let model = try DenseNet(configuration, policy: strategy)
             let x = Tensor.randomNormal([3, 3, 8, 8], seed: 7)

@@ -1,0 +1,151 @@
+import Runtime
+
+/// The 1x1 convolution of a batch-normalised, ReLU'd input that is never stored: each thread
+/// normalises a tile of positions (all channels × `tile` positions) into its own cache-sized
+/// scratch and multiplies it at once, so the normalised tensor exists one tile per thread at a
+/// time. This takes Pleiss et al.'s shared BN storage ("Memory-Efficient Implementation of
+/// DenseNets", arXiv 1707.06990) one step further: the storage is gone, and the normalised
+/// operand is read from cache instead of written to memory and read back (issue 13: "batch norm +
+/// ReLU applied while packing the operand of the 1x1 convolution that consumes it").
+///
+/// The normalisation is `BatchNorm.normalizeRow`, the same expression as the unfused forward,
+/// so the products see bit for bit the operand the unfused path would store. The products are
+/// OpenBLAS's (one thread each): a tile's columns are the columns of y it produces, so the
+/// forward sums over the channels in the order of the unfused product; the weight gradient sums
+/// over positions tile by tile. The references are the unfused pair, `BatchNorm.forwardWithStatistics`
+/// then `Conv2d.forward`/`backward` (Conv2dNormalizedInputTests).
+///
+/// The time of a call, normalisation included, is counted as the 1x1 convolution's in profiles.
+extension Conv2d {
+    /// How the positions of a normalised 1x1 product are cut: `tile` positions per tile, held by
+    /// `parts` threads at once (each with a scratch of channels × tile floats), `tiles` in all.
+    public struct NormalizedTiling: Equatable, Sendable {
+        public let tile: Int
+        public let tiles: Int
+        public let parts: Int
+
+        /// Tiles of at most 64 Ki floats (256 KiB, within any L2 of the machines of
+        /// ../shared/reference/machine-notes.md), 16 to 512 positions wide, and at least one per
+        /// thread when there are positions enough.
+        public init(channels: Int, positions: Int, threads: Int) {
+            precondition(channels > 0 && positions > 0 && threads > 0,
+                         "Conv2d.NormalizedTiling: channels \(channels), positions \(positions), threads \(threads) must be positive")
+            let byCache = max(16, min(512, (1 << 16) / channels / 16 * 16))
+            let byThreads = max(16, (positions + threads - 1) / threads)
+            tile = min(byCache, byThreads, positions)
+            tiles = (positions + tile - 1) / tile
+            parts = min(threads, tiles)
+        }
+
+        /// The positions of tile `index`.
+        public func positions(_ index: Int, of total: Int) -> Range<Int> {
+            (index * tile)..<min(total, (index + 1) * tile)
+        }
+    }
+
+    /// The tiling of `x` on this thread's thread count (a dry run's when one is active).
+    static func normalizedTiling(_ x: Tensor) -> NormalizedTiling {
+        NormalizedTiling(channels: x.shape[0], positions: x.count / x.shape[0],
+                         threads: DryRun.current?.threads ?? Parallel.threadCount)
+    }
+
+    /// Checks the shapes shared by both entry points; returns (channels C, positions P, outputs M).
+    private static func checkNormalized(_ name: String, x: Tensor, statistics: [(String, Tensor)], weight: Tensor,
+                                        outputs: (String, Tensor)) -> (Int, Int, Int) {
+        precondition(x.rank == 4 && x.isContiguous && x.shape[0] > 0,
+                     "Conv2d.\(name): x \(x.shape) must be a contiguous (C, N, H, W) tensor with C > 0")
+        let c = x.shape[0], p = x.count / x.shape[0]
+        for (label, t) in statistics {
+            precondition(t.count == c && t.isContiguous, "Conv2d.\(name): \(label) \(t.shape) vs x \(x.shape): need \(c) values")
+        }
+        precondition(weight.rank == 4 && weight.isContiguous && weight.shape[1] == c && weight.shape[2] == 1 && weight.shape[3] == 1,
+                     "Conv2d.\(name): weight \(weight.shape) must be (M, \(c), 1, 1) for x \(x.shape)")
+        let m = weight.shape[0]
+        let (label, out) = outputs
+        precondition(out.isContiguous && out.shape == [m] + Array(x.shape.dropFirst()),
+                     "Conv2d.\(name): \(label) \(out.shape) must be (\(m), \(x.shape[1]), \(x.shape[2]), \(x.shape[3])) and contiguous")
+        return (c, p, m)
+    }
+
+    /// y (M, N, H, W) = W (M, C) · relu(gamma·(x − mean)·invStd + beta) (+ bias), x (C, N, H, W):
+    /// a 1x1 convolution of the normalised x, which is never stored. Overwrites y.
+    // x (C, N, H, W); gamma, beta, mean, invStd (C); weight (M, C, 1, 1); bias (M); y (M, N, H, W).
+    public static func pointwiseForwardNormalized(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
+                                                  invStd: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor) {
+        let span = Profile.begin(.conv1x1Forward); defer { Profile.end(span) }
+        let (c, p, m) = checkNormalized("pointwiseForwardNormalized", x: x,
+                                        statistics: [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)],
+                                        weight: weight, outputs: ("y", y))
+        if let bias { precondition(bias.count == m, "Conv2d.pointwiseForwardNormalized: bias \(bias.shape) for \(m) outputs") }
+        let tiling = normalizedTiling(x)
+        let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
+        if DryRun.isActive { return }
+        Gemm.useOneBLASThread()
+        let px = x.pointer, pw = weight.pointer, py = y.pointer, ps = scratch.pointer
+        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        let pBias = bias?.pointer
+        Parallel.forEach(tiling.parts) { part in
+            let tile = ps + part * c * tiling.tile
+            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
+                let columns = tiling.positions(index, of: p)
+                let width = columns.count
+                for ch in 0..<c {
+                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: width, mean: pm[ch],
+                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * width)
+                }
+                Gemm.sgemm(m: m, n: width, k: c, a: pw, lda: c, b: tile, ldb: width, beta: 0,
+                           c: py + columns.lowerBound, ldc: p)
+                if let pBias {
+                    for row in 0..<m {
+                        let out = py + row * p + columns.lowerBound, b = pBias[row]
+                        for j in 0..<width { out[j] += b }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dWeight (M, C) += dy (M, P) · relu(gamma·(x − mean)·invStd + beta)ᵀ, dBias += Σ dy: the
+    /// weight gradient of `pointwiseForwardNormalized`, the normalised x again made tile by tile.
+    /// Threads after the first sum into counted partials, added at the end.
+    // dy (M, N, H, W); x (C, N, H, W); gamma, beta, mean, invStd (C); dWeight (M, C, 1, 1); dBias (M).
+    public static func pointwiseWeightGradientNormalized(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor,
+                                                         mean: Tensor, invStd: Tensor, dWeight: Tensor, dBias: Tensor?) {
+        let span = Profile.begin(.conv1x1Backward); defer { Profile.end(span) }
+        let (c, p, m) = checkNormalized("pointwiseWeightGradientNormalized", x: x,
+                                        statistics: [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)],
+                                        weight: dWeight, outputs: ("dy", dy))
+        if let dBias { precondition(dBias.count == m, "Conv2d.pointwiseWeightGradientNormalized: dBias \(dBias.shape) for \(m) outputs") }
+        let tiling = normalizedTiling(x)
+        let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
+        let partials = Tensor(shape: [tiling.parts - 1, m, c], category: .scratch)
+        if DryRun.isActive { return }
+        Gemm.useOneBLASThread()
+        let px = x.pointer, pdy = dy.pointer, ps = scratch.pointer, pp = partials.pointer, pdw = dWeight.pointer
+        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        if tiling.parts > 1 { partials.zero() }
+        Parallel.forEach(tiling.parts) { part in
+            let tile = ps + part * c * tiling.tile
+            let target = part == 0 ? pdw : pp + (part - 1) * m * c
+            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
+                let columns = tiling.positions(index, of: p)
+                let width = columns.count
+                for ch in 0..<c {
+                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: width, mean: pm[ch],
+                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * width)
+                }
+                // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
+                Gemm.sgemm(transB: true, m: m, n: c, k: width, a: pdy + columns.lowerBound, lda: p, b: tile, ldb: width,
+                           beta: 1, c: target, ldc: c)
+            }
+        }
+        for part in 1..<max(tiling.parts, 1) {
+            let partial = pp + (part - 1) * m * c
+            for i in 0..<(m * c) { pdw[i] += partial[i] }
+        }
+        if let dBias {
+            let pdb = dBias.pointer
+            for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import XCTest
+import Runtime
+import Kernels
+
+/// The 1x1 convolution of a normalised input that is never stored (Conv2d+NormalizedInput.swift)
+/// against the plain references: BN+ReLU written out by `BatchNorm.forwardWithStatisticsReference`
+/// (Double arithmetic), then `Conv2d.forwardReference`/`backwardReference`. Shapes give one tile
+/// and many, tiles that do not divide the positions, more tiles than threads, one channel and
+/// channels enough that the cache bound narrows the tile; every instruction-set level.
+final class Conv2dNormalizedInputTests: XCTestCase {
+    struct Case {
+        let c: Int, m: Int, n: Int, h: Int, w: Int
+        let bias: Bool
+    }
+
+    static let cases: [Case] = [
+        Case(c: 1, m: 3, n: 3, h: 4, w: 5, bias: false),
+        Case(c: 8, m: 12, n: 3, h: 5, w: 7, bias: true),
+        Case(c: 20, m: 16, n: 7, h: 17, w: 13, bias: false),   // 1547 positions: several 512-wide tiles
+        Case(c: 300, m: 24, n: 2, h: 9, w: 11, bias: true),    // the cache bound: 208-position tiles
+    ]
+
+    struct Operands {
+        let x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor, weight: Tensor, bias: Tensor?
+        let dy: Tensor
+    }
+
+    static func operands(_ k: Case, seed: UInt64) -> Operands {
+        let x = Tensor.randomNormal([k.c, k.n, k.h, k.w], std: 2, seed: seed)
+        // Means near the data's and negative betas, so the ReLU clips a good share.
+        return Operands(x: x,
+                        gamma: Tensor.randomUniform([k.c], low: 0.5, high: 1.5, seed: seed &* 103 + 1),
+                        beta: Tensor.randomUniform([k.c], low: -0.6, high: 0.6, seed: seed &* 101 + 2),
+                        mean: Tensor.randomUniform([k.c], low: -0.3, high: 0.3, seed: seed &* 107 + 3),
+                        invStd: Tensor.randomUniform([k.c], low: 0.4, high: 0.6, seed: seed + 4),
+                        weight: Tensor.randomNormal([k.m, k.c, 1, 1], std: 0.3, seed: seed + 5),
+                        bias: k.bias ? Tensor.randomNormal([k.m], seed: seed + 6) : nil,
+                        dy: Tensor.randomNormal([k.m, k.n, k.h, k.w], seed: seed + 7))
+    }
+
+    /// relu(bn(x)) written out by the Double reference.
+    static func normalized(_ o: Operands) -> Tensor {
+        let y = Tensor(shape: o.x.shape)
+        BatchNorm.forwardWithStatisticsReference(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd,
+                                                 relu: true, into: y)
+        return y
+    }
+
+    func withThreads(_ threads: Int, _ body: () -> Void) {
+        let saved = Parallel.threadCount
+        Parallel.threadCount = threads
+        defer { Parallel.threadCount = saved }
+        body()
+    }
+
+    func testForwardMatchesTheReference() {
+        for level in KernelLevel.supported {
+            for (i, k) in Self.cases.enumerated() {
+                let o = Self.operands(k, seed: UInt64(10 * i + 1))
+                let expected = Tensor(shape: o.dy.shape)
+                Conv2d.forwardReference(Self.normalized(o), weight: o.weight, bias: o.bias, ConvParameters(kernel: 1),
+                                        into: expected)
+                XCTAssertGreaterThan(Self.normalized(o).array.max() ?? 0, 0.5, "\(k): the ReLU must not clip everything")
+                for threads in [1, 2, 3] {
+                    let y = Tensor.filled(o.dy.shape, 7)  // overwritten
+                    KernelLevel.with(level) {
+                        withThreads(threads) {
+                            Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
+                                                              invStd: o.invStd, weight: o.weight, bias: o.bias, into: y)
+                        }
+                    }
+                    XCTAssertLessThanOrEqual(GradientCheck.relativeError(y.array, expected.array), 1e-5,
+                                             "\(level) \(k) \(threads) threads")
+                }
+            }
+        }
+    }
+
+    func testWeightGradientAccumulatesAndMatchesTheReference() {
+        for level in KernelLevel.supported {
+            for (i, k) in Self.cases.enumerated() {
+                let o = Self.operands(k, seed: UInt64(10 * i + 2))
+                let start = Tensor.randomNormal(o.weight.shape, seed: 99)
+                let biasStart = Tensor.randomNormal([k.m], seed: 98)
+                let expected = start.copy(), expectedBias = biasStart.copy()
+                Conv2d.backwardReference(o.dy, x: Self.normalized(o), weight: o.weight, ConvParameters(kernel: 1),
+                                         dx: nil, dWeight: expected, dBias: expectedBias)
+                for threads in [1, 2, 3] {
+                    let dWeight = start.copy(), dBias = biasStart.copy()
+                    KernelLevel.with(level) {
+                        withThreads(threads) {
+                            Conv2d.pointwiseWeightGradientNormalized(o.dy, x: o.x, gamma: o.gamma, beta: o.beta,
+                                                                     mean: o.mean, invStd: o.invStd, dWeight: dWeight,
+                                                                     dBias: k.bias ? dBias : nil)
+                        }
+                    }
+                    XCTAssertLessThanOrEqual(GradientCheck.relativeError(dWeight.array, expected.array), 2e-5,
+                                             "\(level) \(k) \(threads) threads: dWeight")
+                    if k.bias {
+                        XCTAssertLessThanOrEqual(GradientCheck.relativeError(dBias.array, expectedBias.array), 2e-5,
+                                                 "\(level) \(k) \(threads) threads: dBias")
+                    } else {
+                        XCTAssertEqual(dBias.array, biasStart.array)
+                    }
+                    XCTAssertGreaterThan(GradientCheck.relativeError(dWeight.array, start.array), 1e-3,
+                                         "\(k): the gradient must change dWeight")
+                }
+            }
+        }
+    }
+
+    /// The operand the products see is the unfused forward's bit for bit (the same row kernel),
+    /// so with one tile the forward equals the unfused pair exactly.
+    func testOneTileEqualsTheUnfusedPathExactly() {
+        let k = Case(c: 8, m: 12, n: 1, h: 4, w: 4, bias: false)
+        let o = Self.operands(k, seed: 5)
+        let normalized = Tensor(shape: o.x.shape)
+        BatchNorm.forwardWithStatistics(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd, relu: true,
+                                        into: normalized)
+        let unfused = Tensor(shape: o.dy.shape), fused = Tensor(shape: o.dy.shape)
+        withThreads(1) {
+            Conv2d.forward(normalized, weight: o.weight, bias: nil, ConvParameters(kernel: 1), into: unfused)
+            Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd,
+                                              weight: o.weight, bias: nil, into: fused)
+        }
+        XCTAssertEqual(fused.array, unfused.array)
+    }
+
+    func testTiling() {
+        // One tile per thread where the positions are few; 512 at most; the cache bound (64 Ki floats).
+        XCTAssertEqual(Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2),
+                       Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2))
+        let few = Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2)
+        XCTAssertEqual([few.tile, few.tiles, few.parts], [50, 2, 2])
+        let many = Conv2d.NormalizedTiling(channels: 216, positions: 65536, threads: 2)
+        XCTAssertEqual([many.tile, many.tiles, many.parts], [288, 228, 2])
+        let wide = Conv2d.NormalizedTiling(channels: 16, positions: 65536, threads: 16)
+        XCTAssertEqual([wide.tile, wide.tiles, wide.parts], [512, 128, 16])
+        let tiny = Conv2d.NormalizedTiling(channels: 4, positions: 5, threads: 8)
+        XCTAssertEqual([tiny.tile, tiny.tiles, tiny.parts], [5, 1, 1])
+        XCTAssertEqual(many.positions(227, of: 65536), 65376..<65536)
+    }
+
+    /// In a dry run nothing is touched (the storages point at no-access memory) and the scratch
+    /// counted is what a real call allocates.
+    func testDryRunCountsTheRealScratch() {
+        let k = Case(c: 20, m: 16, n: 7, h: 17, w: 13, bias: false)
+        let o = Self.operands(k, seed: 3)
+        let y = Tensor(shape: o.dy.shape), dWeight = Tensor.zeros(o.weight.shape)
+        withThreads(2) {
+            Memory.resetPeak()
+            let before = Memory.active(.scratch)
+            Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd,
+                                              weight: o.weight, bias: nil, into: y)
+            let forwardPeak = Memory.peak(.scratch) - before
+            Memory.resetPeak()
+            Conv2d.pointwiseWeightGradientNormalized(o.dy, x: o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
+                                                     invStd: o.invStd, dWeight: dWeight, dBias: nil)
+            let backwardPeak = Memory.peak(.scratch) - before
+            let (_, dryRun) = DryRun.run(threads: 2) { _ in
+                let vx = Tensor(shape: o.x.shape), vy = Tensor(shape: o.dy.shape), vw = Tensor(shape: o.weight.shape)
+                let stats = (0..<4).map { _ in Tensor(shape: [k.c]) }
+                Conv2d.pointwiseForwardNormalized(vx, gamma: stats[0], beta: stats[1], mean: stats[2], invStd: stats[3],
+                                                  weight: vw, bias: nil, into: vy)
+                Conv2d.pointwiseWeightGradientNormalized(vy, x: vx, gamma: stats[0], beta: stats[1], mean: stats[2],
+                                                         invStd: stats[3], dWeight: vw, dBias: nil)
+            }
+            // 7·17·13 = 1547 positions, 2 threads: tiles of 512, 2 parts; 20·512 floats each.
+            XCTAssertEqual(forwardPeak, Memory.byteCount(elements: 2 * 20 * 512))
+            XCTAssertEqual(backwardPeak, Memory.byteCount(elements: 2 * 20 * 512) + Memory.byteCount(elements: 16 * 20))
+            XCTAssertEqual(dryRun.ledger.peakByCategory[MemoryCategory.allCases.firstIndex(of: .scratch)!], backwardPeak)
+        }
+    }
+}
