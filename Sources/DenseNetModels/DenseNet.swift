@@ -28,7 +28,14 @@ public final class Transition: Module {
         register("conv", conv)
     }
 
-    public func callAsFunction(_ x: Variable) -> Variable {
+    /// With `fuseNormalization` and average pooling, BN → ReLU → pooling is one operation that
+    /// never stores the full-size BN/ReLU output (`Functional.batchNormReLUAveragePool`).
+    public func callAsFunction(_ x: Variable, fuseNormalization: Bool = false) -> Variable {
+        if fuseNormalization && pooling == .average {
+            norm.enterForward()
+            return conv(Functional.batchNormReLUAveragePool(x, weight: norm.weight.variable, bias: norm.bias.variable,
+                                                            state: norm.state, training: norm.isTraining))
+        }
         let normalized = norm(x, relu: true)
         let window = PoolParameters(kernel: 2, stride: 2)
         switch pooling {
@@ -130,13 +137,15 @@ public final class DenseNet: Module {
     func pooledFeatures(_ x: Variable) -> Variable {
         // Recomputed, the stem and transitions keep only their inputs (which are kept anyway:
         // the image, and each block's output).
-        let recompute = policy.honoured(by: .denseNet).recomputeStemAndTransitions
+        let honoured = policy.honoured(by: .denseNet)
+        let recompute = honoured.recomputeStemAndTransitions, fuse = honoured.fuseNormalization
         var h = recompute ? Autograd.checkpoint("stem", x) { [self] in stem($0) } : stem(x)
         for (i, block) in blocks.enumerated() {
             h = block(h)
             if i < transitions.count {
                 let t = transitions[i]
-                h = recompute ? Autograd.checkpoint("transition\(i + 1)", h) { t($0) } : t(h)
+                h = recompute ? Autograd.checkpoint("transition\(i + 1)", h) { t($0, fuseNormalization: fuse) }
+                              : t(h, fuseNormalization: fuse)
             }
         }
         let normalized = finalNorm(h, relu: true)

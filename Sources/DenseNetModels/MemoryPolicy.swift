@@ -22,7 +22,8 @@ public struct MemoryPolicy: Hashable, Sendable {
     /// normalises a cache-sized tile of it as the product reads it (forward, recompute, weight
     /// gradient), and its gradient is taken a block of channels at a time
     /// (Conv2d+NormalizedInput.swift). Replaces the shared BN/ReLU storage of bottleneck layers.
-    /// Needs `sharedConcatenation`.
+    /// Transitions with average pooling likewise run BN → ReLU → pooling as one pass that keeps
+    /// only the pooled quarter (BatchNorm+AveragePool.swift). Needs `sharedConcatenation`.
     public var fuseNormalization = false
     /// The bottleneck half of a dense layer (1x1 conv output and its BN/ReLU) is recomputed in
     /// backward instead of kept. Needs `sharedConcatenation`.
@@ -86,7 +87,7 @@ public struct MemoryPolicy: Hashable, Sendable {
         ("shared-concatenation", \.sharedConcatenation, "one feature buffer per dense block, no concatenation copies"),
         ("shared-normalization", \.sharedNormalization, "one BN/ReLU storage per block, recomputed in backward"),
         ("fused-normalization", \.fuseNormalization,
-         "BN/ReLU before each 1x1 conv never stored: normalised tile by tile as the product reads it"),
+         "BN/ReLU before 1x1 convs and transition pooling never stored: normalised as the next op reads it"),
         ("recompute-bottleneck", \.recomputeBottleneck, "bottleneck (1x1 conv, BN2/ReLU) recomputed in backward"),
         ("checkpoint-layers", \.checkpointLayers, "each layer a checkpointed segment (torchvision memory_efficient)"),
         ("recompute-stem-transitions", \.recomputeStemAndTransitions, "stem and transitions recomputed in backward"),
