@@ -55,6 +55,10 @@ public struct MemoryPlan: Hashable, Sendable, Codable {
     public var bytesAtPeak: [String: Int]
     /// What runs at the peak, e.g. "backward features.denseblock1.denselayer2.conv2".
     public var peakPhase: String
+    /// FLOPs of the step's matrix products and convolutions, and the most their splits across
+    /// `threads` threads let them speed up over one thread (`DryRun.productSpeedupBound`).
+    public var productFLOPs: Double = 0
+    public var productSpeedupBound: Double = 1
 
     /// Parameters, gradients, optimizer state and input: live before the step starts.
     public var baselineBytes: Int { parameterBytes + gradientBytes + optimizerStateBytes + inputBytes }
@@ -100,7 +104,8 @@ public enum MemoryPlanner {
             activationBytes: step.activations,
             peakScratchBytes: ledger.peak(.scratch),
             forwardPeakBytes: step.forwardPeak, peakBytes: ledger.peak, sequentialPeakBytes: sequential.ledger.peak,
-            bytesAtPeak: atPeak, peakPhase: ledger.phaseAtPeak)
+            bytesAtPeak: atPeak, peakPhase: ledger.phaseAtPeak,
+            productFLOPs: step.productFLOPs, productSpeedupBound: step.productSpeedupBound)
     }
 
     /// Builds and runs one `TrainingStep` in a dry run; returns its ledger, the baseline (model,
@@ -108,7 +113,8 @@ public enum MemoryPlanner {
     /// input, and the peak of the forward pass.
     private static func dryRun(_ configuration: ModelConfiguration, batch: Int, policy: MemoryPolicy, threads: Int,
                                optimizer: PlannedOptimizer, concurrentTiles: Bool)
-        -> (ledger: MemoryLedger, baseline: [Int], activations: Int, forwardPeak: Int) {
+        -> (ledger: MemoryLedger, baseline: [Int], activations: Int, forwardPeak: Int, productFLOPs: Double,
+            productSpeedupBound: Double) {
         let (weightSeed, dropoutSeed) = (Initialization.seed, Autograd.dropoutSeed)
         defer { (Initialization.seed, Autograd.dropoutSeed) = (weightSeed, dropoutSeed) }
         let ((baseline, activations, forwardPeak), dryRun) = DryRun.run(threads: threads,
@@ -127,7 +133,7 @@ public enum MemoryPlanner {
             })
             return (baseline, activations, forwardPeak)
         }
-        return (dryRun.ledger, baseline, activations, forwardPeak)
+        return (dryRun.ledger, baseline, activations, forwardPeak, dryRun.productFLOPs, dryRun.productSpeedupBound)
     }
 
     /// Plans for each of `policies` (the four standard ones by default), in that order.

@@ -79,7 +79,10 @@ extension Conv2d {
         if let bias { precondition(bias.count == m, "Conv2d.pointwiseForwardNormalized: bias \(bias.shape) for \(m) outputs") }
         let tiling = normalizedTiling(x)
         let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
-        if DryRun.isActive { return }
+        if let dryRun = DryRun.current {
+            dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
+            return
+        }
         Gemm.useOneBLASThread()
         let px = x.pointer, pw = weight.pointer, py = y.pointer, ps = scratch.pointer
         let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
@@ -119,7 +122,10 @@ extension Conv2d {
         let tiling = normalizedTiling(x)
         let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
         let partials = Tensor(shape: [tiling.parts - 1, m, c], category: .scratch)
-        if DryRun.isActive { return }
+        if let dryRun = DryRun.current {
+            dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
+            return
+        }
         Gemm.useOneBLASThread()
         let px = x.pointer, pdy = dy.pointer, ps = scratch.pointer, pp = partials.pointer, pdw = dWeight.pointer
         let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer

@@ -63,6 +63,9 @@ public enum Conv2d {
         if let dryRun = DryRun.current {
             dryRun.scratch(forwardScratchBytes(input: x.shape, weight: weight.shape, p, threads: dryRun.threads,
                                                concurrent: dryRun.concurrentTiles))
+            let parts = p.isPointwise ? Gemm.split(m: g.cout, n: g.columns, k: g.cin, threads: dryRun.threads).parts(threads: dryRun.threads)
+                                      : forwardParts(g, threads: dryRun.threads)
+            dryRun.product(flops: 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), parts: parts)
             return
         }
         Gemm.useOneBLASThread()
@@ -94,6 +97,14 @@ public enum Conv2d {
             dryRun.scratch(backwardScratchBytes(input: x.shape, weight: weight.shape, p, inputGradient: dx != nil,
                                                 weightGradient: dWeight != nil, threads: dryRun.threads,
                                                 concurrent: dryRun.concurrentTiles))
+            let flops = 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), t = dryRun.threads
+            if p.isPointwise {
+                if dx != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cin, n: g.columns, k: g.cout, threads: t).parts(threads: t)) }
+                if dWeight != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cout, n: g.cin, k: g.columns, threads: t).parts(threads: t)) }
+            } else if dx != nil || dWeight != nil {
+                let parts = backwardPlan(g, threads: t, inputGradient: dx != nil).parts
+                dryRun.product(flops: flops * Double((dx != nil ? 1 : 0) + (dWeight != nil ? 1 : 0)), parts: parts)
+            }
             return
         }
         Gemm.useOneBLASThread()

@@ -58,6 +58,24 @@ public final class DryRun: @unchecked Sendable {
         ledger.didFree(bytes, .scratch)
     }
 
+    /// Multiply-add FLOPs of the matrix products and convolutions counted so far.
+    public private(set) var productFLOPs = 0.0
+    /// The same, each divided by the threads its call splits it across: the step's product
+    /// time in units of one thread's rate, were every part as fast as a whole call.
+    public private(set) var productFLOPsPerThread = 0.0
+
+    /// Counts a product of `flops` FLOPs split into `parts` parts run concurrently.
+    public func product(flops: Double, parts: Int) {
+        productFLOPs += flops
+        productFLOPsPerThread += flops / Double(max(1, min(parts, threads)))
+    }
+
+    /// The most the products' splits let `threads` threads speed them up over one thread:
+    /// Σ flops / Σ flops/parts. Only the structure of the splits (products that run on one
+    /// thread, or on fewer parts than threads) is in it; memory bandwidth, imbalance and the
+    /// parts' lower efficiency are not, so a real speedup is below it.
+    public var productSpeedupBound: Double { productFLOPsPerThread > 0 ? productFLOPs / productFLOPsPerThread : 1 }
+
     /// Names what runs now in the ledger ("forward features.conv0"), for the plan's report.
     public func enter(_ phase: String) { ledger.phase = phase }
 

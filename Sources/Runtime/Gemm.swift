@@ -71,6 +71,18 @@ public enum Gemm {
         case rows
         /// The inner dimension, with `threads − 1` partial sums of C in counted scratch.
         case inner
+        /// Blocks of rows × blocks of columns of C: products too small in either direction
+        /// alone to give every thread a share (many threads, late blocks' small maps).
+        case grid(rows: Int, columns: Int)
+
+        /// Parts run at once on `threads` threads.
+        public func parts(threads: Int) -> Int {
+            switch self {
+            case .none: return 1
+            case .columns, .rows, .inner: return threads
+            case .grid(let rows, let columns): return rows * columns
+            }
+        }
     }
 
     /// The split `multiply` takes: the one function both the product and its scratch query
@@ -84,6 +96,12 @@ public enum Gemm {
         if n >= 64 * threads && n >= m { return .columns }
         if m >= 16 * threads { return .rows }
         if k >= 256 * threads { return .inner }
+        // Neither direction alone has a share for every thread: as many blocks of at least 32
+        // columns and 16 rows as the threads allow (DenseNet-121's last block at batch 8 has
+        // 392 columns, which ran on one thread of 16 before).
+        let byColumns = max(1, min(threads, n / 32))
+        let byRows = max(1, min(threads / byColumns, m / 16))
+        if byColumns * byRows >= 2 { return .grid(rows: byRows, columns: byColumns) }
         return .none
     }
 
@@ -101,6 +119,8 @@ public enum Gemm {
                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if let dryRun = DryRun.current {
             dryRun.scratch(multiplyScratchBytes(m: m, n: n, k: k, threads: dryRun.threads))
+            dryRun.product(flops: 2 * Double(m) * Double(n) * Double(k),
+                           parts: split(m: m, n: n, k: k, threads: dryRun.threads).parts(threads: dryRun.threads))
             return
         }
         useOneBLASThread()
@@ -125,6 +145,15 @@ public enum Gemm {
                 let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
                 sgemm(transA: transA, transB: transB, m: rows.count, n: n, k: k, alpha: alpha, a: aPart, lda: lda,
                       b: b, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc, ldc: ldc)
+            }
+        case .grid(let rowBlocks, let columnBlocks):
+            Parallel.forEach(rowBlocks * columnBlocks) { t in
+                let rows = Parallel.chunk(t / columnBlocks, of: rowBlocks, count: m)
+                let cols = Parallel.chunk(t % columnBlocks, of: columnBlocks, count: n)
+                let aPart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+                let bPart = transB ? b + cols.lowerBound * ldb : b + cols.lowerBound
+                sgemm(transA: transA, transB: transB, m: rows.count, n: cols.count, k: k, alpha: alpha, a: aPart, lda: lda,
+                      b: bPart, ldb: ldb, beta: beta, c: c + rows.lowerBound * ldc + cols.lowerBound, ldc: ldc)
             }
         }
     }

@@ -103,6 +103,12 @@ struct Summary: ParsableCommand {
         lines += rows.map(line)
         lines.append("parameters: weights and BN running statistics; activations kept: what the forward pass leaves "
                      + "for backward; predicted peak: baseline (parameters, gradients, optimizer, input) + the step's peak.")
+        if first.threads > 1 {
+            let bounds = plans.map { "\($0.policy.name) \(String(format: "%.1f", $0.productSpeedupBound))x" }
+            lines.append("Convolutions and matrix products: \(String(format: "%.1f", first.productFLOPs / 1e9)) GFLOP per step "
+                         + "(\(first.policy.name)); as split across \(first.threads) threads they can run at most "
+                         + bounds.joined(separator: ", ") + " faster than on one (the splits alone: bandwidth and balance aside).")
+        }
         let spread = plans.map { $0.peakBytes - $0.sequentialPeakBytes }.max() ?? 0
         if spread > 0 {
             lines.append("On \(first.threads) threads the peak assumes each kernel's threads hold their column tiles at once; "
@@ -133,6 +139,10 @@ struct SummaryReport: Encodable {
         var forward_peak_bytes: Int
         var bytes_at_peak: [String: Int]
         var peak_during: String
+        /// FLOPs of convolutions and matrix products per step, and the most their splits across
+        /// the threads let them speed up over one thread (MemoryPlan.productSpeedupBound).
+        var product_flops: Double
+        var product_speedup_bound: Double
     }
 
     var model: String
@@ -176,7 +186,8 @@ struct SummaryReport: Encodable {
                 parameters_bytes: p.parameterBytes, gradients_bytes: p.gradientBytes,
                 optimizer_state_bytes: p.optimizerStateBytes, input_bytes: p.inputBytes,
                 activations_kept_bytes: p.activationBytes, peak_scratch_bytes: p.peakScratchBytes,
-                forward_peak_bytes: p.forwardPeakBytes, bytes_at_peak: p.bytesAtPeak, peak_during: p.peakPhase)
+                forward_peak_bytes: p.forwardPeakBytes, bytes_at_peak: p.bytesAtPeak, peak_during: p.peakPhase,
+                product_flops: p.productFLOPs, product_speedup_bound: p.productSpeedupBound)
         }
         self.strategies = strategies
     }

@@ -80,6 +80,20 @@ final class DryRunPlannerTests: XCTestCase {
     }
 
     /// A policy that is no preset is planned exactly too, and computes the same as naive.
+    /// DenseNet-121 at batch 8 on 16 threads: the last block's products (392 columns) ran on one
+    /// thread each before the grid split, bounding the products' speedup at 7.9x; every product
+    /// now splits. On one thread the bound is 1.
+    func testProductSplitsUseEveryThread() throws {
+        let c = try ModelZoo.configuration(named: "densenet121")
+        let wide = try MemoryPlanner.plan(c, batch: 8, policy: .naive, threads: 16)
+        XCTAssertGreaterThan(wide.productSpeedupBound, 15.5)
+        let one = try MemoryPlanner.plan(c, batch: 8, policy: .naive, threads: 1)
+        XCTAssertEqual(one.productSpeedupBound, 1)
+        // Forward, input gradient and weight gradient of 5.21 GFLOP per example each, less the
+        // stem conv's input gradient (3→64, 7x7, 112x112 outputs: 2·64·147·12544 FLOPs).
+        XCTAssertEqual(one.productFLOPs / 8, 3 * 5.21e9 - 2 * 64 * 147 * 12544, accuracy: 0.03e9)
+    }
+
     func testCustomPolicyIsExactAndEquivalent() throws {
         let policy = try MemoryPolicy(named: "shared-concatenation+recompute-bottleneck")
         XCTAssertEqual(policy, MemoryPolicy(sharedConcatenation: true, recomputeBottleneck: true))
