@@ -261,25 +261,31 @@ struct SharedDenseBlock {
         let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
         let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
         let dBias2 = conv2.bias != nil ? nextSlot() : nil
-        let gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
+        // At most three bottleneck-sized tensors live at once (b, c, gradC; then b, gradC,
+        // gradBottleneck): the gradient is allocated once c is gone.
+        let gradBottleneck: Tensor
         do {
-            let b: Tensor, c: Tensor
+            let b: Tensor
+            var c: Tensor?
             if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
                 (b, c) = (kept, keptC)
             } else {
                 b = Tensor(shape: [width, n, h, w], category: .scratch)
                 convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
                 c = Tensor(shape: [width, n, h, w], category: .scratch)
-                reapply(norm2, b, into: c, mean: mean2, invStd: invStd2)
+                reapply(norm2, b, into: c!, mean: mean2, invStd: invStd2)
             }
+            s.bottleneckOutput = nil
+            s.normalizedBottleneck = nil
             let gradC = Tensor.zeros([width, n, h, w], category: .scratch)
-            Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
+            Conv2d.backward(gradNew, x: c!, weight: conv2.weight.value, conv2.geometry,
                             dx: gradC, dWeight: dWeight2, dBias: dBias2)
+            c = nil
+            gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
             normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
                          dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
+            withExtendedLifetime(b) {}
         }
-        s.bottleneckOutput = nil
-        s.normalizedBottleneck = nil
         let norm1 = layer.norm1
         if let dWeight1 {
             Conv2d.pointwiseWeightGradientNormalized(gradBottleneck, x: input, gamma: norm1.weight.value,
