@@ -33,17 +33,18 @@ struct SharedDenseBlock {
     /// Whether this block's layers take the fused path: bottleneck layers (conv1 is 1x1) when asked.
     private var fused: Bool { fuseNormalization && !keepNormalized && block.layers.first?.bottleneckWidth != nil }
 
-    /// Channels per block of the BN1/ReLU gradient: about `gradientBlockFloats` floats, at least
-    /// two channels per thread (each thread's share of batch norm's backward), at most all. Each
-    /// block re-reads the bottleneck gradient (width × positions), so blocks much narrower than
-    /// the bottleneck would cost more in reading than they save.
-    static func gradientBlockRows(channels: Int, positions: Int, threads: Int) -> Int {
-        min(channels, max(2 * threads, gradientBlockFloats / max(positions, 1)))
+    /// Channels per block of the BN1/ReLU gradient: twice the bottleneck width, so that the
+    /// block and the bottleneck gradient together are no larger than the three bottleneck-sized
+    /// tensors the layer's backward holds just before (the block adds nothing to the step's
+    /// peak), and each block's product re-reads the bottleneck gradient (width × positions, which
+    /// OpenBLAS packs anew per call) for at most half the bytes it writes. At least two channels
+    /// per thread (each thread's share of batch norm's backward), at most all.
+    static func gradientBlockRows(channels: Int, bottleneckWidth: Int, threads: Int) -> Int {
+        min(channels, gradientBlockRowsForTests ?? max(2 * bottleneckWidth, 2 * threads))
     }
 
-    /// The size of a block of the BN1/ReLU gradient, in floats: 2 Mi (8 MiB). Tests make it small
-    /// to run many blocks on small models.
-    nonisolated(unsafe) static var gradientBlockFloats = 1 << 21
+    /// Tests set a small block to run many blocks on small models.
+    nonisolated(unsafe) static var gradientBlockRowsForTests: Int?
 
     private var label: String {
         keepNormalized ? "denseblock(shared-concat)" : keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)"
@@ -295,7 +296,7 @@ struct SharedDenseBlock {
             Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
                             dx: nil, dWeight: nil, dBias: dBias1)
         }
-        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, positions: positions,
+        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, bottleneckWidth: width,
                                                       threads: DryRun.current?.threads ?? Parallel.threadCount)
         let blockGradient = Tensor(shape: [rows, n, h, w], category: .scratch)
         let weight1 = layer.conv1.weight.value.pointer

@@ -70,12 +70,11 @@ final class StrategyEquivalenceTests: XCTestCase {
         return MemoryPolicy.allPresets + fused.filter { !MemoryPolicy.allPresets.contains($0) }
     }()
 
-    /// The fused path with its BN1/ReLU gradient cut into many channel blocks (blocks of about
-    /// 100 floats: two channels each here), in training and evaluation.
+    /// The fused path with its BN1/ReLU gradient cut into many channel blocks (two channels
+    /// each), in training and evaluation.
     func testFusedPathInChannelBlocksAgrees() throws {
-        let saved = SharedDenseBlock.gradientBlockFloats
-        SharedDenseBlock.gradientBlockFloats = 100
-        defer { SharedDenseBlock.gradientBlockFloats = saved }
+        SharedDenseBlock.gradientBlockRowsForTests = 2
+        defer { SharedDenseBlock.gradientBlockRowsForTests = nil }
         for configuration in Self.configurations.prefix(3) {
             for training in [true, false] {
                 let naive = try Self.step(configuration, .naive, batch: 3, training: training)
