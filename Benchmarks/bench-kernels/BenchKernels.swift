@@ -40,6 +40,9 @@ struct BenchKernels: ParsableCommand {
     @Flag(help: "Instead of the cases: time batch norm + ReLU on the Swift references and on every CPU level of the C kernels, alternated in one run.")
     var compareLevels = false
 
+    @Flag(help: "Instead of the cases: time BN+ReLU then 1x1 conv (forward, weight gradient) unfused against fused (normalised as the product reads it), alternated in one run.")
+    var compareFused = false
+
     /// The benchmarked kernels: convolutions (GFLOP/s), the layout comparison, and memory-bound
     /// kernels (GB/s, next to the plain copy's rate).
     static var cases: [BenchCase] {
@@ -62,6 +65,7 @@ struct BenchKernels: ParsableCommand {
         print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
         if compareThin { return try ThinComparison(threads: threads, repeats: repeats, json: json).run() }
         if compareLevels { return LevelComparison(repeats: repeats).run() }
+        if compareFused { return FusedComparison(repeats: repeats).run() }
         var records: [Record] = []
         var failures = 0
 

@@ -33,14 +33,12 @@ struct SharedDenseBlock {
     /// Whether this block's layers take the fused path: bottleneck layers (conv1 is 1x1) when asked.
     private var fused: Bool { fuseNormalization && !keepNormalized && block.layers.first?.bottleneckWidth != nil }
 
-    /// Channels per block of the BN1/ReLU gradient: twice the bottleneck width, so that the
-    /// block and the bottleneck gradient together are no larger than the three bottleneck-sized
-    /// tensors the layer's backward holds just before (the block adds nothing to the step's
-    /// peak), and each block's product re-reads the bottleneck gradient (width × positions, which
-    /// OpenBLAS packs anew per call) for at most half the bytes it writes. At least two channels
-    /// per thread (each thread's share of batch norm's backward), at most all.
-    static func gradientBlockRows(channels: Int, bottleneckWidth: Int, threads: Int) -> Int {
-        min(channels, gradientBlockRowsForTests ?? max(2 * bottleneckWidth, 2 * threads))
+    /// Channels per block of the BN1/ReLU gradient: twice the bottleneck width, the room that
+    /// b and gradC leave in the layer's arena (`fusedBackward`), so the block adds nothing to the
+    /// step's peak; each block's product re-reads the bottleneck gradient (width × positions,
+    /// which OpenBLAS packs anew per call) for at most half the bytes it writes. At most all.
+    static func gradientBlockRows(channels: Int, bottleneckWidth: Int) -> Int {
+        min(channels, gradientBlockRowsForTests ?? 2 * bottleneckWidth)
     }
 
     /// Tests set a small block to run many blocks on small models.
@@ -175,6 +173,8 @@ struct SharedDenseBlock {
             slot += count
         }
         let shared = Tensor(shape: keepNormalized || fused ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
+        // The fused path's bottleneck-sized tensors, for all layers of the block (`fusedBackward`).
+        let arena = fused ? block.layers.first?.bottleneckWidth.map { Tensor(shape: [3 * $0, n, h, w], category: .scratch) } : nil
         for (index, layer) in block.layers.enumerated().reversed() {
             let s = saved[index], g = slots[index]
             let cl = layer.inputWidth
@@ -185,8 +185,9 @@ struct SharedDenseBlock {
                 Dropout.backward(gradNew, p: layer.dropRate, seed: seed, examples: s.dropoutExamples, dx: masked)
                 gradNew = masked
             }
-            if fused {
-                fusedBackward(layer, s, g, input: input, gradNew: gradNew, gradOutput: gradOutput, training: training)
+            if fused, let arena {
+                fusedBackward(layer, s, g, input: input, gradNew: gradNew, gradOutput: gradOutput, training: training,
+                              arena: arena)
                 continue
             }
             let normalized: Tensor
@@ -248,12 +249,18 @@ struct SharedDenseBlock {
     /// paths, then conv1's weight gradient from the input normalised tile by tile, then the BN1/ReLU
     /// output's gradient (conv1.weightᵀ · gradBottleneck) a block of channels at a time, each block
     /// at once through norm1's backward into the block buffer's gradient.
+    ///
+    /// Every bottleneck-sized tensor lives in `arena` (3·width channels, allocated once per block,
+    /// so the layers reuse its pages instead of faulting in new ones): c | b | gradC while the
+    /// bottleneck's backward runs, then gradBottleneck in c's place (c is dead, b and gradC are
+    /// read) and the BN1/ReLU gradient block in b | gradC (both dead by then).
     private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: [Tensor?], input: Tensor, gradNew: Tensor,
-                               gradOutput: Tensor, training: Bool) {
+                               gradOutput: Tensor, training: Bool, arena: Tensor) {
         guard let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
               let mean2 = s.mean2, let invStd2 = s.invStd2 else {
             preconditionFailure("SharedDenseBlock: the fused path needs a bottleneck layer with its statistics")
         }
+        precondition(arena.shape[0] == 3 * width, "SharedDenseBlock: arena \(arena.shape) for bottleneck width \(width)")
         let (cl, n, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let positions = n * h * w
         var i = 0
@@ -262,31 +269,25 @@ struct SharedDenseBlock {
         let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
         let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
         let dBias2 = conv2.bias != nil ? nextSlot() : nil
-        // At most three bottleneck-sized tensors live at once (b, c, gradC; then b, gradC,
-        // gradBottleneck): the gradient is allocated once c is gone.
-        let gradBottleneck: Tensor
-        do {
-            let b: Tensor
-            var c: Tensor?
-            if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
-                (b, c) = (kept, keptC)
-            } else {
-                b = Tensor(shape: [width, n, h, w], category: .scratch)
-                convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
-                c = Tensor(shape: [width, n, h, w], category: .scratch)
-                reapply(norm2, b, into: c!, mean: mean2, invStd: invStd2)
-            }
-            s.bottleneckOutput = nil
-            s.normalizedBottleneck = nil
-            let gradC = Tensor.zeros([width, n, h, w], category: .scratch)
-            Conv2d.backward(gradNew, x: c!, weight: conv2.weight.value, conv2.geometry,
-                            dx: gradC, dWeight: dWeight2, dBias: dBias2)
-            c = nil
-            gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
-            normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
-                         dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
-            withExtendedLifetime(b) {}
+        let slot0 = arena.channels(0..<width), slot1 = arena.channels(width..<(2 * width))
+        let gradC = arena.channels((2 * width)..<(3 * width))
+        let b: Tensor, c: Tensor
+        if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
+            (b, c) = (kept, keptC)
+        } else {
+            (b, c) = (slot1, slot0)
+            convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
+            reapply(norm2, b, into: c, mean: mean2, invStd: invStd2)
         }
+        s.bottleneckOutput = nil
+        s.normalizedBottleneck = nil
+        gradC.zero()
+        Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
+                        dx: gradC, dWeight: dWeight2, dBias: dBias2)
+        let gradBottleneck = slot0
+        gradBottleneck.zero()
+        normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
+                     dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
         let norm1 = layer.norm1
         if let dWeight1 {
             Conv2d.pointwiseWeightGradientNormalized(gradBottleneck, x: input, gamma: norm1.weight.value,
@@ -296,13 +297,11 @@ struct SharedDenseBlock {
             Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
                             dx: nil, dWeight: nil, dBias: dBias1)
         }
-        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, bottleneckWidth: width,
-                                                      threads: DryRun.current?.threads ?? Parallel.threadCount)
-        let blockGradient = Tensor(shape: [rows, n, h, w], category: .scratch)
+        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, bottleneckWidth: width)
         let weight1 = layer.conv1.weight.value.pointer
         for start in stride(from: 0, to: cl, by: rows) {
             let r = start..<min(cl, start + rows)
-            let dy = blockGradient.channels(0..<r.count)
+            let dy = arena.channels(width..<(width + r.count))
             // (r × P) = conv1.weight[:, r]ᵀ (r × width) · gradBottleneck (width × P).
             let span = Profile.begin(.conv1x1Backward)
             Gemm.multiply(transA: true, m: r.count, n: positions, k: width, a: weight1 + r.lowerBound, lda: cl,

@@ -1,0 +1,55 @@
+import Foundation
+import Kernels
+import Runtime
+
+/// `bench-kernels --compare-fused`: a dense layer's BN1 → ReLU → 1x1 conv, forward and weight
+/// gradient, unfused (BN+ReLU written out, then the product: the `shared`/`minimal` path) against
+/// fused (normalised tile by tile as the product reads it, Conv2d+NormalizedInput.swift, the
+/// `fused-normalization` path), at DenseNet-BC-100's and DenseNet-121's largest first-block
+/// shapes, alternated in one run (interleavedMedians) so that both see the same load.
+struct FusedComparison {
+    var repeats: Int
+
+    func run() {
+        // (channels C, outputs M, batch, side): the last layer of each model's first block.
+        for (c, m, n, side) in [(204, 48, 64, 32), (232, 128, 8, 56)] {
+            let x = Tensor.randomNormal([c, n, side, side], seed: 1)
+            let gamma = Tensor.randomUniform([c], low: 0.5, high: 1.5, seed: 2), beta = Tensor.randomUniform([c], seed: 3)
+            let mean = Tensor(shape: [c]), invStd = Tensor(shape: [c])
+            BatchNorm.trainingStatistics(x, eps: 1e-5, mean: mean, invStd: invStd)
+            let weight = Tensor.randomNormal([m, c, 1, 1], std: 0.1, seed: 4), dWeight = Tensor.zeros([m, c, 1, 1])
+            let y = Tensor(shape: [m, n, side, side]), dy = Tensor.randomNormal([m, n, side, side], seed: 5)
+            let normalized = Tensor(shape: x.shape)
+            let p = ConvParameters(kernel: 1)
+            let variants: [(String, () -> Void)] = [
+                ("forward, unfused", {
+                    BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: true,
+                                                    into: normalized)
+                    Conv2d.forward(normalized, weight: weight, bias: nil, p, into: y)
+                }),
+                ("forward, fused", {
+                    Conv2d.pointwiseForwardNormalized(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                                      weight: weight, bias: nil, into: y)
+                }),
+                ("weight gradient, unfused", {
+                    BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: true,
+                                                    into: normalized)
+                    Conv2d.backward(dy, x: normalized, weight: weight, p, dx: nil, dWeight: dWeight, dBias: nil)
+                }),
+                ("weight gradient, fused", {
+                    Conv2d.pointwiseWeightGradientNormalized(dy, x: x, gamma: gamma, beta: beta, mean: mean,
+                                                             invStd: invStd, dWeight: dWeight, dBias: nil)
+                }),
+            ]
+            let seconds = interleavedMedians(repeats: repeats, variants.map(\.1))
+            let flops = 2.0 * Double(m * c * n * side * side)
+            print("\(c)->\(m) 1x1 at \(n)x\(side)x\(side), \(Parallel.threadCount) threads:")
+            for (i, (name, _)) in variants.enumerated() {
+                let pair = i % 2 == 0 ? 1.0 : seconds[i - 1] / seconds[i]
+                print(String(format: "  %@ %8.2f ms  %6.1f GFLOP/s%@", name.padding(toLength: 26, withPad: " ", startingAt: 0),
+                             seconds[i] * 1e3, flops / seconds[i] * 1e-9,
+                             i % 2 == 1 ? String(format: "  (x%.2f vs unfused)", pair) : ""))
+            }
+        }
+    }
+}
