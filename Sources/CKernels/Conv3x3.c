@@ -22,14 +22,16 @@ void ck_conv3x3_pack(const float *weight, size_t cout, size_t cin, int transpose
 }
 
 size_t ck_conv3x3_weight_gradient_stride(size_t slots, size_t w) {
-    return (1 + slots * (w + 1) + 16 + 15) / 16 * 16;   // a leading zero, the slots, a 16-lane vector of slack
+    // 1–16 leading zeros (so that the slots' positions start on a vector boundary), the slots,
+    // a 16-lane vector of slack.
+    return (16 + slots * (w + 1) + 16 + 15) / 16 * 16;
 }
 
 size_t ck_conv3x3_weight_gradient_slots(size_t cin, size_t cout, size_t w, size_t floats) {
     if (cin + cout == 0) return 0;
     size_t most = floats / (cin + cout) / 16 * 16;      // the widest stride that fits
-    if (most < 1 + 16) return 0;
-    size_t slots = (most - 1 - 16) / (w + 1);
+    if (most < 16 + 16) return 0;
+    size_t slots = (most - 16 - 16) / (w + 1);
     return slots >= 3 ? slots : 0;
 }
 

@@ -26,7 +26,15 @@ extension Conv2d {
         /// Where `bench-kernels --compare-thin` measured it faster than the per-tap path: on the
         /// AVX2 and AVX-512 levels, forward and input gradient (median speedups of three
         /// alternated runs 1.03–1.28×; the baseline level's 4-lane version ran at 0.44–0.58× and
-        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md.
+        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md. The weight gradient
+        /// kernel only where Cout ≥ 32 (`thinWeightGradientMeasuredOutputs`), on AVX2 and
+        /// AVX-512: `--compare-thin --threads 2 --repeats 9`, three runs on the same loaded
+        /// machine (load 4–6 on 2 cores), speedups of dW alone over the per-tap path: 128→32
+        /// (batch 8, 56x56) 1.18 / 1.25 / 1.09 (AVX2), 1.09 / 1.19 / 1.35 (AVX-512); 48→12
+        /// (batch 64, 32x32) 0.85 / 0.85 / 0.80 and 0.83 / 0.83 / 0.68, so not there; the whole
+        /// 128→32 backward with both kernels 1.07–1.13× (AVX-512) where the dx kernel alone gave
+        /// 1.00–1.02× in the first two runs (the third run's per-tap median was an outlier:
+        /// 1.80 against 1.58). Baseline level 0.45–0.64×.
         case measured
         /// Wherever it can (tests, and benchmarks of every level).
         case always
@@ -51,12 +59,19 @@ extension Conv2d {
     }
 
     /// Whether the weight gradient kernel computes this convolution's dW at the active level
-    /// (any channel counts).
+    /// (it takes any channel counts; `.measured` only where it was measured faster).
     static func thinWeightGradientApplies(_ g: ConvGeometry) -> Bool {
         guard thinKernels != .off, KernelLevel.table != nil, g.hasUnitStrideRows, g.kh == 3, g.kw == 3,
               g.ph == 1, g.pw == 1, g.ho == g.h else { return false }
-        return thinKernels == .always || KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue
+        return thinKernels == .always
+            || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && g.cout >= thinWeightGradientMeasuredOutputs)
     }
+
+    /// The fewest output channels for which `.measured` takes the weight gradient kernel: it copies
+    /// Cin + Cout rows for Cin·Cout·9 multiply-adds per position, so the copies weigh ~2.7× more
+    /// on 48→12 than on 128→32 (ThinKernelUse.measured has the figures). `bench-kernels
+    /// --compare-thin` sets it to `Int.max` to time the other kernels with dW per tap.
+    nonisolated(unsafe) public static var thinWeightGradientMeasuredOutputs = 32
 
     /// The register block (output channels) of the active level's kernel for `outputs` channels.
     static func thinKernelBlock(outputs: Int) -> Int {

@@ -14,7 +14,7 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
         // 48→12 (densenet-bc-100-12), one image of 32x32.
         ConvCase(cin: 48, cout: 12, n: 1, h: 32, w: 32, p: ConvParameters(kernel: 3, padding: 1), bias: false),
         // 128→32 (densenet121), 8x8 images; Cin = 13 and 7, not a multiple of the input block.
-        ConvCase(cin: 128, cout: 32, n: 4, h: 8, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
+        ConvCase(cin: 128, cout: 32, n: 6, h: 8, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
         ConvCase(cin: 13, cout: 12, n: 3, h: 8, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: true),
         ConvCase(cin: 7, cout: 32, n: 2, h: 8, w: 7, p: ConvParameters(kernel: 3, padding: 1), bias: false),
         // Rows wider than two vectors and not a multiple of one; 2x2 and 1x1 images.
@@ -50,15 +50,16 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
         }
     }
 
-    /// Several chunks per thread: a workspace limit that leaves each thread tiles of 50 columns,
-    /// 1800 floats, chunks of two rows of 10 (4 slots of 11 floats and a vector of slack, for 25 channels).
+    /// Several chunks per thread: a workspace limit that leaves each thread tiles of 60 columns,
+    /// 2160 floats, so chunks of two rows of 10 (4 slots of 11 floats, up to 16 leading zeros and
+    /// a vector of slack: 80 floats for each of 25 channels).
     func testSmallChunks() {
         let c = ConvCase(cin: 13, cout: 12, n: 3, h: 9, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
         for level in KernelLevel.supported where level != .swiftReference {
             for threads in [1, 2] {
                 let before = Conv2d.thinWeightGradientCalls
                 KernelLevel.with(level) {
-                    withConvSettings(threads: threads, workspace: threads * (3 * 12 * 50 * 4 + Memory.alignment)) {
+                    withConvSettings(threads: threads, workspace: threads * (3 * 12 * 60 * 4 + Memory.alignment)) {
                         checkAgainstReference(c, context: "\(level), small chunks, \(threads) threads")
                         checkAgainstReference(c, context: "\(level), small chunks, \(threads) threads, no dx",
                                               inputGradient: false)
@@ -87,6 +88,25 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
         }
         XCTAssertEqual(Conv2d.thinWeightGradientCalls - before, 1)
         XCTAssertLessThan(GradientCheck.relativeError(dw.array, GradientCheck.numericalGradient(of: w, loss)), 1e-3)
+    }
+
+    /// Where it was measured faster only: Cout 32 (128→32) on AVX2 and AVX-512, not Cout 12
+    /// (48→12), never on the baseline level.
+    func testMeasuredPolicy() {
+        Conv2d.thinKernels = .measured
+        let thin = ConvCase(cin: 16, cout: 12, n: 2, h: 12, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+        let wide = ConvCase(cin: 16, cout: 32, n: 2, h: 12, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+        for level in KernelLevel.supported where level != .swiftReference {
+            for (c, expected) in [(thin, 0), (wide, level == .baseline ? 0 : 1)] {
+                let before = Conv2d.thinWeightGradientCalls
+                KernelLevel.with(level) {
+                    withConvSettings(threads: 2, workspace: Conv2d.workspaceLimitBytes) {
+                        checkAgainstReference(c, context: "measured, \(level)")
+                    }
+                }
+                XCTAssertEqual(Conv2d.thinWeightGradientCalls - before, expected, "\(level) \(c)")
+            }
+        }
     }
 
     /// Switched off, or with a workspace too small for one chunk, dW goes per tap and agrees.
