@@ -52,16 +52,16 @@ struct ConvBenchmark {
         return verdict([("y", GradientCheck.relativeError(y.array, yRef.array))], batch: c.n)
     }
 
-    /// Fast backward (dx, dW, dB) against the reference at batch `checkBatch`.
-    func checkBackward() -> CheckResult {
+    /// Fast backward (dx unless `inputGradient` is false, dW, dB) against the reference at batch `checkBatch`.
+    func checkBackward(inputGradient: Bool = true) -> CheckResult {
         let c = checkShape
         let out = Conv2d.outputShape(input: c.input, weight: c.weight, p)
         let x = Tensor.randomUniform(c.input, seed: 21), wt = Tensor.randomUniform(c.weight, seed: 22)
         let dy = Tensor.randomUniform(out, seed: 23)
         let dx = Tensor.zeros(c.input), dw = Tensor.zeros(c.weight), db = Tensor.zeros([cout])
         let dxRef = Tensor.zeros(c.input), dwRef = Tensor.zeros(c.weight), dbRef = Tensor.zeros([cout])
-        Conv2d.backward(dy, x: x, weight: wt, p, dx: dx, dWeight: dw, dBias: db)
-        Conv2d.backwardReference(dy, x: x, weight: wt, p, dx: dxRef, dWeight: dwRef, dBias: dbRef)
+        Conv2d.backward(dy, x: x, weight: wt, p, dx: inputGradient ? dx : nil, dWeight: dw, dBias: db)
+        Conv2d.backwardReference(dy, x: x, weight: wt, p, dx: inputGradient ? dxRef : nil, dWeight: dwRef, dBias: dbRef)
         return verdict([("dx", GradientCheck.relativeError(dx.array, dxRef.array)),
                         ("dW", GradientCheck.relativeError(dw.array, dwRef.array)),
                         ("dB", GradientCheck.relativeError(db.array, dbRef.array))], batch: c.n)

@@ -3,8 +3,9 @@ import Foundation
 import Kernels
 import Runtime
 
-/// `bench-kernels --compare-thin`: the thin 3x3 convolutions by our kernel (Conv2d+Microkernel.swift)
-/// on every instruction-set level the CPU has, and by the per-tap OpenBLAS path, timed in
+/// `bench-kernels --compare-thin`: the thin 3x3 convolutions (forward, backward with dx and dW,
+/// weight gradient alone) by our kernels (Conv2d+Microkernel.swift) on every instruction-set
+/// level the CPU has, and by the per-tap OpenBLAS path, timed in
 /// alternation with the square sgemm in one run (interleavedMedians), so the ratios compare runs
 /// that saw the same load from other processes on a shared machine.
 struct ThinComparison {
@@ -36,9 +37,13 @@ struct ThinComparison {
             let y = Tensor(shape: out), dy = Tensor.randomUniform(out, seed: 3)
             let dx = Tensor.zeros(b.input), dw = Tensor.zeros(b.weight)
             let flops = Conv2d.forwardFLOPs(input: b.input, weight: b.weight, b.p)
+            // The weight gradient alone splits the positions into column ranges (no dx to
+            // scatter); with dx, the threads own whole images and both kernels run.
             for (pass, work, body) in [("forward", flops, { Conv2d.forward(x, weight: wt, bias: nil, b.p, into: y) }),
                                        ("backward (dx + dW)", 2 * flops,
-                                        { Conv2d.backward(dy, x: x, weight: wt, b.p, dx: dx, dWeight: dw, dBias: nil) })] {
+                                        { Conv2d.backward(dy, x: x, weight: wt, b.p, dx: dx, dWeight: dw, dBias: nil) }),
+                                       ("weight gradient (dW)", flops,
+                                        { Conv2d.backward(dy, x: x, weight: wt, b.p, dx: nil, dWeight: dw, dBias: nil) })] {
                 // Variants: the per-tap path first, then the kernel at each level.
                 let variants: [(String, () -> Void)] = [("per-tap OpenBLAS", {
                     Conv2d.thinKernels = .off
@@ -48,12 +53,22 @@ struct ThinComparison {
                     Conv2d.thinKernels = .always
                     KernelLevel.with(level) { body() }
                     Conv2d.thinKernels = .measured
-                }) }
+                }) } + (pass.hasPrefix("backward") ? levels.filter { $0.rawValue >= KernelLevel.avx2.rawValue } : []).map { level in
+                    // The dx kernel alone (what `.measured` does where the dW kernel is not used).
+                    ("kernel \(level), dW per tap", {
+                        let saved = Conv2d.thinWeightGradientMeasuredOutputs
+                        Conv2d.thinWeightGradientMeasuredOutputs = .max
+                        KernelLevel.with(level) { body() }
+                        Conv2d.thinWeightGradientMeasuredOutputs = saved
+                    })
+                }
                 for (name, _) in variants.dropFirst() {
                     // Check each level against the reference once, on the small batch.
-                    let level = levels.first { "kernel \($0)" == name }!
+                    guard let level = levels.first(where: { "kernel \($0)" == name }) else { continue }
                     Conv2d.thinKernels = .always
-                    let check = KernelLevel.with(level) { pass == "forward" ? b.checkForward() : b.checkBackward() }
+                    let check = KernelLevel.with(level) {
+                        pass == "forward" ? b.checkForward() : b.checkBackward(inputGradient: pass.hasPrefix("backward"))
+                    }
                     Conv2d.thinKernels = .measured
                     if !check.passed { failures += 1 }
                     print("\(name) \(b.shape) \(pass): \(check.detail)")

@@ -140,6 +140,7 @@ static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t 
 }
 
 #include "Conv3x3Template.h"
+#include "Conv3x3WeightGradientTemplate.h"
 
 const ck_kernels CK_NAME(ck_kernels) = {
     .name = CK_LEVEL_NAME,
@@ -150,6 +151,7 @@ const ck_kernels CK_NAME(ck_kernels) = {
     .input_gradient_row = CK_NAME(input_gradient_row),
     .conv3x3_rows = CK_NAME(conv3x3_rows),
     .conv3x3_block_size = CK_NAME(conv3x3_block_size),
+    .conv3x3_weight_gradient_rows = CK_NAME(conv3x3_weight_gradient_rows),
 };
 
 #undef VF

@@ -10,8 +10,11 @@ import Runtime
 /// weights transposed and rotated 180°. It runs inside the per-tap path's own threads and
 /// scratch (Conv2d+Tiled.swift): the tap-major weight copy holds its packed weights (the same
 /// count of floats) and each thread's workspace holds its zero-padded input rows, so the scratch
-/// of a call, and the memory planner's prediction of it, is unchanged. The weight gradient stays
-/// with OpenBLAS, and so does every shape where the kernel was not measured faster (`ThinKernelUse`).
+/// of a call, and the memory planner's prediction of it, is unchanged. The weight gradient has a
+/// kernel of its own (`conv3x3_weight_gradient_rows`, Sources/CKernels/Conv3x3WeightGradientTemplate.h):
+/// each thread sums its positions into its own tap-major dW partial (the per-tap path's
+/// partials, added up as before) and copies its rows into its own workspace, so its scratch is
+/// unchanged too. Every shape where a kernel was not measured faster stays with OpenBLAS (`ThinKernelUse`).
 /// The per-tap path and the reference (Conv2d+Reference.swift) stay beside it;
 /// `Conv2dMicrokernelTests` compares every level with the reference, and `bench-kernels
 /// --compare-thin` times it against the per-tap path in alternation.
@@ -23,7 +26,15 @@ extension Conv2d {
         /// Where `bench-kernels --compare-thin` measured it faster than the per-tap path: on the
         /// AVX2 and AVX-512 levels, forward and input gradient (median speedups of three
         /// alternated runs 1.03–1.28×; the baseline level's 4-lane version ran at 0.44–0.58× and
-        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md.
+        /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md. The weight gradient
+        /// kernel only where Cout ≥ 32 (`thinWeightGradientMeasuredOutputs`), on AVX2 and
+        /// AVX-512: `--compare-thin --threads 2 --repeats 9`, three runs on the same loaded
+        /// machine (load 4–6 on 2 cores), speedups of dW alone over the per-tap path: 128→32
+        /// (batch 8, 56x56) 1.18 / 1.25 / 1.09 (AVX2), 1.09 / 1.19 / 1.35 (AVX-512); 48→12
+        /// (batch 64, 32x32) 0.85 / 0.85 / 0.80 and 0.83 / 0.83 / 0.68, so not there; the whole
+        /// 128→32 backward with both kernels 1.07–1.13× (AVX-512) where the dx kernel alone gave
+        /// 1.00–1.02× in the first two runs (the third run's per-tap median was an outlier:
+        /// 1.80 against 1.58). Baseline level 0.45–0.64×.
         case measured
         /// Wherever it can (tests, and benchmarks of every level).
         case always
@@ -36,6 +47,9 @@ extension Conv2d {
     /// on the calling thread: tests check that it ran.
     nonisolated(unsafe) public private(set) static var thinKernelCalls = 0
 
+    /// Backward calls whose weight gradient the kernel computed, counted as `thinKernelCalls`.
+    nonisolated(unsafe) public internal(set) static var thinWeightGradientCalls = 0
+
     /// Whether the kernel computes this convolution's forward (`outputs` = Cout) or input
     /// gradient (`outputs` = Cin) at the active level.
     static func thinKernelApplies(_ g: ConvGeometry, outputs: Int) -> Bool {
@@ -43,6 +57,21 @@ extension Conv2d {
               g.ph == 1, g.pw == 1, g.ho == g.h, table.pointee.conv3x3_block_size(outputs) > 0 else { return false }
         return thinKernels == .always || KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue
     }
+
+    /// Whether the weight gradient kernel computes this convolution's dW at the active level
+    /// (it takes any channel counts; `.measured` only where it was measured faster).
+    static func thinWeightGradientApplies(_ g: ConvGeometry) -> Bool {
+        guard thinKernels != .off, KernelLevel.table != nil, g.hasUnitStrideRows, g.kh == 3, g.kw == 3,
+              g.ph == 1, g.pw == 1, g.ho == g.h else { return false }
+        return thinKernels == .always
+            || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && g.cout >= thinWeightGradientMeasuredOutputs)
+    }
+
+    /// The fewest output channels for which `.measured` takes the weight gradient kernel: it copies
+    /// Cin + Cout rows for Cin·Cout·9 multiply-adds per position, so the copies weigh ~2.7× more
+    /// on 48→12 than on 128→32 (ThinKernelUse.measured has the figures). `bench-kernels
+    /// --compare-thin` sets it to `Int.max` to time the other kernels with dW per tap.
+    nonisolated(unsafe) public static var thinWeightGradientMeasuredOutputs = 32
 
     /// The register block (output channels) of the active level's kernel for `outputs` channels.
     static func thinKernelBlock(outputs: Int) -> Int {
@@ -66,6 +95,18 @@ extension Conv2d {
                             columns: Range<Int>, pad: UnsafeMutablePointer<Float>, y: UnsafeMutablePointer<Float>) {
         KernelLevel.table!.pointee.conv3x3_rows(x, g.inputColumns, packed, thinKernelBlock(outputs: g.cout), g.cin, g.cout, g.h, g.w,
                                                 columns.lowerBound, columns.upperBound, y, g.columns, 0, pad)
+    }
+
+    /// Weight gradient over the positions `columns` for the input channels `channels`:
+    /// tapGrad[tap][:, channels] += dy[:, q] · x[channels, q shifted by the tap]ᵀ, tapGrad
+    /// (kh·kw, Cout, Cin) as the per-tap path's partials; `pad` holds `padFloats` floats.
+    /// // dy (Cout, N, H, W), x (Cin, N, H, W), tapGrad (9, Cout, Cin)
+    static func thinWeightGradient(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, _ g: ConvGeometry, channels: Range<Int>,
+                                   columns: Range<Int>, pad: UnsafeMutablePointer<Float>, padFloats: Int,
+                                   tapGrad: UnsafeMutablePointer<Float>) {
+        KernelLevel.table!.pointee.conv3x3_weight_gradient_rows(
+            x + channels.lowerBound * g.inputColumns, g.inputColumns, dy, g.columns, channels.count, g.cout, g.h, g.w,
+            columns.lowerBound, columns.upperBound, tapGrad + channels.lowerBound, g.cin, pad, padFloats)
     }
 
     /// Input gradient over the positions `columns` (whole images of this thread):
@@ -94,6 +135,16 @@ extension Conv2d {
         return (0..<parts).allSatisfy { t in
             let (rows, columns) = workspace(t)
             return columns == 0 || rows * columns >= need
+        }
+    }
+
+    /// Whether every one of `parts` threads' workspaces (`workspace(t)`: its input channels, and
+    /// rows × columns, 0 columns for no work) holds the weight gradient kernel's smallest chunk.
+    static func thinWeightGradientFits(_ g: ConvGeometry, parts: Int,
+                                       workspace: (Int) -> (channels: Int, rows: Int, columns: Int)) -> Bool {
+        (0..<parts).allSatisfy { t in
+            let (channels, rows, columns) = workspace(t)
+            return columns == 0 || rows * columns >= ck_conv3x3_weight_gradient_floats(channels, g.cout, g.w)
         }
     }
 }

@@ -177,13 +177,23 @@ extension Conv2d {
         let shifted = g.hasUnitStrideRows
         let tapMajor = makesTapMajorWeights(g, multipliesByWeights: dx != nil)
         // Thin 3x3 input gradient by our kernel when threads own whole images (or one thread
-        // does all), in the same scratch (Conv2d+Microkernel.swift); dW stays per tap.
+        // does all), in the same scratch (Conv2d+Microkernel.swift).
         let thin = tapMajor && (split == .images || parts == 1) && thinKernelApplies(g, outputs: g.cin)
             && thinKernelFits(g, inputs: g.cout, parts: parts) { t in
                 let (channels, columns) = backwardPart(t, of: parts, split: split, g)
                 if channels.isEmpty || columns.isEmpty { return (0, 0) }
                 return backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             }
+        // Thin 3x3 weight gradient by our kernel into the same per-thread partials, in the same
+        // workspaces (Conv2d+Microkernel.swift).
+        let thinGradient = shifted && dWeight != nil && thinWeightGradientApplies(g)
+            && thinWeightGradientFits(g, parts: parts) { t in
+                let (channels, columns) = backwardPart(t, of: parts, split: split, g)
+                if channels.isEmpty || columns.isEmpty { return (0, 0, 0) }
+                let (rows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
+                return (channels.count, rows, width)
+            }
+        if thinGradient { thinWeightGradientCalls += 1 }
         let taps = !tapMajor ? nil : thin ? thinKernelWeights(weight, g, inputGradient: true) : tapMajorWeights(weight, g)
         let tapWeights = taps.map { UnsafePointer($0.pointer) }
         let partialShape = backwardPartialShape(g, split: split, parts: parts, weightGradient: dWeight != nil)
@@ -205,13 +215,15 @@ extension Conv2d {
             let (workRows, width) = backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             let workspace = Tensor(shape: [workRows, width], category: .scratch)
             let cols = workspace.pointer
-            var start = thin && dW == nil ? columns.upperBound : columns.lowerBound
+            // The tiles below run what the kernels do not: dx, dW or both.
+            let tiled = (dx != nil && !thin) || (dW != nil && !thinGradient)
+            var start = tiled ? columns.lowerBound : columns.upperBound
             while start < columns.upperBound {
                 let tile = start..<min(start + width, columns.upperBound)
                 let dyTile = dy + start
                 if shifted {
                     shiftedBackward(dy, x: x, tapWeights: thin ? nil : tapWeights, g, channels: channels, columns: tile,
-                                    masked: cols, tapGrad: dW, dx: thin ? nil : dx)
+                                    masked: cols, tapGrad: thinGradient ? nil : dW, dx: thin ? nil : dx)
                     start = tile.upperBound
                     continue
                 }
@@ -230,6 +242,10 @@ extension Conv2d {
                 start = tile.upperBound
             }
             if thin, let dx { thinInputGradient(dy, packed: tapWeights!, g, columns: columns, pad: cols, dx: dx) }
+            if thinGradient, let dW {
+                thinWeightGradient(dy, x: x, g, channels: channels, columns: columns, pad: cols, padFloats: workRows * width,
+                                   tapGrad: dW)
+            }
             withExtendedLifetime(workspace) {}
         }
 

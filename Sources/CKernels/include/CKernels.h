@@ -46,10 +46,31 @@ typedef struct ck_kernels {
     /// The register block (output channels) conv3x3_rows uses for `cout` output channels, 0 when
     /// it cannot (cout not a multiple of 4).
     size_t (*conv3x3_block_size)(size_t cout);
+    /// Weight gradient of the same convolution (Conv3x3WeightGradientTemplate.h):
+    /// dw[tap][co][ci] += Σ_q dy[co, q] · x[ci, q shifted by the tap] over the output positions q
+    /// in [q0, q1) of the (N, h, w) planes, tap = ki·3 + kj, dw tap-major with row stride ldw
+    /// (ci contiguous; ldw ≥ cin, so a thread may own a column range of a wider block). Rows of
+    /// x and dy are copied into `pad` (`pad_floats` floats, at least
+    /// ck_conv3x3_weight_gradient_floats(cin, cout, w)) in chunks of as many rows as fit.
+    void (*conv3x3_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t ldy, size_t cin,
+                                         size_t cout, size_t h, size_t w, size_t q0, size_t q1, float *dw,
+                                         size_t ldw, float *pad, size_t pad_floats);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
 size_t ck_conv3x3_pad_floats(size_t cin, size_t w);
+
+/// Floats of one channel's region in conv3x3_weight_gradient_rows's `pad` for a chunk of
+/// `slots` slots of rows `w` wide (a zero and a row each, plus one vector of slack).
+size_t ck_conv3x3_weight_gradient_stride(size_t slots, size_t w);
+
+/// Slots (rows of a chunk, the zero slots between images and the two around it) that
+/// conv3x3_weight_gradient_rows fits into `floats` floats of `pad`, 0 when fewer than the 3 that
+/// one row needs.
+size_t ck_conv3x3_weight_gradient_slots(size_t cin, size_t cout, size_t w, size_t floats);
+
+/// The least `pad` conv3x3_weight_gradient_rows runs with: a chunk of one row.
+size_t ck_conv3x3_weight_gradient_floats(size_t cin, size_t cout, size_t w);
 
 /// Packs weights (cout, cin, 3, 3) for conv3x3_rows into `packed` (cout·cin·9 floats): blocks of
 /// `block` output channels, each [ci][tap][channel of the block]. With transpose_flip, packs the
