@@ -56,15 +56,22 @@ public struct MemoryPolicy: Hashable, Sendable {
     public static let sharedConcatenation = MemoryPolicy(sharedConcatenation: true)
     /// Pleiss et al.: block buffer and shared, recomputed BN/ReLU storage; the bottleneck half kept.
     public static let shared = MemoryPolicy(sharedConcatenation: true, sharedNormalization: true)
-    /// Every saving: only the block buffers and per-channel batch statistics are kept.
+    /// Pleiss et al.'s every saving: only the block buffers and per-channel batch statistics
+    /// are kept.
     public static let minimal = MemoryPolicy(sharedConcatenation: true, sharedNormalization: true,
                                              recomputeBottleneck: true, checkpointLayers: true,
                                              recomputeStemAndTransitions: true)
 
+    /// `minimal`, and the BN/ReLU outputs before each 1x1 conv and each transition's pooling
+    /// never stored: read normalised by the next operation (`fuseNormalization`).
+    public static let fused = MemoryPolicy(sharedConcatenation: true, sharedNormalization: true, fuseNormalization: true,
+                                           recomputeBottleneck: true, checkpointLayers: true,
+                                           recomputeStemAndTransitions: true)
+
     /// The named presets, by name.
     public static let presets: [(name: String, policy: MemoryPolicy)] = [
         ("naive", .naive), ("checkpoint", .checkpoint), ("shared-concat", .sharedConcatenation),
-        ("shared", .shared), ("minimal", .minimal),
+        ("shared", .shared), ("minimal", .minimal), ("fused", .fused),
     ]
     /// Every preset, in ladder order.
     public static var allPresets: [MemoryPolicy] { presets.map(\.policy) }
@@ -78,6 +85,7 @@ public struct MemoryPolicy: Hashable, Sendable {
         (.sharedConcatenation, "+ shared concatenation buffer"),
         (.shared, "+ shared BN/ReLU storage, recomputed (Pleiss et al.)"),
         (.minimal, "+ bottleneck, stem and transitions recomputed (minimal)"),
+        (.fused, "+ BN/ReLU never stored: normalised as the 1x1 conv or pooling reads it (fused)"),
     ]
 
     // MARK: Fields by name

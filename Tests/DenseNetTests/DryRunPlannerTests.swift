@@ -129,7 +129,11 @@ final class MemoryPolicyTests: XCTestCase {
         XCTAssertEqual(MemoryPolicy.minimal, MemoryPolicy(sharedConcatenation: true, sharedNormalization: true,
                                                           recomputeBottleneck: true, checkpointLayers: true,
                                                           recomputeStemAndTransitions: true))
-        XCTAssertEqual(MemoryPolicy.ladder.map(\.policy.name), ["naive", "checkpoint", "shared-concat", "shared", "minimal"])
+        XCTAssertEqual(MemoryPolicy.fused, MemoryPolicy(sharedConcatenation: true, sharedNormalization: true,
+                                                        fuseNormalization: true, recomputeBottleneck: true,
+                                                        checkpointLayers: true, recomputeStemAndTransitions: true))
+        XCTAssertEqual(MemoryPolicy.ladder.map(\.policy.name),
+                       ["naive", "checkpoint", "shared-concat", "shared", "minimal", "fused"])
     }
 
     func testNamesParseAndRoundTrip() throws {

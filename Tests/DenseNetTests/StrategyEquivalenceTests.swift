@@ -63,11 +63,11 @@ final class StrategyEquivalenceTests: XCTestCase {
                               stem: .imagenet),
     ]
 
-    /// The presets and the fused BN1/ReLU path (`fused-normalization`) on top of `shared` and `minimal`.
+    /// The presets (`fused` among them) and `shared` with the fused BN/ReLU path (`fused-normalization`).
     static let policies: [MemoryPolicy] = {
-        var fused = [MemoryPolicy.shared, .minimal]
-        for i in fused.indices { fused[i].fuseNormalization = true }
-        return MemoryPolicy.allPresets + fused.filter { !MemoryPolicy.allPresets.contains($0) }
+        var sharedFused = MemoryPolicy.shared
+        sharedFused.fuseNormalization = true
+        return MemoryPolicy.allPresets + [sharedFused]
     }()
 
     /// The fused path with its BN1/ReLU gradient cut into many channel blocks (two channels
@@ -158,7 +158,7 @@ final class MemoryGrowthTests: XCTestCase {
             let second = zip(increments.dropFirst(), increments).map { $0 - $1 }
             let smallest = Double(increments.min() ?? 0)
             XCTAssertGreaterThan(smallest, 0, "\(strategy): deeper models keep more, increments \(increments)")
-            if [MemoryPolicy.shared, .minimal, .checkpoint].contains(strategy) {
+            if [MemoryPolicy.shared, .minimal, .fused, .checkpoint].contains(strategy) {
                 XCTAssertTrue(second.allSatisfy { abs(Double($0)) <= 0.05 * smallest },
                               "\(strategy): per-layer bytes must be constant, increments \(increments)")
             } else {   // naive, and shared-concat (each layer keeps its own BN/ReLU output)
