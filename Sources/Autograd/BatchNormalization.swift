@@ -85,6 +85,31 @@ public final class BatchNormState {
         }
     }
 
+    /// As `statistics`, for an input whose first channels were the whole input of an earlier
+    /// batch norm of this forward pass (a dense block's layers share their input's prefix):
+    /// in training mode their batch statistics are `known`'s, copied instead of taken again,
+    /// the same numbers (the same function of the same values, BatchNorm.trainingStatistics), and
+    /// only the new channels are read. Synchronised or in evaluation, as `statistics`.
+    // x (C, ...); mean, invStd (C); known.mean, known.invStd (K ≤ C).
+    public func statistics(_ x: Tensor, training: Bool, mean: Tensor, invStd: Tensor, knownPrefix known: (mean: Tensor, invStd: Tensor)?) {
+        guard training, let known, BatchNormState.statisticsReducer == nil || DryRun.isActive else {
+            return statistics(x, training: training, mean: mean, invStd: invStd)
+        }
+        let k = known.mean.count, c = channels
+        precondition(x.shape.first == c && k <= c && known.invStd.count == k,
+                     "BatchNormState.statistics: x \(x.shape), known prefix of \(k) channels, for \(c) channels")
+        mean.channels(0..<k).assign(known.mean)
+        invStd.channels(0..<k).assign(known.invStd)
+        if k < c {
+            BatchNorm.trainingStatistics(x.channels(k..<c), eps: eps, mean: mean.channels(k..<c), invStd: invStd.channels(k..<c))
+        }
+        if !Autograd.isRecomputing {
+            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                              invStd: invStd, eps: eps, momentum: momentum, count: x.count / c)
+            batchesTracked += 1
+        }
+    }
+
     /// The backward of `normalize` in the same mode: through the batch statistics in training,
     /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta. Every tensor may
     /// cover a block of the channels instead of all (their slices, `channels(range)`): channels are

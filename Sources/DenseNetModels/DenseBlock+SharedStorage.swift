@@ -76,19 +76,22 @@ struct SharedDenseBlock {
                 let s = Saved(mean1: Tensor(shape: [cl]), invStd1: Tensor(shape: [cl]))
                 let input = buffer.channels(0..<cl)
                 let newFeatures = buffer.channels(cl..<(cl + k))
+                // norm1's statistics: those of the channels the previous layer saw are its own.
+                let previous = saved.last.map { (mean: $0.mean1, invStd: $0.invStd1) }
+                layer.norm1.state.statistics(input, training: training, mean: s.mean1, invStd: s.invStd1,
+                                             knownPrefix: previous)
                 // BN1/ReLU of the input, into the shared storage (or, shared-concat, a kept tensor of its own).
                 func normalizedInput() -> Tensor {
                     let normalized = keepNormalized ? Tensor(shape: [cl, n, h, w], category: .activations)
                                                     : shared.channels(0..<cl)
                     if keepNormalized { s.normalized = normalized }
-                    normalize(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1, training: training)
+                    reapply(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1)
                     return normalized
                 }
                 if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth {
                     let category: MemoryCategory = keepBottleneck ? .activations : .scratch
                     let b = Tensor(shape: [width, n, h, w], category: category)
                     if fused {
-                        layer.norm1.state.statistics(input, training: training, mean: s.mean1, invStd: s.invStd1)
                         convolveNormalized(layer, input, mean: s.mean1, invStd: s.invStd1, into: b)
                     } else {
                         convolve(layer.conv1, normalizedInput(), into: b)

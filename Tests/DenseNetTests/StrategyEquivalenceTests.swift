@@ -86,6 +86,23 @@ final class StrategyEquivalenceTests: XCTestCase {
         }
     }
 
+    /// Where a strategy runs the same products on the same shapes as naive (all but the fused
+    /// path, whose 1x1 products run tile by tile), its numbers are naive's bit for bit: logits,
+    /// loss, gradients and running statistics. The shared blocks take the batch statistics of
+    /// each layer's input prefix from the previous layer (BatchNormState.statistics(knownPrefix:)):
+    /// the same numbers, not an approximation of them.
+    func testUnfusedStrategiesAreNaiveBitForBit() throws {
+        for configuration in Self.configurations {
+            let naive = try Self.step(configuration, .naive, batch: 3)
+            for strategy in [MemoryPolicy.checkpoint, .sharedConcatenation, .shared, .minimal] {
+                let other = try Self.step(configuration, strategy, batch: 3)
+                XCTAssertEqual(other.logits, naive.logits, "\(configuration.name)/\(strategy): logits")
+                XCTAssertEqual(other.buffers, naive.buffers, "\(configuration.name)/\(strategy): running statistics")
+                XCTAssertEqual(other.gradients, naive.gradients, "\(configuration.name)/\(strategy): gradients")
+            }
+        }
+    }
+
     func testAllStrategiesAgreeInTraining() throws {
         for configuration in Self.configurations {
             let naive = try Self.step(configuration, .naive, batch: 3)
