@@ -30,3 +30,36 @@ extension Parallel {
         }
     }
 }
+
+extension Parallel {
+    /// Treats `counts.count` buffers as one array laid end to end, splits its elements into at
+    /// most `threadCount` near-equal contiguous ranges of at least `minChunk` elements, and
+    /// calls `body(buffer, range)` for each piece of a buffer in a range (`range` indexes into
+    /// that buffer). Pieces of one part run in buffer order on one thread; parts run
+    /// concurrently. Each element is visited exactly once. For elementwise updates over many
+    /// small tensors (the optimizer's parameters), which one by one would each stay serial.
+    public static func forSegments(_ counts: [Int], minChunk: Int = memoryMinChunk, _ body: (Int, Range<Int>) -> Void) {
+        var starts = [Int]()
+        starts.reserveCapacity(counts.count + 1)
+        var total = 0
+        for c in counts {
+            precondition(c >= 0, "Parallel.forSegments: negative count \(c)")
+            starts.append(total)
+            total += c
+        }
+        forRanges(total, minChunk: minChunk) { r in
+            // The last buffer starting at or before r.lowerBound (empty buffers are skipped).
+            var low = 0, high = counts.count
+            while low < high {
+                let mid = (low + high) / 2
+                if starts[mid] <= r.lowerBound { low = mid + 1 } else { high = mid }
+            }
+            var i = max(0, low - 1)
+            while i < counts.count && starts[i] < r.upperBound {
+                let lo = max(r.lowerBound, starts[i]), hi = min(r.upperBound, starts[i] + counts[i])
+                if lo < hi { body(i, (lo - starts[i])..<(hi - starts[i])) }
+                i += 1
+            }
+        }
+    }
+}
