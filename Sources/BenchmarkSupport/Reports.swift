@@ -32,7 +32,8 @@ public enum Reports {
             lines.append("| \(e.operation) | \(f(e.seconds, 4)) | \(f(100 * e.seconds / total))% | \(e.calls) | \(e.pageFaults) |")
         }
         if let rest = r.profile_unattributed_s {
-            lines.append("| (unattributed: autograd, glue) | \(f(rest, 4)) | \(f(100 * rest / total))% | – | – |")
+            let faults = r.profile_unattributed_page_faults.map(String.init) ?? "–"
+            lines.append("| (unattributed: autograd, glue) | \(f(rest, 4)) | \(f(100 * rest / total))% | – | \(faults) |")
         }
         lines.append("serial share of the step (outside parallel regions): \(f(r.serial_share.map { 100 * $0 }))%; "
                      + "waiting (idle threads in parallel regions, within the classes above): \(f(r.waiting_s, 4)) s/step")

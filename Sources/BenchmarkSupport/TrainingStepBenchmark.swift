@@ -114,6 +114,9 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var profile: [Profile.Entry]?
     /// With `profile`: the step's time in no class (autograd bookkeeping, graph, glue), s/step.
     public var profile_unattributed_s: Double?
+    /// With `profile`: the step's minor page faults (all threads) outside any class (e.g.
+    /// autograd zeroing a fresh gradient buffer), per step.
+    public var profile_unattributed_page_faults: Int?
     /// With `profile`: the share of the step's wall time outside any parallel region.
     public var serial_share: Double?
     /// With `profile`: idle thread-seconds inside parallel regions divided by the threads, per
@@ -245,6 +248,10 @@ public enum TrainingStepBenchmark {
         let parallel = reports.map(\.parallelSeconds).reduce(0, +) / n
         record.profile = entries
         record.profile_unattributed_s = step - entries.map(\.seconds).reduce(0, +)
+        if let faults = record.page_faults {
+            let inClasses = reports.map { $0.entries.map(\.pageFaults).reduce(0, +) }.reduce(0, +)
+            record.profile_unattributed_page_faults = max(0, faults - inClasses) / reports.count
+        }
         record.serial_share = step > 0 ? max(0, step - parallel) / step : nil
         record.waiting_s = reports.map(\.idleThreadSeconds).reduce(0, +) / n / Double(max(threads, 1))
     }

@@ -15,7 +15,13 @@ public protocol Optimizer: AnyObject {
 extension Optimizer {
     public func zeroGradients() {
         let span = Profile.begin(.optimizer); defer { Profile.end(span) }
-        for p in parameters { p.grad.zero() }
+        let grads = parameters.map(\.grad)
+        guard !DryRun.isActive, grads.allSatisfy(\.isContiguous) else { for g in grads { g.zero() }; return }
+        let pointers = grads.map(\.pointer)
+        Parallel.forSegments(grads.map(\.count)) { i, r in
+            memset(pointers[i] + r.lowerBound, 0, r.count * MemoryLayout<Float>.stride)
+        }
+        withExtendedLifetime(grads) {}
     }
 }
 
@@ -46,19 +52,24 @@ public final class SGD: Optimizer {
         let span = Profile.begin(.optimizer); defer { Profile.end(span) }
         let (lr, mu, wd, first) = (learningRate, momentum, weightDecay, stepCount == 0)
         if DryRun.isActive { stepCount += 1; return }
-        for (i, param) in parameters.enumerated() {
-            let p = param.value.pointer, g = param.grad.pointer, n = param.count
+        // Elementwise, so the parameters' elements are split across threads as one array
+        // (Parallel.forSegments): the same arithmetic per element as a serial loop.
+        let values = parameters.map(\.value.pointer), grads = parameters.map(\.grad.pointer)
+        let momenta = buffers.map(\.pointer), nesterov = nesterov
+        Parallel.forSegments(parameters.map(\.count)) { i, r in
+            let p = values[i], g = grads[i]
             if mu == 0 {
-                for j in 0..<n { p[j] -= lr * (g[j] + wd * p[j]) }
-                continue
+                for j in r { p[j] -= lr * (g[j] + wd * p[j]) }
+                return
             }
-            let b = buffers[i].pointer
-            for j in 0..<n {
+            let b = momenta[i]
+            for j in r {
                 let grad = g[j] + wd * p[j]
                 b[j] = first ? grad : mu * b[j] + grad
                 p[j] -= lr * (nesterov ? grad + mu * b[j] : b[j])
             }
         }
+        withExtendedLifetime((parameters, buffers)) {}
         stepCount += 1
     }
 
@@ -92,15 +103,19 @@ public final class Adam: Optimizer {
         let t = Float(stepCount)
         let c1 = 1 - powf(beta1, t), c2 = 1 - powf(beta2, t)
         let stepSize = learningRate / c1
-        for (i, param) in parameters.enumerated() {
-            let p = param.value.pointer, g = param.grad.pointer, m = first[i].pointer, v = second[i].pointer
-            for j in 0..<param.count {
+        let (beta1, beta2, eps, weightDecay) = (beta1, beta2, eps, weightDecay)
+        let values = parameters.map(\.value.pointer), grads = parameters.map(\.grad.pointer)
+        let firsts = first.map(\.pointer), seconds = second.map(\.pointer)
+        Parallel.forSegments(parameters.map(\.count)) { i, r in
+            let p = values[i], g = grads[i], m = firsts[i], v = seconds[i]
+            for j in r {
                 let grad = g[j] + weightDecay * p[j]
                 m[j] = beta1 * m[j] + (1 - beta1) * grad
                 v[j] = beta2 * v[j] + (1 - beta2) * grad * grad
                 p[j] -= stepSize * m[j] / ((v[j] / c2).squareRoot() + eps)
             }
         }
+        withExtendedLifetime((parameters, first, second)) {}
     }
 
     public func namedState() -> [(name: String, tensor: Tensor)] {

@@ -183,6 +183,7 @@ extension Memory {
     /// starts over (e.g. after a large one-off allocation such as a GEMM probe).
     public static func resetHighWater() {
         releaseCachedBuffers()
+        if let trace = AllocationTrace.file { AllocationTrace.write(trace, "R") }
         lock.lock(); ledger.resetHighWater(); lock.unlock()
     }
 }

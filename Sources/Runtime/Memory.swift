@@ -84,17 +84,22 @@ public enum Memory {
         let (reused, evicted) = cache.take(bytes, ledger: ledger)
         lock.unlock()
         for p in evicted { free(p) }
-        if let reused { return reused }
+        if let reused {
+            if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: reused.pointer)) hit") }
+            return reused
+        }
         var raw: UnsafeMutableRawPointer?
         let status = posix_memalign(&raw, alignment, max(bytes, alignment))
         guard status == 0, let raw else {
             fatalError("Storage: out of memory allocating \(format(bytes)) for \(category)")
         }
+        if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: raw)) miss") }
         return (raw, bytes)
     }
 
     /// Stops counting `bytes` as live and caches or frees the block of `blockBytes`.
     static func release(_ pointer: UnsafeMutableRawPointer, _ bytes: Int, blockBytes: Int, _ category: MemoryCategory) {
+        if let trace = AllocationTrace.file { AllocationTrace.write(trace, "F \(bytes) \(UInt(bitPattern: pointer))") }
         lock.lock()
         ledger.didFree(bytes, category)
         let kept = cache.put(pointer, blockBytes: blockBytes)

@@ -189,7 +189,7 @@ public struct Tensor: @unchecked Sendable {
         precondition(source.shape == shape, "assign: shape \(source.shape) into \(shape)")
         if isVirtual || source.isVirtual { return }
         if isContiguous && source.isContiguous {
-            pointer.update(from: source.pointer, count: count)
+            Parallel.copy(from: source.pointer, to: pointer, count: count)
             return
         }
         var values = [Int]()
@@ -202,8 +202,7 @@ public struct Tensor: @unchecked Sendable {
     public func fill(_ value: Float) {
         if isVirtual { return }
         if isContiguous {
-            if value == 0 { memset(pointer, 0, count * MemoryLayout<Float>.stride) }
-            else { pointer.update(repeating: value, count: count) }
+            Parallel.fill(pointer, count: count, with: value)
         } else {
             forEachIndex { storage.base[$0] = value }
         }

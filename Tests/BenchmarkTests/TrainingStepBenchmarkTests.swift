@@ -122,6 +122,11 @@ final class TrainingStepBenchmarkTests: XCTestCase {
                        accuracy: 1e-9)
         XCTAssertEqual(try XCTUnwrap(record.serial_share), 1, accuracy: 1e-12)
         XCTAssertEqual(try XCTUnwrap(record.waiting_s), 0)
+        // The step's page faults are the classes' plus the unattributed rest (per step, rounded down).
+        let faults = try XCTUnwrap(record.page_faults), rest = try XCTUnwrap(record.profile_unattributed_page_faults)
+        let perStepInClasses = entries.map(\.pageFaults).reduce(0, +)
+        XCTAssertGreaterThanOrEqual(rest, 0)
+        XCTAssertLessThanOrEqual(abs(perStepInClasses + rest - faults / steps.count), entries.count + 1)  // each class rounds down
         XCTAssertNotNil(Reports.profileTable(record))
         // Without --profile no profile is taken.
         var plain = c
