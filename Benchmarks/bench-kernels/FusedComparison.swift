@@ -11,8 +11,9 @@ struct FusedComparison {
     var repeats: Int
 
     func run() {
-        // (channels C, outputs M, batch, side): the last layer of each model's first block.
-        for (c, m, n, side) in [(204, 48, 64, 32), (232, 128, 8, 56)] {
+        // (channels C, outputs M, batch, side): the last layer of each model's first block, and
+        // the last layers of DenseNet-121's other blocks.
+        for (c, m, n, side) in [(204, 48, 64, 32), (232, 128, 8, 56), (480, 128, 8, 28), (992, 128, 8, 14), (992, 128, 8, 7)] {
             let x = Tensor.randomNormal([c, n, side, side], seed: 1)
             let gamma = Tensor.randomUniform([c], low: 0.5, high: 1.5, seed: 2), beta = Tensor.randomUniform([c], seed: 3)
             let mean = Tensor(shape: [c]), invStd = Tensor(shape: [c])

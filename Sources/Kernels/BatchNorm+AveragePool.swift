@@ -27,7 +27,9 @@ extension BatchNorm {
         return (c, n, h, w, ho, wo)
     }
 
-    /// y = avgpool2x2(relu(gamma·(x − mean)·invStd + beta)), the normalised x never stored.
+    /// y = avgpool2x2(relu(gamma·(x − mean)·invStd + beta)), the normalised x never stored: each
+    /// pair of input rows is normalised by the row kernel into a two-row buffer on the stack,
+    /// then pooled.
     // x (C, N, H, W); gamma, beta, mean, invStd (C); y (C, N, H/2, W/2).
     public static func normalizedAveragePoolForward(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                                                     invStd: Tensor, into y: Tensor) {
@@ -37,44 +39,45 @@ extension BatchNorm {
         if DryRun.isActive { return }
         let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
         Elementwise.forRanges(s.c * s.n, unitCost: s.h * s.w) { planes in
-            for plane in planes {
-                let ch = plane / s.n
-                let m = pm[ch], scale = pg[ch] * pi[ch], b = pb[ch]
-                @inline(__always) func v(_ p: UnsafePointer<Float>) -> Float { max(affine(p.pointee, mean: m, scale: scale, beta: b), 0) }
-                let xs = px + plane * s.h * s.w, ys = py + plane * s.ho * s.wo
-                for oh in 0..<s.ho {
-                    let r0 = xs + 2 * oh * s.w, r1 = r0 + s.w, out = ys + oh * s.wo
-                    for ow in 0..<s.wo {
-                        out[ow] = ((v(r0 + 2 * ow) + v(r0 + 2 * ow + 1)) + (v(r1 + 2 * ow) + v(r1 + 2 * ow + 1))) * 0.25
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * s.w) { rows in
+                let t0 = rows.baseAddress!, t1 = t0 + s.w
+                for plane in planes {
+                    let ch = plane / s.n
+                    let m = pm[ch], scale = pg[ch] * pi[ch], b = pb[ch]
+                    let xs = px + plane * s.h * s.w, ys = py + plane * s.ho * s.wo
+                    for oh in 0..<s.ho {
+                        normalizeRow(x: xs + 2 * oh * s.w, count: s.w, mean: m, scale: scale, beta: b, relu: true, y: t0)
+                        normalizeRow(x: xs + (2 * oh + 1) * s.w, count: s.w, mean: m, scale: scale, beta: b, relu: true, y: t1)
+                        let out = ys + oh * s.wo
+                        // Pooling.avgForward's order, so the result is the unfused pair's bit for bit.
+                        for ow in 0..<s.wo {
+                            out[ow] = ((t0[2 * ow] + t0[2 * ow + 1]) + (t1[2 * ow] + t1[2 * ow + 1])) * 0.25
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Visits every input position of one channel's plane `plane` with its normalised value's
-    /// gradient g (the pooled gradient / 4, 0 outside the windows or where the ReLU clipped) and xhat.
+    /// Writes into `row` (w floats) the gradient reaching each position of input row `row` from
+    /// the pooled gradient: dy / 4 inside the windows, 0 in a trailing odd column or row.
     @inline(__always)
-    static func pooledGradients(_ s: (c: Int, n: Int, h: Int, w: Int, ho: Int, wo: Int), plane: Int,
-                                x: UnsafePointer<Float>, dy: UnsafePointer<Float>, mean: Float, invStd: Float,
-                                scale: Float, beta: Float, _ body: (_ index: Int, _ g: Float, _ xhat: Float) -> Void) {
-        let xs = x + plane * s.h * s.w, ds = dy + plane * s.ho * s.wo
-        for row in 0..<s.h {
-            let oh = row / 2
-            for col in 0..<s.w {
-                let q = row * s.w + col
-                let value = xs[q]
-                var g: Float = 0
-                if oh < s.ho && col / 2 < s.wo && affine(value, mean: mean, scale: scale, beta: beta) > 0 {
-                    g = ds[oh * s.wo + col / 2] * 0.25
-                }
-                body(q, g, (value - mean) * invStd)
-            }
+    static func expandPooledGradient(_ s: (c: Int, n: Int, h: Int, w: Int, ho: Int, wo: Int), dyPlane: UnsafePointer<Float>,
+                                     inputRow: Int, into row: UnsafeMutablePointer<Float>) {
+        let oh = inputRow / 2
+        guard oh < s.ho else { row.update(repeating: 0, count: s.w); return }
+        let d = dyPlane + oh * s.wo
+        for ow in 0..<s.wo {
+            let v = d[ow] * 0.25
+            row[2 * ow] = v
+            row[2 * ow + 1] = v
         }
+        if s.w > 2 * s.wo { row[s.w - 1] = 0 }
     }
 
     /// sumDy[c] = Σ g, sumDyXhat[c] = Σ g·xhat over all positions, g the gradient of the
-    /// normalised value (pooled gradient / 4 inside the windows, masked by the ReLU).
+    /// normalised value (pooled gradient / 4 inside the windows, masked by the ReLU): the row
+    /// kernel of `BatchNorm.backward` on each input row with the pooled gradient spread over it.
     // dy (C, N, H/2, W/2); x (C, N, H, W); gamma, beta, mean, invStd, sumDy, sumDyXhat (C).
     public static func normalizedAveragePoolBackwardSums(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                                                          invStd: Tensor, sumDy: Tensor, sumDyXhat: Tensor) {
@@ -86,23 +89,30 @@ extension BatchNorm {
         let px = x.pointer, pdy = dy.pointer, pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
         let psd = sumDy.pointer, psx = sumDyXhat.pointer
         Elementwise.forRanges(s.c, unitCost: s.n * s.h * s.w) { channels in
-            for ch in channels {
-                var total = 0.0, totalXhat = 0.0
-                for image in 0..<s.n {
-                    pooledGradients(s, plane: ch * s.n + image, x: px, dy: pdy, mean: pm[ch], invStd: pi[ch],
-                                    scale: pg[ch] * pi[ch], beta: pb[ch]) { _, g, xhat in
-                        total += Double(g)
-                        totalXhat += Double(g * xhat)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: s.w) { buffer in
+                let g = buffer.baseAddress!
+                for ch in channels {
+                    var total = 0.0, totalXhat = 0.0
+                    for image in 0..<s.n {
+                        let plane = ch * s.n + image
+                        // Rows past the last window carry no gradient and add nothing.
+                        for row in 0..<(2 * s.ho) {
+                            if row % 2 == 0 { expandPooledGradient(s, dyPlane: pdy + plane * s.ho * s.wo, inputRow: row, into: g) }
+                            let sums = backwardSumsRow(dy: g, x: px + plane * s.h * s.w + row * s.w, count: s.w, mean: pm[ch],
+                                                       invStd: pi[ch], scale: pg[ch] * pi[ch], beta: pb[ch], relu: true)
+                            total += sums.sumDy
+                            totalXhat += sums.sumDyXhat
+                        }
                     }
+                    psd[ch] = Float(total)
+                    psx[ch] = Float(totalXhat)
                 }
-                psd[ch] = Float(total)
-                psx[ch] = Float(totalXhat)
             }
         }
     }
 
-    /// dx += gamma·invStd·(g − sumDy/count − xhat·sumDyXhat/count), g as in the sums; with the
-    /// statistics held fixed (evaluation), pass zero sums.
+    /// dx += gamma·invStd·(g − sumDy/count − xhat·sumDyXhat/count), g as in the sums (the row
+    /// kernel of `BatchNorm.backward`); with the statistics held fixed (evaluation), pass zero sums.
     // dy (C, N, H/2, W/2); x, dx (C, N, H, W); gamma, beta, mean, invStd, sumDy, sumDyXhat (C).
     public static func normalizedAveragePoolInputGradient(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                                                           invStd: Tensor, sumDy: Tensor, sumDyXhat: Tensor, count: Int,
@@ -118,13 +128,19 @@ extension BatchNorm {
         let psd = sumDy.pointer, psx = sumDyXhat.pointer, pdx = dx.pointer
         let inverseCount = 1 / Float(count)
         Elementwise.forRanges(s.c * s.n, unitCost: s.h * s.w) { planes in
-            for plane in planes {
-                let ch = plane / s.n
-                let factor = pg[ch] * pi[ch], meanDy = psd[ch] * inverseCount, meanDyXhat = psx[ch] * inverseCount
-                let out = pdx + plane * s.h * s.w
-                pooledGradients(s, plane: plane, x: px, dy: pdy, mean: pm[ch], invStd: pi[ch],
-                                scale: pg[ch] * pi[ch], beta: pb[ch]) { q, g, xhat in
-                    out[q] += factor * (g - meanDy - xhat * meanDyXhat)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: s.w) { buffer in
+                let g = buffer.baseAddress!
+                for plane in planes {
+                    let ch = plane / s.n
+                    let offset = plane * s.h * s.w
+                    for row in 0..<s.h {
+                        if row % 2 == 0 || row >= 2 * s.ho {
+                            expandPooledGradient(s, dyPlane: pdy + plane * s.ho * s.wo, inputRow: row, into: g)
+                        }
+                        inputGradientRow(dy: g, x: px + offset + row * s.w, count: s.w, mean: pm[ch], invStd: pi[ch],
+                                         scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, meanDy: psd[ch] * inverseCount,
+                                         meanDyXhat: psx[ch] * inverseCount, dx: pdx + offset + row * s.w)
+                    }
                 }
             }
         }
