@@ -4,8 +4,8 @@ import DenseNetModels
 /// `--strategies a,b,...`: the memory strategies to predict or measure, in order. Shared by
 /// `densenet summary` and `bench-memory`.
 public struct StrategyListOptions: ParsableArguments {
-    @Option(help: "Memory strategies, comma-separated: naive,checkpoint,shared,minimal (and the ablation step shared-concat).")
-    public var strategies = "naive,checkpoint,shared,minimal"
+    @Option(help: "Memory strategies, comma-separated: naive,checkpoint,shared,minimal,fused (and the ablation step shared-concat; fields joined by '+', densenet policies).")
+    public var strategies = "naive,checkpoint,shared,minimal,fused"
 
     public init() {}
 

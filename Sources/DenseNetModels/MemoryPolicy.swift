@@ -75,8 +75,8 @@ public struct MemoryPolicy: Hashable, Sendable {
     ]
     /// Every preset, in ladder order.
     public static var allPresets: [MemoryPolicy] { presets.map(\.policy) }
-    /// The four strategies of the framework (bench-memory's and summary's default).
-    public static let standard: [MemoryPolicy] = [.naive, .checkpoint, .shared, .minimal]
+    /// The strategies of the framework (bench-memory's and summary's default).
+    public static let standard: [MemoryPolicy] = [.naive, .checkpoint, .shared, .minimal, .fused]
     /// The ablation ladder of Scripts/ablation_ladder.py, one saving added per rung (the
     /// original authors' LuaTorch table), with what each rung adds.
     public static let ladder: [(policy: MemoryPolicy, adds: String)] = [

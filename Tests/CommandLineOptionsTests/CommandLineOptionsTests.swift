@@ -58,7 +58,7 @@ final class CommandLineOptionsTests: XCTestCase {
         XCTAssertEqual(try MemoryPrediction.strategy(named: "minimal"), .minimal)
         XCTAssertEqual(try MemoryPrediction.strategy(named: " Shared "), .shared)
         XCTAssertEqual(try MemoryPrediction.strategy(named: "shared-concat"), .sharedConcatenation)
-        XCTAssertEqual(try StrategyListOptions.parse([]).parsed(), [.naive, .checkpoint, .shared, .minimal])
+        XCTAssertEqual(try StrategyListOptions.parse([]).parsed(), [.naive, .checkpoint, .shared, .minimal, .fused])
         XCTAssertEqual(try StrategyListOptions.parse(["--strategies", "minimal,naive"]).parsed(), [.minimal, .naive])
         for bad in ["", "naive,", "naive,fast", "all"] {
             XCTAssertThrowsError(try StrategyListOptions.parse(["--strategies", bad]), bad)

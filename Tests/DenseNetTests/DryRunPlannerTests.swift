@@ -14,13 +14,16 @@ final class DryRunPlannerTests: XCTestCase {
             ("densenet121", 8, [1_071_837_120, 535_880_128, 493_721_536, 234_588_096]),
             ("densenet121", 64, [7_899_787_200, 3_614_585_280, 3_269_425_088, 1_189_939_136]),
         ]
+        let replayed: [MemoryPolicy] = [.naive, .checkpoint, .shared, .minimal]
         for e in expected {
-            let plans = try MemoryPlanner.plans(ModelZoo.configuration(named: e.model), batch: e.batch, threads: 2)
+            let plans = try MemoryPlanner.plans(ModelZoo.configuration(named: e.model), batch: e.batch, policies: replayed,
+                                                threads: 2)
             XCTAssertEqual(plans.map(\.peakBytes), e.peaks, "\(e.model) batch \(e.batch)")
         }
         // What the forward pass keeps and its own peak (naive, checkpoint, shared, minimal), the
         // replay's figures too: they are read between the loss and the backward pass.
-        let bc100 = try MemoryPlanner.plans(ModelZoo.configuration(named: "densenet-bc-100-12"), batch: 64, threads: 2)
+        let bc100 = try MemoryPlanner.plans(ModelZoo.configuration(named: "densenet-bc-100-12"), batch: 64,
+                                            policies: replayed, threads: 2)
         XCTAssertEqual(bc100.map(\.activationBytes), [2_126_995_904, 707_314_624, 629_629_376, 82_071_872])
         XCTAssertEqual(bc100.map(\.forwardPeakBytes), [2_142_720_192, 723_038_912, 647_741_632, 151_920_192])
     }
