@@ -232,8 +232,10 @@ struct SharedDenseBlock {
                                 dx: nil, dWeight: dWeight1, dBias: dBias1)
                 // The shared storage now takes the gradient of the BN1/ReLU output:
                 // (c_l × P) = conv1.weightᵀ (c_l × width) · gradBottleneck (width × P).
+                let span = Profile.begin(.conv1x1Backward)
                 Gemm.multiply(transA: true, m: cl, n: positions, k: width, a: layer.conv1.weight.value.pointer, lda: cl,
                               b: gradBottleneck.pointer, ldb: positions, beta: 0, c: normalized.pointer, ldc: positions)
+                Profile.end(span)
                 normBackward(layer.norm1, normalized, x: input, mean: s.mean1, invStd: s.invStd1, training: training,
                              dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
             } else {
