@@ -83,26 +83,16 @@ extension Conv2d {
             dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
             return
         }
-        Gemm.useOneBLASThread()
-        let px = x.pointer, pw = weight.pointer, py = y.pointer, ps = scratch.pointer
-        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
-        let pBias = bias?.pointer
-        Parallel.forEach(tiling.parts) { part in
-            let tile = ps + part * c * tiling.tile
-            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
-                let columns = tiling.positions(index, of: p)
-                let width = columns.count
-                for ch in 0..<c {
-                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: width, mean: pm[ch],
-                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * width)
-                }
-                Gemm.sgemm(m: m, n: width, k: c, a: pw, lda: c, b: tile, ldb: width, beta: 0,
-                           c: py + columns.lowerBound, ldc: p)
-                if let pBias {
-                    for row in 0..<m {
-                        let out = py + row * p + columns.lowerBound, b = pBias[row]
-                        for j in 0..<width { out[j] += b }
-                    }
+        let pw = weight.pointer, py = y.pointer, pBias = bias?.pointer
+        forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
+                              scratch: scratch) { _, columns, tile in
+            let width = columns.count
+            Gemm.sgemm(m: m, n: width, k: c, a: pw, lda: c, b: tile, ldb: width, beta: 0,
+                       c: py + columns.lowerBound, ldc: p)
+            if let pBias {
+                for row in 0..<m {
+                    let out = py + row * p + columns.lowerBound, b = pBias[row]
+                    for j in 0..<width { out[j] += b }
                 }
             }
         }
@@ -126,24 +116,13 @@ extension Conv2d {
             dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
             return
         }
-        Gemm.useOneBLASThread()
-        let px = x.pointer, pdy = dy.pointer, ps = scratch.pointer, pp = partials.pointer, pdw = dWeight.pointer
-        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        let pdy = dy.pointer, pp = partials.pointer, pdw = dWeight.pointer
         if tiling.parts > 1 { partials.zero() }
-        Parallel.forEach(tiling.parts) { part in
-            let tile = ps + part * c * tiling.tile
-            let target = part == 0 ? pdw : pp + (part - 1) * m * c
-            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
-                let columns = tiling.positions(index, of: p)
-                let width = columns.count
-                for ch in 0..<c {
-                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: width, mean: pm[ch],
-                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * width)
-                }
-                // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
-                Gemm.sgemm(transB: true, m: m, n: c, k: width, a: pdy + columns.lowerBound, lda: p, b: tile, ldb: width,
-                           beta: 1, c: target, ldc: c)
-            }
+        forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
+                              scratch: scratch) { part, columns, tile in
+            // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
+            Gemm.sgemm(transB: true, m: m, n: c, k: columns.count, a: pdy + columns.lowerBound, lda: p, b: tile,
+                       ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
         }
         for part in 1..<max(tiling.parts, 1) {
             let partial = pp + (part - 1) * m * c
@@ -152,6 +131,29 @@ extension Conv2d {
         if let dBias {
             let pdb = dBias.pointer
             for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }
+        }
+    }
+
+    /// Calls `body(part, columns, tile)` for every tile of positions, thread `part` taking every
+    /// `parts`-th tile, normalised (BN + ReLU, `BatchNorm.normalizeRow`) into that thread's slice of
+    /// `scratch` as a C × columns.count matrix.
+    private static func forEachNormalizedTile(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
+                                              tiling: NormalizedTiling, scratch: Tensor,
+                                              _ body: (_ part: Int, _ columns: Range<Int>, _ tile: UnsafeMutablePointer<Float>) -> Void) {
+        Gemm.useOneBLASThread()
+        let c = x.shape[0], p = x.count / c
+        let px = x.pointer, ps = scratch.pointer
+        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        Parallel.forEach(tiling.parts) { part in
+            let tile = ps + part * c * tiling.tile
+            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
+                let columns = tiling.positions(index, of: p)
+                for ch in 0..<c {
+                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: columns.count, mean: pm[ch],
+                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * columns.count)
+                }
+                body(part, columns, tile)
+            }
         }
     }
 }
