@@ -28,9 +28,17 @@ struct FusedComparison {
                                                     into: normalized)
                     Conv2d.forward(normalized, weight: weight, bias: nil, p, into: y)
                 }),
-                ("forward, fused", {
+                ("forward, fused (OpenBLAS)", {
+                    Conv2d.smallProductKernel = .off
                     Conv2d.pointwiseForwardNormalized(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
                                                       weight: weight, bias: nil, into: y)
+                    Conv2d.smallProductKernel = .measured
+                }),
+                ("forward, fused (own product)", {
+                    Conv2d.smallProductKernel = .always
+                    Conv2d.pointwiseForwardNormalized(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                                      weight: weight, bias: nil, into: y)
+                    Conv2d.smallProductKernel = .measured
                 }),
                 ("weight gradient, unfused", {
                     BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: true,
@@ -46,10 +54,11 @@ struct FusedComparison {
             let flops = 2.0 * Double(m * c * n * side * side)
             print("\(c)->\(m) 1x1 at \(n)x\(side)x\(side), \(Parallel.threadCount) threads:")
             for (i, (name, _)) in variants.enumerated() {
-                let pair = i % 2 == 0 ? 1.0 : seconds[i - 1] / seconds[i]
-                print(String(format: "  %@ %8.2f ms  %6.1f GFLOP/s%@", name.padding(toLength: 26, withPad: " ", startingAt: 0),
+                // Each fused variant against the unfused one of its pass (forward: 0, weight gradient: 3).
+                let unfused = name.hasPrefix("forward") ? seconds[0] : seconds[3]
+                print(String(format: "  %@ %8.2f ms  %6.1f GFLOP/s%@", name.padding(toLength: 30, withPad: " ", startingAt: 0),
                              seconds[i] * 1e3, flops / seconds[i] * 1e-9,
-                             i % 2 == 1 ? String(format: "  (x%.2f vs unfused)", pair) : ""))
+                             name.contains("unfused") ? "" : String(format: "  (x%.2f vs unfused)", unfused / seconds[i])))
             }
         }
     }

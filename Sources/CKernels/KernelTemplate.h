@@ -141,6 +141,7 @@ static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t 
 
 #include "Conv3x3Template.h"
 #include "Conv3x3WeightGradientTemplate.h"
+#include "GemmSmallMTemplate.h"
 
 const ck_kernels CK_NAME(ck_kernels) = {
     .name = CK_LEVEL_NAME,
@@ -152,6 +153,7 @@ const ck_kernels CK_NAME(ck_kernels) = {
     .conv3x3_rows = CK_NAME(conv3x3_rows),
     .conv3x3_block_size = CK_NAME(conv3x3_block_size),
     .conv3x3_weight_gradient_rows = CK_NAME(conv3x3_weight_gradient_rows),
+    .gemm_small_m = CK_NAME(gemm_small_m),
 };
 
 #undef VF

@@ -25,13 +25,14 @@ extension Conv2d {
         public let parts: Int
 
         /// Tiles of at most 64 Ki floats (256 KiB, within any L2 of the machines of
-        /// ../shared/reference/machine-notes.md), 16 to 512 positions wide, and at least one per
-        /// thread when there are positions enough.
+        /// ../shared/reference/machine-notes.md), 16 to 512 positions wide (a multiple of 16 but
+        /// for the last), and at least one per thread when there are positions enough.
         public init(channels: Int, positions: Int, threads: Int) {
             precondition(channels > 0 && positions > 0 && threads > 0,
                          "Conv2d.NormalizedTiling: channels \(channels), positions \(positions), threads \(threads) must be positive")
             let byCache = max(16, min(512, (1 << 16) / channels / 16 * 16))
-            let byThreads = max(16, (positions + threads - 1) / threads)
+            // A multiple of 16 (a vector of the widest level), so that only the last tile has a tail.
+            let byThreads = max(16, ((positions + threads - 1) / threads + 15) / 16 * 16)
             tile = min(byCache, byThreads, positions)
             tiles = (positions + tile - 1) / tile
             parts = min(threads, tiles)
@@ -41,6 +42,18 @@ extension Conv2d {
         public func positions(_ index: Int, of total: Int) -> Range<Int> {
             (index * tile)..<min(total, (index + 1) * tile)
         }
+    }
+
+    /// Where the forward multiplies its normalised tiles by our own unpacked product
+    /// (`gemm_small_m`, Sources/CKernels/GemmSmallMTemplate.h) instead of OpenBLAS, which copies
+    /// each tile into its own panel first: `.measured` where `bench-kernels --compare-fused`
+    /// found it faster (AVX2 and AVX-512 levels, up to 128 outputs), `.off`, or `.always`.
+    nonisolated(unsafe) public static var smallProductKernel: ThinKernelUse = .measured
+
+    static func smallProductApplies(outputs: Int) -> Bool {
+        guard smallProductKernel != .off, KernelLevel.table != nil else { return false }
+        return smallProductKernel == .always
+            || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && outputs <= 128)
     }
 
     /// The tiling of `x` on this thread's thread count (a dry run's when one is active).
@@ -84,11 +97,22 @@ extension Conv2d {
             return
         }
         let pw = weight.pointer, py = y.pointer, pBias = bias?.pointer
+        let ownProduct = smallProductApplies(outputs: m) ? KernelLevel.table : nil
         forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
                               scratch: scratch) { _, columns, tile in
             let width = columns.count
-            Gemm.sgemm(m: m, n: width, k: c, a: pw, lda: c, b: tile, ldb: width, beta: 0,
-                       c: py + columns.lowerBound, ldc: p)
+            if let ownProduct {
+                // Whole vectors by our product; a last tile's tail of under 16 columns by OpenBLAS.
+                let vectors = width / 16 * 16
+                ownProduct.pointee.gemm_small_m(pw, c, tile, width, m, vectors, c, py + columns.lowerBound, p)
+                if vectors < width {
+                    Gemm.sgemm(m: m, n: width - vectors, k: c, a: pw, lda: c, b: tile + vectors, ldb: width, beta: 0,
+                               c: py + columns.lowerBound + vectors, ldc: p)
+                }
+            } else {
+                Gemm.sgemm(m: m, n: width, k: c, a: pw, lda: c, b: tile, ldb: width, beta: 0,
+                           c: py + columns.lowerBound, ldc: p)
+            }
             if let pBias {
                 for row in 0..<m {
                     let out = py + row * p + columns.lowerBound, b = pBias[row]

@@ -1,6 +1,7 @@
 import XCTest
 import Runtime
 import Kernels
+import CKernels
 
 /// The 1x1 convolution of a normalised input that is never stored (Conv2d+NormalizedInput.swift)
 /// against the plain references: BN+ReLU written out by `BatchNorm.forwardWithStatisticsReference`
@@ -62,16 +63,53 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                                         into: expected)
                 XCTAssertGreaterThan(Self.normalized(o).array.max() ?? 0, 0.5, "\(k): the ReLU must not clip everything")
                 for threads in [1, 2, 3] {
-                    let y = Tensor.filled(o.dy.shape, 7)  // overwritten
-                    KernelLevel.with(level) {
-                        withThreads(threads) {
-                            Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
-                                                              invStd: o.invStd, weight: o.weight, bias: o.bias, into: y)
+                    for product in [Conv2d.ThinKernelUse.off, .always] {
+                        let y = Tensor.filled(o.dy.shape, 7)  // overwritten
+                        Conv2d.smallProductKernel = product
+                        KernelLevel.with(level) {
+                            withThreads(threads) {
+                                Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
+                                                                  invStd: o.invStd, weight: o.weight, bias: o.bias, into: y)
+                            }
+                        }
+                        Conv2d.smallProductKernel = .measured
+                        XCTAssertLessThanOrEqual(GradientCheck.relativeError(y.array, expected.array), 1e-5,
+                                                 "\(level) \(k) \(threads) threads, own product \(product)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The unpacked product (GemmSmallMTemplate.h) on every level against the definition: row
+    /// blocks and single rows, two-vector and one-vector column blocks and a scalar tail, strides
+    /// wider than the matrices, C overwritten.
+    func testSmallProductOnEveryLevel() {
+        for level in KernelLevel.supported where level != .swiftReference {
+            let table = ck_kernels_for_level(Int32(level.rawValue))!
+            for (m, n, k) in [(13, 37, 5), (48, 288, 216), (1, 16, 1), (25, 100, 33), (7, 3, 9)] {
+                let (lda, ldb, ldc) = (k + 3, n + 5, n + 2)
+                let a = Tensor.randomNormal([m * lda], seed: UInt64(m)).array
+                let b = Tensor.randomNormal([k * ldb], seed: UInt64(n)).array
+                var c = [Float](repeating: 9, count: m * ldc)
+                a.withUnsafeBufferPointer { pa in
+                    b.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            table.pointee.gemm_small_m(pa.baseAddress!, lda, pb.baseAddress!, ldb, m, n, k, pc.baseAddress!, ldc)
                         }
                     }
-                    XCTAssertLessThanOrEqual(GradientCheck.relativeError(y.array, expected.array), 1e-5,
-                                             "\(level) \(k) \(threads) threads")
                 }
+                var worst: Float = 0
+                for i in 0..<m {
+                    for j in 0..<ldc {
+                        if j >= n { XCTAssertEqual(c[i * ldc + j], 9, "\(level) \(m)x\(n)x\(k): wrote past n"); continue }
+                        var sum = 0.0
+                        for l in 0..<k { sum += Double(a[i * lda + l]) * Double(b[l * ldb + j]) }
+                        worst = max(worst, abs(c[i * ldc + j] - Float(sum)) / max(1, abs(Float(sum))))
+                    }
+                }
+                // Float sums of k products: rounding grows with k (~1.5e-5 at k = 216).
+                XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k)")
             }
         }
     }
@@ -131,7 +169,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
         XCTAssertEqual(Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2),
                        Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2))
         let few = Conv2d.NormalizedTiling(channels: 8, positions: 100, threads: 2)
-        XCTAssertEqual([few.tile, few.tiles, few.parts], [50, 2, 2])
+        XCTAssertEqual([few.tile, few.tiles, few.parts], [64, 2, 2])
         let many = Conv2d.NormalizedTiling(channels: 216, positions: 65536, threads: 2)
         XCTAssertEqual([many.tile, many.tiles, many.parts], [288, 228, 2])
         let wide = Conv2d.NormalizedTiling(channels: 16, positions: 65536, threads: 16)

@@ -1,0 +1,91 @@
+// A product with few output rows and a cache-resident right operand, without packing (included by
+// KernelTemplate.h, once per level): C (m × n) = A (m × k) · B (k × n), all row-major with row
+// strides, overwriting C. For the fused 1x1 convolution (Sources/Kernels/Conv2d+NormalizedInput.swift),
+// whose B is a tile just normalised into L2 (k channels × n ≤ 512 positions) and whose A is the
+// weights (m = a bottleneck's width, 48 or 128): OpenBLAS would copy the tile into its own panel
+// again before multiplying. Registers hold GM_RB rows × GM_CV vectors of C; each step of k loads
+// GM_CV vectors of B's row in place and broadcasts GM_RB weights. The reference is any product
+// (Conv2dNormalizedInputTests compare with the unfused convolution).
+
+#if CK_LANES >= 16
+#define GM_RB 12
+#elif CK_LANES >= 8
+#define GM_RB 6
+#else
+#define GM_RB 4
+#endif
+#define GM_CV 2
+
+// FMA where the level has it (AVX2, AVX-512); the target is built with -ffp-contract=off, so an
+// explicit call. The baseline level (SSE2) has no FMA: multiply, then add.
+#if CK_LANES >= 8
+#define GM_FMA(a, b, c) __builtin_elementwise_fma((a), (b), (c))
+#else
+#define GM_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+/// RB rows × CV vectors of C at (i, j), k steps.
+#define GM_BLOCK(RB, CV)                                                                               \
+CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t lda, const float *b,     \
+                                                       size_t ldb, size_t k, float *c, size_t ldc) {   \
+    VF acc[RB][CV];                                                                                    \
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
+        _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
+    for (size_t l = 0; l < k; l++) {                                                                   \
+        VF bv[CV];                                                                                     \
+        _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
+            bv[v] = LOAD(b + l * ldb + v * CK_LANES);                                                  \
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) {                              \
+            VF av = SPLAT(a[r * lda + l]);                                                             \
+            _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
+                acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
+        }                                                                                              \
+    }                                                                                                  \
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
+        _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
+            STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                              \
+}
+#define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
+#define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
+#define GM_CALL(RB, CV) GM_CALL2(RB, CV)
+GM_DEFINE(GM_RB, GM_CV)
+#if GM_RB != 4
+GM_DEFINE(4, GM_CV)
+#endif
+GM_DEFINE(1, GM_CV)
+GM_DEFINE(GM_RB, 1)
+GM_DEFINE(1, 1)
+
+static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
+                                  size_t k, float *c, size_t ldc) {
+    size_t j = 0;
+    // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
+    for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
+        size_t i = 0;
+        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        // The rows left (128 = 10·12 + 2·4 on AVX-512): blocks of 4, then one by one.
+        for (; i + 4 <= m; i += 4) GM_CALL(4, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        for (; i < m; i++) GM_CALL(1, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+    }
+    for (; j + CK_LANES <= n; j += CK_LANES) {
+        size_t i = 0;
+        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, 1)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        for (; i < m; i++) GM_CALL(1, 1)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+    }
+    // The last columns (fewer than a vector): scalar, summed in the same order (l ascending).
+    for (; j < n; j++) {
+        for (size_t i = 0; i < m; i++) {
+            float s = 0;
+            for (size_t l = 0; l < k; l++) s += a[i * lda + l] * b[l * ldb + j];
+            c[i * ldc + j] = s;
+        }
+    }
+}
+
+#undef GM_RB
+#undef GM_CV
+#undef GM_FMA
+#undef GM_BLOCK
+#undef GM_DEFINE
+#undef GM_CALL2
+#undef GM_CALL
