@@ -7,6 +7,18 @@ extension Conv2d {
     static func pointwiseForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                  y: UnsafeMutablePointer<Float>) {
         let p = g.columns
+        if smallProductApplies(outputs: g.cout), let table = KernelLevel.table, p >= 16 {
+            // Few output rows: our unpacked product (GemmSmallMTemplate.h) on column ranges of
+            // whole vectors, one per thread; x is read in place, a 32-column strip at a time.
+            let vectors = (p + 15) / 16
+            let parts = min(Parallel.threadCount, vectors)
+            Parallel.forEach(parts) { t in
+                let chunk = Parallel.chunk(t, of: parts, count: vectors)
+                let start = chunk.lowerBound * 16, end = min(p, chunk.upperBound * 16)
+                table.pointee.gemm_small_m(weight, g.cin, x + start, p, g.cout, end - start, g.cin, y + start, p)
+            }
+            return
+        }
         Gemm.multiply(m: g.cout, n: p, k: g.cin, a: weight, lda: g.cin, b: x, ldb: p, beta: 0, c: y, ldc: p)
     }
 
