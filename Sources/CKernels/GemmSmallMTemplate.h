@@ -24,10 +24,12 @@
 #define GM_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/// RB rows × CV vectors of C at (i, j), k steps.
+/// RB rows × CV vectors of C at (i, j), k steps; A's element (r, l) at a[r·ars + l·acs] (row-major
+/// A: ars = lda, acs = 1; transposed: ars = 1, acs = lda); C overwritten, or added to.
 #define GM_BLOCK(RB, CV)                                                                               \
-CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t lda, const float *b,     \
-                                                       size_t ldb, size_t k, float *c, size_t ldc) {   \
+CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ars, size_t acs,         \
+                                                       const float *b, size_t ldb, size_t k, float *c, \
+                                                       size_t ldc, int accumulate) {                   \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -36,14 +38,15 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ld
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
             bv[v] = LOAD(b + l * ldb + v * CK_LANES);                                                  \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) {                              \
-            VF av = SPLAT(a[r * lda + l]);                                                             \
+            VF av = SPLAT(a[r * ars + l * acs]);                                                       \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
     }                                                                                                  \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
-            STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                              \
+            STORE(c + r * ldc + v * CK_LANES,                                                          \
+                  accumulate ? LOAD(c + r * ldc + v * CK_LANES) + acc[r][v] : acc[r][v]);              \
 }
 #define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
 #define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
@@ -56,28 +59,32 @@ GM_DEFINE(1, GM_CV)
 GM_DEFINE(GM_RB, 1)
 GM_DEFINE(1, 1)
 
-static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
-                                  size_t k, float *c, size_t ldc) {
+static void CK_NAME(gemm_small_m)(const float *a, size_t lda, int transpose_a, const float *b, size_t ldb,
+                                  size_t m, size_t n, size_t k, float *c, size_t ldc, int accumulate) {
+    // A's row and column strides, and the address of its row i.
+    const size_t ars = transpose_a ? 1 : lda, acs = transpose_a ? lda : 1;
+#define GM_ARGS(i, j) a + (i) * ars, ars, acs, b + (j), ldb, k, c + (i) * ldc + (j), ldc, accumulate
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
         size_t i = 0;
-        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, GM_CV)(GM_ARGS(i, j));
         // The rows left (128 = 10·12 + 2·4 on AVX-512): blocks of 4, then one by one.
-        for (; i + 4 <= m; i += 4) GM_CALL(4, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
-        for (; i < m; i++) GM_CALL(1, GM_CV)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        for (; i + 4 <= m; i += 4) GM_CALL(4, GM_CV)(GM_ARGS(i, j));
+        for (; i < m; i++) GM_CALL(1, GM_CV)(GM_ARGS(i, j));
     }
     for (; j + CK_LANES <= n; j += CK_LANES) {
         size_t i = 0;
-        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, 1)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
-        for (; i < m; i++) GM_CALL(1, 1)(a + i * lda, lda, b + j, ldb, k, c + i * ldc + j, ldc);
+        for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, 1)(GM_ARGS(i, j));
+        for (; i < m; i++) GM_CALL(1, 1)(GM_ARGS(i, j));
     }
+#undef GM_ARGS
     // The last columns (fewer than a vector): scalar, summed in the same order (l ascending).
     for (; j < n; j++) {
         for (size_t i = 0; i < m; i++) {
             float s = 0;
-            for (size_t l = 0; l < k; l++) s += a[i * lda + l] * b[l * ldb + j];
-            c[i * ldc + j] = s;
+            for (size_t l = 0; l < k; l++) s += a[i * ars + l * acs] * b[l * ldb + j];
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + s : s;
         }
     }
 }
