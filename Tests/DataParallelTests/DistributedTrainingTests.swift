@@ -107,6 +107,12 @@ final class DistributedTrainingTests: XCTestCase {
         try checkEquivalence(strategy: "minimal", perRankToo: false)
     }
 
+    /// `fused`: statistics by the rule's synchronised path, the BN/ReLU gradient's blocks and the
+    /// transitions' fused pooling each reduced over the ranks.
+    func testTwoRanksTrainLikeOneProcessUnderFused() throws {
+        try checkEquivalence(strategy: "fused", perRankToo: false)
+    }
+
     /// Two epochs of 3 steps: straight in one process; stopped after step 2 over 2 ranks and
     /// resumed in one process; stopped after step 4 in one process and resumed over 2 ranks.
     func testResumeWithAnotherNumberOfRanks() throws {
