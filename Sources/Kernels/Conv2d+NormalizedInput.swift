@@ -24,13 +24,14 @@ extension Conv2d {
         public let tiles: Int
         public let parts: Int
 
-        /// Tiles of at most 64 Ki floats (256 KiB, within any L2 of the machines of
-        /// ../shared/reference/machine-notes.md), 16 to 512 positions wide (a multiple of 16 but
-        /// for the last), and at least one per thread when there are positions enough.
-        public init(channels: Int, positions: Int, threads: Int) {
+        /// Tiles of at most `floats` floats (the forward's 64 Ki, 256 KiB, are within any L2 of the
+        /// machines of ../shared/reference/machine-notes.md), 16 to `widest` positions wide (a
+        /// multiple of 16 but for the last), and at least one per thread when there are positions
+        /// enough.
+        public init(channels: Int, positions: Int, threads: Int, floats: Int = 1 << 16, widest: Int = 512) {
             precondition(channels > 0 && positions > 0 && threads > 0,
                          "Conv2d.NormalizedTiling: channels \(channels), positions \(positions), threads \(threads) must be positive")
-            let byCache = max(16, min(512, (1 << 16) / channels / 16 * 16))
+            let byCache = max(16, min(widest, floats / channels / 16 * 16))
             // A multiple of 16 (a vector of the widest level), so that only the last tile has a tail.
             let byThreads = max(16, ((positions + threads - 1) / threads + 15) / 16 * 16)
             tile = min(byCache, byThreads, positions)
@@ -58,10 +59,17 @@ extension Conv2d {
             || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && outputs <= 128)
     }
 
-    /// The tiling of `x` on this thread's thread count (a dry run's when one is active).
-    static func normalizedTiling(_ x: Tensor) -> NormalizedTiling {
-        NormalizedTiling(channels: x.shape[0], positions: x.count / x.shape[0],
-                         threads: DryRun.current?.threads ?? Parallel.threadCount)
+    /// The tiling of `x` on this thread's thread count (a dry run's when one is active). The
+    /// weight gradient's tiles are at least 256 positions wide where the forward's are narrower
+    /// (a wide input: 64 positions at C = 992): each of its products reads and writes all of dW
+    /// (M × C), which narrow tiles repeat too often (`bench-kernels --compare-fused`, 992→128 at
+    /// 14x14: ×0.83 of the unfused pair with 64, ×1.61 with 256; 1024-wide tiles at 204→48 fell
+    /// from ×1.31–1.37 to ×1.06, out of L2).
+    static func normalizedTiling(_ x: Tensor, weightGradient: Bool = false) -> NormalizedTiling {
+        let channels = x.shape[0]
+        return NormalizedTiling(channels: channels, positions: x.count / channels,
+                                threads: DryRun.current?.threads ?? Parallel.threadCount,
+                                floats: weightGradient ? max(1 << 16, 256 * channels) : 1 << 16)
     }
 
     /// Checks the shapes shared by both entry points; returns (channels C, positions P, outputs M).
@@ -135,7 +143,7 @@ extension Conv2d {
                                         statistics: [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)],
                                         weight: dWeight, outputs: ("dy", dy))
         if let dBias { precondition(dBias.count == m, "Conv2d.pointwiseWeightGradientNormalized: dBias \(dBias.shape) for \(m) outputs") }
-        let tiling = normalizedTiling(x)
+        let tiling = normalizedTiling(x, weightGradient: true)
         let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
         let partials = Tensor(shape: [tiling.parts - 1, m, c], category: .scratch)
         if let dryRun = DryRun.current {
