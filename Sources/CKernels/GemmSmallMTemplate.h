@@ -24,12 +24,10 @@
 #define GM_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/// RB rows × CV vectors of C at (i, j), k steps; A's element (r, l) at a[r·ars + l·acs] (row-major
-/// A: ars = lda, acs = 1; transposed: ars = 1, acs = lda); C overwritten, or added to.
+/// RB rows × CV vectors of C at (i, j), k steps, C overwritten.
 #define GM_BLOCK(RB, CV)                                                                               \
-CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ars, size_t acs,         \
-                                                       const float *b, size_t ldb, size_t k, float *c, \
-                                                       size_t ldc, int accumulate) {                   \
+CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t lda, const float *b,     \
+                                                       size_t ldb, size_t k, float *c, size_t ldc) {   \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -38,15 +36,14 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ar
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
             bv[v] = LOAD(b + l * ldb + v * CK_LANES);                                                  \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) {                              \
-            VF av = SPLAT(a[r * ars + l * acs]);                                                       \
+            VF av = SPLAT(a[r * lda + l]);                                                             \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
     }                                                                                                  \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
-            STORE(c + r * ldc + v * CK_LANES,                                                          \
-                  accumulate ? LOAD(c + r * ldc + v * CK_LANES) + acc[r][v] : acc[r][v]);              \
+            STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                              \
 }
 #define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
 #define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
@@ -59,11 +56,9 @@ GM_DEFINE(1, GM_CV)
 GM_DEFINE(GM_RB, 1)
 GM_DEFINE(1, 1)
 
-static void CK_NAME(gemm_small_m)(const float *a, size_t lda, int transpose_a, const float *b, size_t ldb,
-                                  size_t m, size_t n, size_t k, float *c, size_t ldc, int accumulate) {
-    // A's row and column strides, and the address of its row i.
-    const size_t ars = transpose_a ? 1 : lda, acs = transpose_a ? lda : 1;
-#define GM_ARGS(i, j) a + (i) * ars, ars, acs, b + (j), ldb, k, c + (i) * ldc + (j), ldc, accumulate
+static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
+                                  size_t k, float *c, size_t ldc) {
+#define GM_ARGS(i, j) a + (i) * lda, lda, b + (j), ldb, k, c + (i) * ldc + (j), ldc
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
@@ -83,8 +78,8 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, int transpose_a, c
     for (; j < n; j++) {
         for (size_t i = 0; i < m; i++) {
             float s = 0;
-            for (size_t l = 0; l < k; l++) s += a[i * ars + l * acs] * b[l * ldb + j];
-            c[i * ldc + j] = accumulate ? c[i * ldc + j] + s : s;
+            for (size_t l = 0; l < k; l++) s += a[i * lda + l] * b[l * ldb + j];
+            c[i * ldc + j] = s;
         }
     }
 }

@@ -233,9 +233,8 @@ struct SharedDenseBlock {
                 // The shared storage now takes the gradient of the BN1/ReLU output:
                 // (c_l × P) = conv1.weightᵀ (c_l × width) · gradBottleneck (width × P).
                 let span = Profile.begin(.conv1x1Backward)
-                Conv2d.pointwiseProduct(transA: true, m: cl, n: positions, k: width, a: layer.conv1.weight.value.pointer,
-                                        lda: cl, b: gradBottleneck.pointer, ldb: positions, accumulate: false,
-                                        c: normalized.pointer, ldc: positions)
+                Gemm.multiply(transA: true, m: cl, n: positions, k: width, a: layer.conv1.weight.value.pointer, lda: cl,
+                              b: gradBottleneck.pointer, ldb: positions, beta: 0, c: normalized.pointer, ldc: positions)
                 Profile.end(span)
                 normBackward(layer.norm1, normalized, x: input, mean: s.mean1, invStd: s.invStd1, training: training,
                              dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
@@ -310,9 +309,8 @@ struct SharedDenseBlock {
             let dy = arena.channels(width..<(width + r.count))
             // (r × P) = conv1.weight[:, r]ᵀ (r × width) · gradBottleneck (width × P).
             let span = Profile.begin(.conv1x1Backward)
-            Conv2d.pointwiseProduct(transA: true, m: r.count, n: positions, k: width, a: weight1 + r.lowerBound, lda: cl,
-                                    b: gradBottleneck.pointer, ldb: positions, accumulate: false, c: dy.pointer,
-                                    ldc: positions)
+            Gemm.multiply(transA: true, m: r.count, n: positions, k: width, a: weight1 + r.lowerBound, lda: cl,
+                          b: gradBottleneck.pointer, ldb: positions, beta: 0, c: dy.pointer, ldc: positions)
             Profile.end(span)
             norm1.state.normalizeBackward(dy, x: input.channels(r), gamma: norm1.weight.value.channels(r),
                                           beta: norm1.bias.value.channels(r), mean: s.mean1.channels(r),

@@ -45,7 +45,7 @@ extension Conv2d {
         }
     }
 
-    /// Where 1x1 forwards (this file's normalised tiles, and `Conv2d.pointwiseForward`) use our
+    /// Where 1x1 forwards (this file's normalised tiles, and `Conv2d.ownsPointwiseForward`) use our
     /// own unpacked product (`gemm_small_m`, Sources/CKernels/GemmSmallMTemplate.h) instead of
     /// OpenBLAS, which copies its operand into panels first: `.measured` where bench-kernels
     /// found it faster (AVX2 and AVX-512 levels, up to 128 outputs: `--compare-fused`, and the
@@ -114,7 +114,7 @@ extension Conv2d {
             if let ownProduct {
                 // Whole vectors by our product; a last tile's tail of under 16 columns by OpenBLAS.
                 let vectors = width / 16 * 16
-                ownProduct.pointee.gemm_small_m(pw, c, 0, tile, width, m, vectors, c, py + columns.lowerBound, p, 0)
+                ownProduct.pointee.gemm_small_m(pw, c, tile, width, m, vectors, c, py + columns.lowerBound, p)
                 if vectors < width {
                     Gemm.sgemm(m: m, n: width - vectors, k: c, a: pw, lda: c, b: tile + vectors, ldb: width, beta: 0,
                                c: py + columns.lowerBound + vectors, ldc: p)

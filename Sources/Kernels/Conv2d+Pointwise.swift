@@ -7,38 +7,37 @@ extension Conv2d {
     static func pointwiseForward(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                  y: UnsafeMutablePointer<Float>) {
         let p = g.columns
-        pointwiseProduct(m: g.cout, n: p, k: g.cin, a: weight, lda: g.cin, b: x, ldb: p, accumulate: false, c: y, ldc: p)
-    }
-
-    /// C (m × n) = op(A) (m × k) · B (k × n), or C += it: a 1x1 convolution's product over all
-    /// positions (n = P). Where A is not transposed, has few rows (≤ 128: a bottleneck's width)
-    /// and `smallProductKernel` allows, our unpacked product (GemmSmallMTemplate.h) on one
-    /// vector-aligned column range per thread, B read in place a strip at a time; else
-    /// `Gemm.multiply`. Input gradients (Aᵀ with few inner steps) stay with OpenBLAS: by our
-    /// product the 216→48 backward fell from 0.64 to 0.51 of square sgemm (bench-kernels --threads
-    /// 2 --filter conv1x1, one run each). No scratch either way but Gemm's own; a dry run counts
-    /// the product.
-    public static func pointwiseProduct(transA: Bool = false, m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
-                                        b: UnsafePointer<Float>, ldb: Int, accumulate: Bool,
-                                        c: UnsafeMutablePointer<Float>, ldc: Int) {
-        guard !transA, smallProductApplies(outputs: m), let table = KernelLevel.table, n >= 16 else {
-            Gemm.multiply(transA: transA, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb, beta: accumulate ? 1 : 0,
-                          c: c, ldc: ldc)
+        guard ownsPointwiseForward(g), let table = KernelLevel.table else {
+            Gemm.multiply(m: g.cout, n: p, k: g.cin, a: weight, lda: g.cin, b: x, ldb: p, beta: 0, c: y, ldc: p)
             return
         }
-        let vectors = (n + 15) / 16
-        if let dryRun = DryRun.current {
-            dryRun.product(flops: 2 * Double(m) * Double(n) * Double(k), parts: min(dryRun.threads, vectors))
-            return
-        }
-        if m == 0 { return }
-        let parts = min(Parallel.threadCount, vectors)
+        // Our product, one vector-aligned column range per thread; x read in place.
+        let parts = pointwiseForwardParts(g, threads: Parallel.threadCount), vectors = (p + 15) / 16
         Parallel.forEach(parts) { t in
             let chunk = Parallel.chunk(t, of: parts, count: vectors)
-            let start = chunk.lowerBound * 16, end = min(n, chunk.upperBound * 16)
-            table.pointee.gemm_small_m(a, lda, transA ? 1 : 0, b + start, ldb, m, end - start, k, c + start, ldc,
-                                       accumulate ? 1 : 0)
+            let start = chunk.lowerBound * 16, end = min(p, chunk.upperBound * 16)
+            table.pointee.gemm_small_m(weight, g.cin, x + start, p, g.cout, end - start, g.cin, y + start, p)
         }
+    }
+
+    /// Whether a 1x1 forward runs our unpacked product for few output rows (GemmSmallMTemplate.h:
+    /// ≤ 128 outputs where `smallProductKernel` allows, at least one vector of positions) instead
+    /// of OpenBLAS. Input and weight gradients stay with OpenBLAS: by our product (Aᵀ, few inner
+    /// steps) the 216→48 backward fell from 0.64 to 0.51 of square sgemm (bench-kernels --threads 2
+    /// --filter conv1x1, one run each).
+    static func ownsPointwiseForward(_ g: ConvGeometry) -> Bool {
+        smallProductApplies(outputs: g.cout) && g.columns >= 16
+    }
+
+    /// Parts the 1x1 forward runs at once on `threads` threads, as it runs.
+    static func pointwiseForwardParts(_ g: ConvGeometry, threads: Int) -> Int {
+        ownsPointwiseForward(g) ? min(threads, (g.columns + 15) / 16)
+                                : Gemm.split(m: g.cout, n: g.columns, k: g.cin, threads: threads).parts(threads: threads)
+    }
+
+    /// Scratch bytes of the 1x1 forward, as it runs: none by our product, OpenBLAS's split's otherwise.
+    static func pointwiseForwardScratchBytes(_ g: ConvGeometry, threads: Int) -> Int {
+        ownsPointwiseForward(g) ? 0 : Gemm.multiplyScratchBytes(m: g.cout, n: g.columns, k: g.cin, threads: threads)
     }
 
     /// dx (Cin × P) += Wᵀ · dy; dW (Cout × Cin) += dy · xᵀ (inner dimension P, split across
@@ -47,8 +46,8 @@ extension Conv2d {
                                   _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
         let p = g.columns
         if let dx {
-            pointwiseProduct(transA: true, m: g.cin, n: p, k: g.cout, a: weight, lda: g.cin, b: dy, ldb: p,
-                             accumulate: true, c: dx, ldc: p)
+            Gemm.multiply(transA: true, m: g.cin, n: p, k: g.cout, a: weight, lda: g.cin, b: dy, ldb: p,
+                          beta: 1, c: dx, ldc: p)
         }
         if let dWeight {
             Gemm.multiply(transB: true, m: g.cout, n: g.cin, k: p, a: dy, lda: p, b: x, ldb: p,

@@ -24,9 +24,7 @@ extension Conv2d {
                                            concurrent: Bool = true) -> Int {
         let g = ConvGeometry(input: input, weight: weight, p)
         guard g.columns > 0 else { return 0 }
-        if p.isPointwise {
-            return Gemm.multiplyScratchBytes(m: g.cout, n: g.columns, k: g.cin, threads: threads)
-        }
+        if p.isPointwise { return pointwiseForwardScratchBytes(g, threads: threads) }
         let parts = forwardParts(g, threads: threads)
         var bytes = 0
         if makesTapMajorWeights(g, multipliesByWeights: true) {

@@ -63,8 +63,7 @@ public enum Conv2d {
         if let dryRun = DryRun.current {
             dryRun.scratch(forwardScratchBytes(input: x.shape, weight: weight.shape, p, threads: dryRun.threads,
                                                concurrent: dryRun.concurrentTiles))
-            let parts = p.isPointwise ? Gemm.split(m: g.cout, n: g.columns, k: g.cin, threads: dryRun.threads).parts(threads: dryRun.threads)
-                                      : forwardParts(g, threads: dryRun.threads)
+            let parts = p.isPointwise ? pointwiseForwardParts(g, threads: dryRun.threads) : forwardParts(g, threads: dryRun.threads)
             dryRun.product(flops: 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), parts: parts)
             return
         }

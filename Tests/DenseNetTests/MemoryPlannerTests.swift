@@ -208,6 +208,9 @@ final class MemoryPlannerTests: XCTestCase {
             ([48, 8, 16, 16], 12, ConvParameters(kernel: 3, padding: 1)),
             ([5, 3, 9, 9], 7, ConvParameters(kernel: 1, stride: 2)),
             ([3, 1, 20, 20], 4, ConvParameters(kernel: 3, stride: 2, padding: 1)),
+            // Few positions and a long inner dimension: OpenBLAS would split k (partial sums), our
+            // unpacked product for few output rows needs no scratch.
+            ([4096, 1, 4, 4], 16, ConvParameters(kernel: 1)),
         ]
         let savedThreads = Parallel.threadCount, savedLimit = Conv2d.workspaceLimitBytes
         defer { Parallel.threadCount = savedThreads; Conv2d.workspaceLimitBytes = savedLimit }

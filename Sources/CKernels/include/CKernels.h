@@ -55,12 +55,11 @@ typedef struct ck_kernels {
     void (*conv3x3_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t ldy, size_t cin,
                                          size_t cout, size_t h, size_t w, size_t q0, size_t q1, float *dw,
                                          size_t ldw, float *pad, size_t pad_floats);
-    /// C (m × n) = op(A) (m × k) · B (k × n), or C += it when accumulate, row-major with row strides
-    /// lda, ldb, ldc; op(A) = A (m × k), or Aᵀ with A stored k × m when transpose_a. No packing:
-    /// for few inner steps or few output rows, B read a strip of vectors at a time
+    /// C (m × n) = A (m × k) · B (k × n), row-major with row strides lda, ldb, ldc, overwriting C,
+    /// without packing: for few output rows, B read a strip of vectors at a time
     /// (GemmSmallMTemplate.h).
-    void (*gemm_small_m)(const float *a, size_t lda, int transpose_a, const float *b, size_t ldb, size_t m, size_t n,
-                         size_t k, float *c, size_t ldc, int accumulate);
+    void (*gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t k,
+                         float *c, size_t ldc);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
