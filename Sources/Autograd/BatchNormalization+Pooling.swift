@@ -45,12 +45,7 @@ extension BatchNormState {
             sumDy.zero()
             sumDyXhat.zero()
         } else if let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
-            var totals = [Double](repeating: 0, count: 2 * c + 1)
-            for i in 0..<c { totals[i] = Double(sumDy.pointer[i]); totals[c + i] = Double(sumDyXhat.pointer[i]) }
-            totals[2 * c] = Double(count)
-            totals.withUnsafeMutableBufferPointer { reducer.sumOverRanks($0) }
-            for i in 0..<c { sumDy.pointer[i] = Float(totals[i]); sumDyXhat.pointer[i] = Float(totals[c + i]) }
-            count = Int(totals[2 * c])
+            count = sumOverRanks(sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, reducer: reducer)
         }
         BatchNorm.normalizedAveragePoolInputGradient(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
                                                      sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, dx: dx)

@@ -77,12 +77,20 @@ extension BatchNormState {
         if let dGamma { Elementwise.accumulate(sumDyXhat, into: dGamma) }
         if let dBeta { Elementwise.accumulate(sumDy, into: dBeta) }
         guard let dx else { return }
+        let count = sumOverRanks(sumDy: sumDy, sumDyXhat: sumDyXhat, count: x.count / c, reducer: reducer)
+        BatchNorm.backwardInput(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                                sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, dx: dx)
+    }
+
+    /// Replaces this rank's backward sums Σg and Σg·xhat (one per channel) by their sums over the
+    /// ranks, in one reduction with the positions per channel; returns the global positions.
+    func sumOverRanks(sumDy: Tensor, sumDyXhat: Tensor, count: Int, reducer: BatchNormStatisticsReducer) -> Int {
+        let c = sumDy.count
         var totals = [Double](repeating: 0, count: 2 * c + 1)
         for i in 0..<c { totals[i] = Double(sumDy.pointer[i]); totals[c + i] = Double(sumDyXhat.pointer[i]) }
-        totals[2 * c] = Double(x.count / c)
+        totals[2 * c] = Double(count)
         totals.withUnsafeMutableBufferPointer { reducer.sumOverRanks($0) }
         for i in 0..<c { sumDy.pointer[i] = Float(totals[i]); sumDyXhat.pointer[i] = Float(totals[c + i]) }
-        BatchNorm.backwardInput(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                                sumDy: sumDy, sumDyXhat: sumDyXhat, count: Int(totals[2 * c]), dx: dx)
+        return Int(totals[2 * c])
     }
 }

@@ -36,28 +36,24 @@ public final class BatchNormState {
     public func normalize(_ x: Tensor, gamma: Tensor, beta: Tensor, training: Bool, relu: Bool,
                           into y: Tensor, mean: Tensor, invStd: Tensor) {
         precondition(x.shape.first == channels, "BatchNormState.normalize: x \(x.shape) for \(channels) channels")
-        guard training else {
-            BatchNorm.evaluationStatistics(runningMean: runningMean, runningVar: runningVar, eps: eps,
-                                           mean: mean, invStd: invStd)
+        guard training, BatchNormState.statisticsReducer == nil || DryRun.isActive else {
+            // Evaluation, or synchronised over ranks: the statistics by the rule, then y with them.
+            statistics(x, training: training, mean: mean, invStd: invStd)
             BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
             return
         }
-        if let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
-            let count = synchronizedStatistics(x, reducer: reducer, mean: mean, invStd: invStd)
-            BatchNorm.forwardWithStatistics(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu, into: y)
-            if !Autograd.isRecomputing {
-                BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
-                                                  invStd: invStd, eps: eps, momentum: momentum, count: count)
-                batchesTracked += 1
-            }
-            return
-        }
+        // This process's batch: each channel's statistics and y in one pass while it is in cache.
         BatchNorm.forwardTraining(x, gamma: gamma, beta: beta, eps: eps, relu: relu, into: y, mean: mean, invStd: invStd)
-        if !Autograd.isRecomputing {
-            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
-                                              invStd: invStd, eps: eps, momentum: momentum, count: x.count / channels)
-            batchesTracked += 1
-        }
+        countBatch(mean: mean, invStd: invStd, count: x.count / channels)
+    }
+
+    /// One training-mode batch seen with these statistics over `count` positions per channel:
+    /// the running statistics' update and the batch count, never during a recompute.
+    private func countBatch(mean: Tensor, invStd: Tensor, count: Int) {
+        guard !Autograd.isRecomputing else { return }
+        BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
+                                          invStd: invStd, eps: eps, momentum: momentum, count: count)
+        batchesTracked += 1
     }
 
     /// The statistics `normalize` would use, by the same rule (and with the same running update),
@@ -78,11 +74,7 @@ public final class BatchNormState {
             BatchNorm.trainingStatistics(x, eps: eps, mean: mean, invStd: invStd)
             count = x.count / channels
         }
-        if !Autograd.isRecomputing {
-            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
-                                              invStd: invStd, eps: eps, momentum: momentum, count: count)
-            batchesTracked += 1
-        }
+        countBatch(mean: mean, invStd: invStd, count: count)
     }
 
     /// As `statistics`, for an input whose first channels were the whole input of an earlier
@@ -103,11 +95,7 @@ public final class BatchNormState {
         if k < c {
             BatchNorm.trainingStatistics(x.channels(k..<c), eps: eps, mean: mean.channels(k..<c), invStd: invStd.channels(k..<c))
         }
-        if !Autograd.isRecomputing {
-            BatchNorm.updateRunningStatistics(runningMean: runningMean, runningVar: runningVar, mean: mean,
-                                              invStd: invStd, eps: eps, momentum: momentum, count: x.count / c)
-            batchesTracked += 1
-        }
+        countBatch(mean: mean, invStd: invStd, count: x.count / c)
     }
 
     /// The backward of `normalize` in the same mode: through the batch statistics in training,
