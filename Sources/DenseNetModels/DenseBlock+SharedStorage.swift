@@ -133,6 +133,24 @@ struct SharedDenseBlock {
         return p
     }
 
+    /// One layer's gradient slots (nil where no gradient is wanted, or no such parameter), read
+    /// from the backward's slots in `layerParameters` order.
+    private struct LayerGradients {
+        var gamma1, beta1, weight1, bias1: Tensor?
+        var gamma2, beta2, weight2, bias2: Tensor?
+
+        init(_ layer: DenseLayer, _ slots: [Tensor?]) {
+            var i = 0
+            func next() -> Tensor? { defer { i += 1 }; return slots[i] }
+            (gamma1, beta1, weight1) = (next(), next(), next())
+            bias1 = layer.conv1.bias != nil ? next() : nil
+            if layer.norm2 != nil, let conv2 = layer.conv2 {
+                (gamma2, beta2, weight2) = (next(), next(), next())
+                bias2 = conv2.bias != nil ? next() : nil
+            }
+        }
+    }
+
     // MARK: Forward pieces
 
     /// BN + ReLU by batch norm's one rule (`BatchNormState`), the statistics written to mean/invStd.
@@ -169,10 +187,10 @@ struct SharedDenseBlock {
         let k = block.growthRate
         // Gradient slots of each layer's parameters, in `layerParameters` order.
         var slot = 1
-        var slots = [[Tensor?]]()
+        var slots = [LayerGradients]()
         for layer in block.layers {
             let count = layerParameters(layer).count
-            slots.append(Array(gradInputs[slot..<(slot + count)]))
+            slots.append(LayerGradients(layer, Array(gradInputs[slot..<(slot + count)])))
             slot += count
         }
         let shared = Tensor(shape: keepNormalized || fused ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
@@ -201,14 +219,10 @@ struct SharedDenseBlock {
                 normalized = shared.channels(0..<cl)
                 reapply(layer.norm1, input, into: normalized, mean: s.mean1, invStd: s.invStd1)
             }
-            var i = 0
-            func nextSlot() -> Tensor? { defer { i += 1 }; return g[i] }
-            let (dGamma1, dBeta1, dWeight1) = (nextSlot(), nextSlot(), nextSlot())
-            let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
+            let (dGamma1, dBeta1, dWeight1, dBias1) = (g.gamma1, g.beta1, g.weight1, g.bias1)
             if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
                let mean2 = s.mean2, let invStd2 = s.invStd2 {
-                let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
-                let dBias2 = conv2.bias != nil ? nextSlot() : nil
+                let (dGamma2, dBeta2, dWeight2, dBias2) = (g.gamma2, g.beta2, g.weight2, g.bias2)
                 let gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
                 do {
                     let b: Tensor, c: Tensor
@@ -259,7 +273,7 @@ struct SharedDenseBlock {
     /// so the layers reuse its pages instead of faulting in new ones): c | b | gradC while the
     /// bottleneck's backward runs, then gradBottleneck in c's place (c is dead, b and gradC are
     /// read) and the BN1/ReLU gradient block in b | gradC (both dead by then).
-    private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: [Tensor?], input: Tensor, gradNew: Tensor,
+    private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: LayerGradients, input: Tensor, gradNew: Tensor,
                                gradOutput: Tensor, training: Bool, arena: Tensor) {
         guard let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
               let mean2 = s.mean2, let invStd2 = s.invStd2 else {
@@ -268,12 +282,8 @@ struct SharedDenseBlock {
         precondition(arena.shape[0] == 3 * width, "SharedDenseBlock: arena \(arena.shape) for bottleneck width \(width)")
         let (cl, n, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
         let positions = n * h * w
-        var i = 0
-        func nextSlot() -> Tensor? { defer { i += 1 }; return g[i] }
-        let (dGamma1, dBeta1, dWeight1) = (nextSlot(), nextSlot(), nextSlot())
-        let dBias1 = layer.conv1.bias != nil ? nextSlot() : nil
-        let (dGamma2, dBeta2, dWeight2) = (nextSlot(), nextSlot(), nextSlot())
-        let dBias2 = conv2.bias != nil ? nextSlot() : nil
+        let (dGamma1, dBeta1, dWeight1, dBias1) = (g.gamma1, g.beta1, g.weight1, g.bias1)
+        let (dGamma2, dBeta2, dWeight2, dBias2) = (g.gamma2, g.beta2, g.weight2, g.bias2)
         let slot0 = arena.channels(0..<width), slot1 = arena.channels(width..<(2 * width))
         let gradC = arena.channels((2 * width)..<(3 * width))
         let b: Tensor, c: Tensor
