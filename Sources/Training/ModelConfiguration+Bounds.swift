@@ -39,30 +39,21 @@ public enum ModelBounds {
     public static func parameterLowerBound(_ model: ModelConfiguration, what: String) throws -> Int {
         switch model {
         case .denseNet(let c):
-            var total = 0
-            var width = c.initialFeatures
-            for (b, layers) in c.blockConfig.enumerated() {
-                // Layer j reads width + j·k channels: Σ = n·width + k·n(n−1)/2; each is read by
-                // batch norm (2) and by the first convolution: a 1x1 to f·k channels with a
-                // bottleneck (then a 3x3 from f·k to k per layer), else a 3x3 to k.
-                let inputs = try denseInputs(width: width, layers: layers, growth: c.growthRate, what: what)
-                let perInput: Int
-                if let f = c.bottleneckFactor {
-                    let bottleneck = try CheckedSize.product(f, c.growthRate, what: what)
-                    perInput = try CheckedSize.sum(bottleneck, 2, what: what)
-                    total = try CheckedSize.sum(total, CheckedSize.product([layers, bottleneck, c.growthRate, 9], what: what),
-                                                what: what)
-                } else {
-                    perInput = try CheckedSize.sum(CheckedSize.product(c.growthRate, 9, what: what), 2, what: what)
-                }
-                total = try CheckedSize.sum(total, CheckedSize.product(inputs, perInput, what: what), what: what)
-                width = try CheckedSize.sum(width, CheckedSize.product(layers, c.growthRate, what: what), what: what)
-                if b + 1 < c.blockConfig.count {
-                    let next = try compressed(width, compression: c.compression, what: what)
-                    total = try CheckedSize.sum(total, CheckedSize.product(width, next, what: what), what: what)
-                    width = next
-                }
+            // Layer j reads width + j·k channels; each is read by batch norm (2) and by the first
+            // convolution: a 1x1 to f·k channels with a bottleneck (then a 3x3 from f·k to k per
+            // layer), else a 3x3 to k.
+            let perInput: Int, perLayer: Int
+            if let f = c.bottleneckFactor {
+                let bottleneck = try CheckedSize.product(f, c.growthRate, what: what)
+                perInput = try CheckedSize.sum(bottleneck, 2, what: what)
+                perLayer = try CheckedSize.product([bottleneck, c.growthRate, 9], what: what)
+            } else {
+                perInput = try CheckedSize.sum(CheckedSize.product(c.growthRate, 9, what: what), 2, what: what)
+                perLayer = 0
             }
+            let (total, width) = try denseBlocksWeights(width: c.initialFeatures, blocks: c.blockConfig, growth: c.growthRate,
+                                                        compression: c.compression, perInput: perInput, perLayer: perLayer,
+                                                        what: what)
             return try CheckedSize.sum(total, CheckedSize.product(CheckedSize.sum(width, 1, what: what), c.classCount, what: what), what: what)
         case .resNet(let c):
             var total = try CheckedSize.product([c.stemChannels, c.inputShape.channels, 49], what: what)
@@ -73,27 +64,38 @@ public enum ModelBounds {
             let last = c.stageChannels.last ?? 0
             return try CheckedSize.sum(total, CheckedSize.product(CheckedSize.sum(last, 1, what: what), c.classCount, what: what), what: what)
         case .denseMLP(let c):
-            var total = 0
-            var width = c.inputFeatures
             if !c.denseConnections {
                 let hidden = try CheckedSize.sum(c.blockConfig, what: what)
-                total = try CheckedSize.product(width, c.growthRate, what: what)
+                var total = try CheckedSize.product(c.inputFeatures, c.growthRate, what: what)
                 total = try CheckedSize.sum(total, CheckedSize.product([max(hidden - 1, 0), c.growthRate, c.growthRate],
                                                                        what: what), what: what)
                 return try CheckedSize.sum(total, CheckedSize.product(CheckedSize.sum(c.growthRate, 1, what: what), c.outputCount, what: what), what: what)
             }
-            for (b, layers) in c.blockConfig.enumerated() {
-                let inputs = try denseInputs(width: width, layers: layers, growth: c.growthRate, what: what)
-                total = try CheckedSize.sum(total, CheckedSize.product(inputs, c.growthRate, what: what), what: what)
-                width = try CheckedSize.sum(width, CheckedSize.product(layers, c.growthRate, what: what), what: what)
-                if b + 1 < c.blockConfig.count {
-                    let next = try compressed(width, compression: c.compression, what: what)
-                    total = try CheckedSize.sum(total, CheckedSize.product(width, next, what: what), what: what)
-                    width = next
-                }
-            }
+            let (total, width) = try denseBlocksWeights(width: c.inputFeatures, blocks: c.blockConfig, growth: c.growthRate,
+                                                        compression: c.compression, perInput: c.growthRate, perLayer: 0,
+                                                        what: what)
             return try CheckedSize.sum(total, CheckedSize.product(CheckedSize.sum(width, 1, what: what), c.outputCount, what: what), what: what)
         }
+    }
+
+    /// Weights of dense blocks from `width` channels and of the transitions between them,
+    /// checked: each layer input (`denseInputs`) times `perInput`, `perLayer` per layer, and
+    /// width × compressed width per transition; returns them with the last block's width.
+    static func denseBlocksWeights(width start: Int, blocks: [Int], growth: Int, compression: Double, perInput: Int,
+                                   perLayer: Int, what: String) throws -> (total: Int, width: Int) {
+        var total = 0, width = start
+        for (b, layers) in blocks.enumerated() {
+            let inputs = try denseInputs(width: width, layers: layers, growth: growth, what: what)
+            total = try CheckedSize.sum(total, CheckedSize.product(inputs, perInput, what: what), what: what)
+            total = try CheckedSize.sum(total, CheckedSize.product(layers, perLayer, what: what), what: what)
+            width = try CheckedSize.sum(width, CheckedSize.product(layers, growth, what: what), what: what)
+            if b + 1 < blocks.count {
+                let next = try compressed(width, compression: compression, what: what)
+                total = try CheckedSize.sum(total, CheckedSize.product(width, next, what: what), what: what)
+                width = next
+            }
+        }
+        return (total, width)
     }
 
     /// Σ_{j<n} (width + j·k) = n·width + k·n(n−1)/2, checked.
