@@ -22,20 +22,12 @@ final class MPIProcessTests: XCTestCase {
 
     func testAKilledRankEndsTheJobWithAMessage() throws {
         let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "kill-rank", "1"], timeout: 90)
-        XCTAssertFalse(run.timedOut, "the job outlived its deadline: \(run.output)")
-        XCTAssertNotEqual(run.status, 0, run.output)
-        XCTAssertTrue(run.output.contains("rank 0: entering the all-reduce"), run.output)
-        XCTAssertTrue(run.output.contains("exited on signal 9"), run.output)
-        XCTAssertLessThan(run.seconds, 60, run.output)
+        run.assertFailedPromptly(saying: ["rank 0: entering the all-reduce", "exited on signal 9"])
     }
 
     func testARankExitingWithAnErrorEndsTheJobWithAMessage() throws {
         let run = try MPIJob.run(["-np", "2", MPIJob.selftest().path, "exit-rank", "1"], timeout: 90)
-        XCTAssertFalse(run.timedOut, "the job outlived its deadline: \(run.output)")
-        XCTAssertNotEqual(run.status, 0, run.output)
-        XCTAssertTrue(run.output.contains("rank 1: exiting with status 3 on purpose"), run.output)
-        XCTAssertTrue(run.output.contains("exited with non-zero status"), run.output)
-        XCTAssertLessThan(run.seconds, 60, run.output)
+        run.assertFailedPromptly(saying: ["rank 1: exiting with status 3 on purpose", "exited with non-zero status"])
     }
 
     /// Scripts/two_namespaces.sh: one rank in each of two network namespaces, over TCP on a
@@ -62,6 +54,15 @@ enum MPIJob {
         var timedOut: Bool
         var seconds: Double
         var output: String
+
+        /// The job failed as a whole within a minute, its output holding every one of `messages`:
+        /// what a rank that dies must do to the job.
+        func assertFailedPromptly(saying messages: [String], file: StaticString = #filePath, line: UInt = #line) {
+            XCTAssertFalse(timedOut, "the job outlived its deadline: \(output)", file: file, line: line)
+            XCTAssertNotEqual(status, 0, output, file: file, line: line)
+            for message in messages { XCTAssertTrue(output.contains(message), output, file: file, line: line) }
+            XCTAssertLessThan(seconds, 60, output, file: file, line: line)
+        }
     }
 
     /// The `mpi-selftest` executable in this test bundle's build products folder.
