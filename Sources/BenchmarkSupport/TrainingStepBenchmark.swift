@@ -117,11 +117,17 @@ public struct BenchmarkRecord: Codable, Sendable {
     /// With `profile`: the step's minor page faults (all threads) outside any class (e.g.
     /// autograd zeroing a fresh gradient buffer), per step.
     public var profile_unattributed_page_faults: Int?
+    /// With `profile`: of `profile_unattributed_s`, the part outside parallel regions, s/step.
+    public var profile_unattributed_serial_s: Double?
     /// With `profile`: the share of the step's wall time outside any parallel region.
     public var serial_share: Double?
     /// With `profile`: idle thread-seconds inside parallel regions divided by the threads, per
     /// step (already inside the classes' times: a kernel waits for its slowest thread).
     public var waiting_s: Double?
+    /// With `profile`: parallel regions per step (each wakes the pool's threads and waits for
+    /// its slowest part), and the waiting in those run outside any class, s/step.
+    public var parallel_regions: Int?
+    public var profile_unattributed_waiting_s: Double?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
         BenchmarkRecord(model: c.model, strategy: c.strategy.name, batch: c.batch, input: input,
@@ -243,6 +249,8 @@ public enum TrainingStepBenchmark {
             entries[i].seconds = reports.map { $0.entries[i].seconds }.reduce(0, +) / n
             entries[i].calls = reports.map { $0.entries[i].calls }.reduce(0, +) / reports.count
             entries[i].pageFaults = reports.map { $0.entries[i].pageFaults }.reduce(0, +) / reports.count
+            entries[i].parallelSeconds = reports.map { $0.entries[i].parallelSeconds ?? 0 }.reduce(0, +) / n
+            entries[i].idleThreadSeconds = reports.map { $0.entries[i].idleThreadSeconds ?? 0 }.reduce(0, +) / n
         }
         let step = stepSeconds.reduce(0, +) / Double(stepSeconds.count)
         let parallel = reports.map(\.parallelSeconds).reduce(0, +) / n
@@ -252,8 +260,13 @@ public enum TrainingStepBenchmark {
             let inClasses = reports.map { $0.entries.map(\.pageFaults).reduce(0, +) }.reduce(0, +)
             record.profile_unattributed_page_faults = max(0, faults - inClasses) / reports.count
         }
+        let unattributedParallel = reports.map { $0.unattributedParallelSeconds ?? 0 }.reduce(0, +) / n
+        record.profile_unattributed_serial_s = max(0, (record.profile_unattributed_s ?? 0) - unattributedParallel)
         record.serial_share = step > 0 ? max(0, step - parallel) / step : nil
         record.waiting_s = reports.map(\.idleThreadSeconds).reduce(0, +) / n / Double(max(threads, 1))
+        record.parallel_regions = reports.map(\.parallelRegions).reduce(0, +) / reports.count
+        record.profile_unattributed_waiting_s = reports.map { $0.unattributedIdleThreadSeconds ?? 0 }.reduce(0, +) / n
+            / Double(max(threads, 1))
     }
 }
 

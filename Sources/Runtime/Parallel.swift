@@ -29,6 +29,7 @@ public enum Parallel {
     static func profiledForEach(_ count: Int, _ body: (Int) -> Void) {
         let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
         defer { busy.deallocate() }
+        let entered = Profile.enterParallelRegion()
         let start = DispatchTime.now().uptimeNanoseconds
         DispatchQueue.concurrentPerform(iterations: count) { i in
             let partStart = DispatchTime.now().uptimeNanoseconds
@@ -38,7 +39,7 @@ public enum Parallel {
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         let busySeconds = (0..<count).reduce(0.0) { $0 + Double(busy[$1]) * 1e-9 }
         let threads = min(count, max(1, ProcessInfo.processInfo.activeProcessorCount))
-        Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads)
+        Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads, entered: entered)
     }
 
     /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `minChunk`

@@ -10,8 +10,10 @@ import Foundation
 /// counts the process's minor page faults (all threads) that happened inside it.
 ///
 /// `Parallel.forEach` reports its parallel regions: their wall time, and the thread-seconds the
-/// threads sat idle in them (a region lasts as long as its slowest part). The serial share of a
-/// step is the part of its wall time outside any parallel region.
+/// threads sat idle in them (a region lasts as long as its slowest part), each also to the class
+/// of the innermost open span: a class's time outside its parallel regions is its serial time,
+/// which alone still takes as long on 16 cores. The serial share of a step is the part of its
+/// wall time outside any parallel region.
 public enum Profile {
     /// The operation classes.
     public enum Operation: Int, CaseIterable, Sendable {
@@ -44,6 +46,13 @@ public enum Profile {
         public var seconds: Double
         public var calls: Int
         public var pageFaults: Int
+        /// Wall seconds of the class's own time inside parallel regions, and the thread-seconds
+        /// threads sat idle in them (nil in records written before they were counted).
+        public var parallelSeconds: Double?
+        public var idleThreadSeconds: Double?
+
+        /// The class's time outside parallel regions: what more threads cannot shorten.
+        public var serialSeconds: Double { max(0, seconds - (parallelSeconds ?? 0)) }
     }
 
     /// The totals since `start()`.
@@ -54,6 +63,9 @@ public enum Profile {
         /// Thread-seconds threads sat idle inside parallel regions, waiting for the slowest part.
         public var idleThreadSeconds: Double
         public var parallelRegions: Int
+        /// Of `parallelSeconds` and `idleThreadSeconds`, the parts of regions run outside any span.
+        public var unattributedParallelSeconds: Double?
+        public var unattributedIdleThreadSeconds: Double?
     }
 
     /// A span opened by `begin`; `none` when nothing is recorded.
@@ -71,6 +83,13 @@ public enum Profile {
     nonisolated(unsafe) static var parallelSeconds = 0.0
     nonisolated(unsafe) static var idleThreadSeconds = 0.0
     nonisolated(unsafe) static var parallelRegions = 0
+    // Per class (and, last, outside any span): parallel wall seconds and idle thread-seconds.
+    nonisolated(unsafe) static var classParallel = [Double](repeating: 0, count: Operation.allCases.count + 1)
+    nonisolated(unsafe) static var classIdle = [Double](repeating: 0, count: Operation.allCases.count + 1)
+    // While the recording thread runs parts of a parallel region: the regions open, and the
+    // exclusive time of the spans closed inside them (parallel time of their own classes).
+    nonisolated(unsafe) static var regionDepth = 0
+    nonisolated(unsafe) static var regionSpanNs: UInt64 = 0
     // The open spans: operation, start (ns), faults at start, time and faults of nested spans.
     static let maxDepth = 64
     nonisolated(unsafe) static var stack = [(op: Int, start: UInt64, faults: Int, childNs: UInt64, childFaults: Int)](
@@ -83,6 +102,8 @@ public enum Profile {
     /// Clears the totals and starts recording on the calling thread.
     public static func start() {
         for i in seconds.indices { seconds[i] = 0; calls[i] = 0; faults[i] = 0 }
+        for i in classParallel.indices { classParallel[i] = 0; classIdle[i] = 0 }
+        regionDepth = 0; regionSpanNs = 0
         parallelSeconds = 0; idleThreadSeconds = 0; parallelRegions = 0; depth = 0
         owner = pthread_self()
         enabled = true
@@ -93,10 +114,13 @@ public enum Profile {
     public static func stop() -> Report {
         enabled = false
         let entries = Operation.allCases.map {
-            Entry(operation: $0.name, seconds: seconds[$0.rawValue], calls: calls[$0.rawValue], pageFaults: faults[$0.rawValue])
+            Entry(operation: $0.name, seconds: seconds[$0.rawValue], calls: calls[$0.rawValue], pageFaults: faults[$0.rawValue],
+                  parallelSeconds: classParallel[$0.rawValue], idleThreadSeconds: classIdle[$0.rawValue])
         }
+        let outside = Operation.allCases.count
         return Report(entries: entries, parallelSeconds: parallelSeconds, idleThreadSeconds: idleThreadSeconds,
-                      parallelRegions: parallelRegions)
+                      parallelRegions: parallelRegions, unattributedParallelSeconds: classParallel[outside],
+                      unattributedIdleThreadSeconds: classIdle[outside])
     }
 
     /// Whether the calling thread records now.
@@ -134,7 +158,12 @@ public enum Profile {
         let elapsed = DispatchTime.now().uptimeNanoseconds - top.start
         let faulted = minorFaults() - top.faults
         depth -= 1
-        seconds[top.op] += Double(elapsed - min(top.childNs, elapsed)) * 1e-9
+        let exclusive = elapsed - min(top.childNs, elapsed)
+        seconds[top.op] += Double(exclusive) * 1e-9
+        if regionDepth > 0 {
+            classParallel[top.op] += Double(exclusive) * 1e-9
+            regionSpanNs += exclusive
+        }
         faults[top.op] += faulted - top.childFaults
         calls[top.op] += 1
         if depth > 0 {
@@ -143,12 +172,30 @@ public enum Profile {
         }
     }
 
-    /// Called by `Parallel.forEach` after a region of `parts` parts on `threads` threads that
-    /// took `wall` seconds, its parts `busy` thread-seconds together.
-    static func recordParallelRegion(wall: Double, busy: Double, threads: Int) {
+    /// Called by `Parallel.forEach` on the recording thread as a region starts; returns what
+    /// `recordParallelRegion` needs back, or nil inside another region (whose wall time already
+    /// covers this one's).
+    static func enterParallelRegion() -> UInt64? {
+        regionDepth += 1
+        return regionDepth == 1 ? regionSpanNs : nil
+    }
+
+    /// Called by `Parallel.forEach` after a region that took `wall` seconds on `threads`
+    /// threads, its parts `busy` thread-seconds together; `entered` is what
+    /// `enterParallelRegion` returned. The region's wall time, less the spans the recording
+    /// thread ran inside it (parallel time of their own classes), is parallel time of the class
+    /// of the innermost open span, and so are the idle thread-seconds.
+    static func recordParallelRegion(wall: Double, busy: Double, threads: Int, entered: UInt64?) {
+        regionDepth -= 1
+        guard let spanNsBefore = entered else { return }
+        let idle = max(0, wall * Double(threads) - busy)
         parallelSeconds += wall
-        idleThreadSeconds += max(0, wall * Double(threads) - busy)
+        idleThreadSeconds += idle
         parallelRegions += 1
+        let nested = Double(regionSpanNs - spanNsBefore) * 1e-9
+        let owner = depth > 0 ? stack[depth - 1].op : Operation.allCases.count
+        classParallel[owner] += max(0, wall - nested)
+        classIdle[owner] += idle
     }
 
     static func minorFaults() -> Int {

@@ -57,4 +57,36 @@ final class ProfileTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(report.parallelSeconds, 0.04)
         XCTAssertGreaterThanOrEqual(report.idleThreadSeconds, 0.02)
     }
+
+    /// A class's time inside parallel regions is parallel, outside them serial: a span that
+    /// spins 30 ms alone and then runs a region of two 40 ms parts has about 30 ms serial and
+    /// 40 ms parallel; a span opened by the recording thread inside one of the parts is parallel
+    /// time of its own class, not of the region's.
+    func testParallelAndSerialTimeAreCountedPerClass() throws {
+        guard ProcessInfo.processInfo.activeProcessorCount >= 2 else { throw XCTSkip("needs two cores") }
+        Profile.start()
+        let outer = Profile.begin(.conv1x1Backward)
+        spin(0.03)
+        Parallel.forEach(2) { _ in
+            // Recorded only where the recording thread runs the part (at least one of the two).
+            let inner = Profile.begin(.batchNormReLU)
+            self.spin(0.04)
+            Profile.end(inner)
+        }
+        Profile.end(outer)
+        spin(0.01)
+        let report = Profile.stop()
+        let conv = try XCTUnwrap(report.entries.first { $0.operation == Profile.Operation.conv1x1Backward.name })
+        let norm = try XCTUnwrap(report.entries.first { $0.operation == Profile.Operation.batchNormReLU.name })
+        XCTAssertGreaterThanOrEqual(norm.calls, 1)
+        XCTAssertEqual(norm.seconds, 0.04 * Double(norm.calls), accuracy: 0.015)
+        XCTAssertEqual(try XCTUnwrap(norm.parallelSeconds), norm.seconds, accuracy: 1e-9)
+        XCTAssertEqual(norm.serialSeconds, 0, accuracy: 1e-9)
+        XCTAssertEqual(conv.serialSeconds, 0.03, accuracy: 0.015)
+        XCTAssertLessThan(try XCTUnwrap(conv.parallelSeconds), 0.02)
+        XCTAssertEqual(report.parallelRegions, 1)
+        XCTAssertEqual(try XCTUnwrap(report.unattributedParallelSeconds), 0)
+        // The region and its waiting belong to the class of the span open around it.
+        XCTAssertEqual(try XCTUnwrap(conv.idleThreadSeconds), report.idleThreadSeconds, accuracy: 1e-12)
+    }
 }
