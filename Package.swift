@@ -24,6 +24,8 @@ let systemLibraries: [Target] = [
     .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
     .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "CAllocatorConfig", cSettings: [.unsafeFlags(["-O2"])]),
+    // The runtime's worker threads (Sources/CThreadPool/include/ThreadPool.h says why its own).
+    .target(name: "CThreadPool", cSettings: [.unsafeFlags(["-O2"])]),
     // Per-CPU-level kernels, no contraction into FMA (KernelTemplate.h says why).
     .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-ffp-contract=off"])]),
     // Open MPI (Sources/CMPI/shim.h says why Swift reaches it through a C wrapper).
@@ -38,7 +40,7 @@ let systemLibraries: [Target] = [
 // MARK: - Libraries
 
 let libraries: [Target] = [
-    .target(name: "Runtime", dependencies: ["COpenBLAS", "CJemalloc", "CAllocatorConfig"],
+    .target(name: "Runtime", dependencies: ["COpenBLAS", "CJemalloc", "CAllocatorConfig", "CThreadPool"],
             swiftSettings: optimized),
     .target(name: "Kernels", dependencies: ["Runtime", "COpenBLAS", "CKernels"], swiftSettings: optimized),
     .target(name: "Autograd", dependencies: ["Runtime", "Kernels"], swiftSettings: optimized),

@@ -1,8 +1,16 @@
+import CThreadPool
 import Dispatch
 import Foundation
 
 /// Parallel loops over both cores. Kernels split their work into `threadCount` contiguous
 /// chunks (one per thread), so each thread streams through its own memory.
+///
+/// A loop runs on the calling thread and `threadCount − 1` workers of one pool
+/// (Sources/CThreadPool), which spin a while between loops instead of sleeping at once: a
+/// DenseNet step runs about a thousand loops, and waking sleeping threads for each (as
+/// `DispatchQueue.concurrentPerform` does) left a thread idle for 40–60 µs at the start of every
+/// loop. A loop started inside another, or from a second thread while one runs, goes to
+/// Dispatch instead; on one thread the parts run in turn on the calling thread.
 public enum Parallel {
     nonisolated(unsafe) private static var threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
@@ -15,13 +23,31 @@ public enum Parallel {
         }
     }
 
-    /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1`.
+    /// Calls `body(i)` for `i` in `0..<count`, concurrently when `count > 1` and
+    /// `threadCount > 1`.
     @inlinable
     public static func forEach(_ count: Int, _ body: (Int) -> Void) {
         if count <= 0 { return }
-        if count == 1 { body(0); return }
+        if count == 1 || threadCount == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
         if Profile.isRecording { return profiledForEach(count, body) }
-        DispatchQueue.concurrentPerform(iterations: count, execute: body)
+        run(count, body)
+    }
+
+    /// Runs the parts on the pool, or on Dispatch where the pool cannot take them.
+    @usableFromInline
+    static func run(_ count: Int, _ body: (Int) -> Void) {
+        withoutActuallyEscaping(body) { body in
+            var body = body
+            let status = withUnsafeMutablePointer(to: &body) { pointer in
+                tp_run(count, { context, index in
+                    context!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(index)
+                }, pointer, Int32(clamping: threads - 1))
+            }
+            if status != 0 { DispatchQueue.concurrentPerform(iterations: count, execute: body) }
+        }
     }
 
     /// `forEach` timed for `Profile`: the region's wall time and each part's busy time.
@@ -31,14 +57,14 @@ public enum Parallel {
         defer { busy.deallocate() }
         let entered = Profile.enterParallelRegion()
         let start = DispatchTime.now().uptimeNanoseconds
-        DispatchQueue.concurrentPerform(iterations: count) { i in
+        run(count) { i in
             let partStart = DispatchTime.now().uptimeNanoseconds
             body(i)
             busy[i] = DispatchTime.now().uptimeNanoseconds - partStart
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         let busySeconds = (0..<count).reduce(0.0) { $0 + Double(busy[$1]) * 1e-9 }
-        let threads = min(count, max(1, ProcessInfo.processInfo.activeProcessorCount))
+        let threads = min(count, threadCount)
         Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads, entered: entered)
     }
 
