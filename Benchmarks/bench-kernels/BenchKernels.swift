@@ -1,4 +1,5 @@
 import ArgumentParser
+import BenchmarkSupport
 import CommandLineOptions
 import Foundation
 import Kernels
@@ -34,6 +35,9 @@ struct BenchKernels: ParsableCommand {
     @Option(help: "Run only the cases whose kernel name contains this string (e.g. conv3x3).")
     var filter: String?
 
+    @Option(help: "Kernel level of our C kernels: best (default: the best this CPU has), swift (the Swift references), baseline, avx2, avx512. With OPENBLAS_CORETYPE=Haswell in the environment OpenBLAS runs its AVX2 kernels too: the code an AVX2 machine would run.")
+    var kernelLevel = "best"
+
     @Flag(help: "Instead of the cases: time the thin 3x3 convolutions (48->12 at 32x32, 128->32 at 56x56) by our kernel on every CPU level against the per-tap OpenBLAS path, alternated in one run.")
     var compareThin = false
 
@@ -56,13 +60,17 @@ struct BenchKernels: ParsableCommand {
 
     mutating func validate() throws {
         guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1 (got \(repeats))") }
+        do { _ = try TrainingStepBenchmark.kernelLevel(named: kernelLevel) } catch {
+            throw ValidationError("--kernel-level: \(error)")
+        }
     }
 
     func run() throws {
         threadsOptions.apply()
         // Before the minutes of measuring, not after (issue 11, class 9).
         if let json { try OutputLocation.checkFile(json, option: "--json") }
-        print("bench-kernels: \(threads) threads, median of \(repeats); \(Gemm.blasConfig)")
+        KernelLevel.active = try TrainingStepBenchmark.kernelLevel(named: kernelLevel)
+        print("bench-kernels: \(threads) threads, median of \(repeats); kernels \(KernelLevel.active); \(Gemm.blasConfig)")
         if compareThin { return try ThinComparison(threads: threads, repeats: repeats, json: json).run() }
         if compareLevels { return LevelComparison(repeats: repeats).run() }
         if compareFused { return FusedComparison(repeats: repeats).run() }

@@ -217,20 +217,24 @@ public enum TrainingStepBenchmark {
         return record
     }
 
+    /// The kernel level called `name` (best, swift, baseline, avx2, avx512), checked against this CPU
+    /// (bench-memory's and bench-kernels' --kernel-level).
+    public static func kernelLevel(named name: String) throws -> KernelLevel {
+        if name == "best" { return .best }
+        guard let named = KernelLevel(name: name) else {
+            throw BenchmarkError.unsupportedKernels("unknown kernel level '\(name)' (use best, "
+                + KernelLevel.allCases.map(\.description).joined(separator: ", ") + ")")
+        }
+        guard named.isSupported else {
+            throw BenchmarkError.unsupportedKernels("this CPU cannot run the \(name) kernels (it supports "
+                + KernelLevel.supported.map(\.description).joined(separator: ", ") + ")")
+        }
+        return named
+    }
+
     /// The kernel level and thin-kernel use `c` asks for, checked against this CPU.
     public static func kernelChoice(_ c: BenchmarkConfiguration) throws -> (KernelLevel, Conv2d.ThinKernelUse) {
-        var level = KernelLevel.best
-        if let name = c.kernelLevel, name != "best" {
-            guard let named = KernelLevel(name: name) else {
-                throw BenchmarkError.unsupportedKernels("unknown kernel level '\(name)' (use best, "
-                    + KernelLevel.allCases.map(\.description).joined(separator: ", ") + ")")
-            }
-            guard named.isSupported else {
-                throw BenchmarkError.unsupportedKernels("this CPU cannot run the \(name) kernels (it supports "
-                    + KernelLevel.supported.map(\.description).joined(separator: ", ") + ")")
-            }
-            level = named
-        }
+        let level = try kernelLevel(named: c.kernelLevel ?? "best")
         var thin = Conv2d.ThinKernelUse.measured
         if let name = c.thinKernels {
             guard let use = Conv2d.ThinKernelUse(rawValue: name) else {
