@@ -25,8 +25,16 @@ extension Conv2d {
     /// of OpenBLAS. Input and weight gradients stay with OpenBLAS: by our product (Aᵀ, few inner
     /// steps) the 216→48 backward fell from 0.64 to 0.51 of square sgemm (bench-kernels --threads 2
     /// --filter conv1x1, one run each).
+    ///
+    /// Only at the AVX-512 level: the plain forward's B rows are whole feature maps, a power of
+    /// two apart, so they share cache sets and the product re-reads them from beyond L2 for every
+    /// block of rows; AVX2's blocks are half as wide, and there the 216→48 forward fell to 0.36 of
+    /// square sgemm against OpenBLAS's 0.76 (`OPENBLAS_CORETYPE=Haswell bench-kernels
+    /// --kernel-level avx2 --filter conv1x1_forward`; AVX-512 level 0.78–0.83 in the same run).
+    /// The fused tiles (Conv2d+NormalizedInput.swift) are narrow and stay ours at both levels.
     static func ownsPointwiseForward(_ g: ConvGeometry) -> Bool {
         smallProductApplies(outputs: g.cout) && g.columns >= 16
+            && (smallProductKernel == .always || KernelLevel.active.rawValue >= KernelLevel.avx512.rawValue)
     }
 
     /// Parts the 1x1 forward runs at once on `threads` threads, as it runs.
