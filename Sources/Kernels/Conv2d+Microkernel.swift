@@ -69,9 +69,13 @@ extension Conv2d {
 
     /// The fewest output channels for which `.measured` takes the weight gradient kernel: it copies
     /// Cin + Cout rows for Cin·Cout·9 multiply-adds per position, so the copies weigh ~2.7× more
-    /// on 48→12 than on 128→32 (ThinKernelUse.measured has the figures). `bench-kernels
-    /// --compare-thin` sets it to `Int.max` to time the other kernels with dW per tap.
-    nonisolated(unsafe) public static var thinWeightGradientMeasuredOutputs = 32
+    /// on 48→12 than on 128→32 (ThinKernelUse.measured has the figures). That holds against
+    /// OpenBLAS's AVX-512 kernels; against its AVX2 ones, whose 12-row products are slow, the
+    /// kernel wins at 48→12 too (dW alone 137–147 against 104 GFLOP/s per tap, the whole backward
+    /// 0.74 against 0.60 of square sgemm: `OPENBLAS_CORETYPE=Haswell bench-kernels --compare-thin`),
+    /// so it takes every shape there. `bench-kernels --compare-thin` sets it to `Int.max` to time
+    /// the other kernels with dW per tap.
+    nonisolated(unsafe) public static var thinWeightGradientMeasuredOutputs = Gemm.blasUsesAVX512 ? 32 : 1
 
     /// The register block (output channels) of the active level's kernel for `outputs` channels.
     static func thinKernelBlock(outputs: Int) -> Int {

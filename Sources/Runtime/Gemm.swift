@@ -37,6 +37,20 @@ public enum Gemm {
         return String(cString: c)
     }
 
+    /// The kernels OpenBLAS chose at load ("Haswell", "SkylakeX", ...; `OPENBLAS_CORETYPE` picks them).
+    public static var blasCoreName: String {
+        guard let c = openblas_get_corename() else { return "unknown" }
+        return String(cString: c)
+    }
+
+    /// Whether OpenBLAS runs its AVX-512 kernels, whose products with few rows are much faster
+    /// than its AVX2 ones (3x3 48→12 weight gradient per tap: 163–178 against 104 GFLOP/s,
+    /// `bench-kernels --compare-thin`, this machine, each core type).
+    public static var blasUsesAVX512: Bool {
+        let name = blasCoreName.lowercased()
+        return ["skylakex", "cooperlake", "sapphirerapids"].contains { name.contains($0) }
+    }
+
     /// One plain `cblas_sgemm` call: C = alpha·op(A)·op(B) + beta·C, with op(A) m×k, op(B) k×n,
     /// C m×n, leading dimensions in elements. Uses whatever OpenBLAS thread count is set.
     @inlinable
