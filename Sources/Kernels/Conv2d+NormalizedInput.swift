@@ -49,8 +49,8 @@ extension Conv2d {
     /// own unpacked product (`gemm_small_m`, Sources/CKernels/GemmSmallMTemplate.h) instead of
     /// OpenBLAS, which copies its operand into panels first: `.measured` where bench-kernels
     /// found it faster (AVX2 and AVX-512 levels, up to 128 outputs: `--compare-fused`, and the
-    /// 1x1 cases, 216→48 forward 0.56 → 0.78 of square sgemm, 512→128 0.93 → 1.03), `.off`, or
-    /// `.always`.
+    /// 1x1 cases, 216→48 forward 0.56 → 0.78 of square sgemm, 512→128 0.93 → 1.03; the plain
+    /// forward at AVX-512 only, `ownsPointwiseForward` says why), `.off`, or `.always`.
     nonisolated(unsafe) public static var smallProductKernel: ThinKernelUse = .measured
 
     static func smallProductApplies(outputs: Int) -> Bool {
