@@ -89,7 +89,12 @@ static unsigned wait_for_loop(unsigned seen) {
             unsigned g = atomic_load_explicit(&generation, memory_order_acquire);
             if (g != seen) return g;
             cpu_relax();
-            if ((spins & 255) == 0 && now_ns() - start > limit) break;
+            if ((spins & 255) == 0) {
+                if (now_ns() - start > limit) break;
+                // Let a runnable thread of this core (another rank's, when ranks × threads exceed
+                // the cores) have it rather than spin through its time slice.
+                if ((spins & 4095) == 0) sched_yield();
+            }
         }
     }
     atomic_fetch_add(&sleepers, 1);
