@@ -64,9 +64,9 @@ final class BufferCache: @unchecked Sendable {
     /// cached block of `bytes` to `fitRatio × bytes` that keeps the bound, or nil (then the
     /// caller allocates exactly `bytes`), and the cached blocks evicted to make room.
     func take(_ bytes: Int, ledger: MemoryLedger) -> (reused: (pointer: UnsafeMutableRawPointer, blockBytes: Int)?,
-                                                     evicted: [UnsafeMutableRawPointer]) {
+                                                     evicted: [(pointer: UnsafeMutableRawPointer, bytes: Int)]) {
         var reused: Block?
-        var evicted: [UnsafeMutableRawPointer] = []
+        var evicted: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
         if enabled && bytes >= BufferCache.minimumBytes {
             // A bigger block than asked for is taken only while the bytes so wasted in live
             // blocks stay under a small share of the high water: they would sit on top of the
@@ -80,7 +80,8 @@ final class BufferCache: @unchecked Sendable {
                 statistics.misses += 1
                 // Make room so that live + cached stays ≤ high water with the new block.
                 while heldLive + bytes + cached > ledger.highWater, let size = oldestSize() {
-                    evicted.append(remove(size, oldest: true).pointer)
+                    let block = remove(size, oldest: true)
+                    evicted.append((block.pointer, block.bytes))
                     statistics.evictions += 1
                 }
             }

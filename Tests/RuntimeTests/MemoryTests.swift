@@ -195,4 +195,38 @@ final class BufferCacheTests: XCTestCase {
         XCTAssertNil(b)
         XCTAssertEqual(Memory.cachedBytes, 0, "a disabled cache kept a block")
     }
+
+    /// A large block's pages are given back on every thread before `free` (Memory.swift): every
+    /// whole page of an 8 MiB block reads zero afterwards (anonymous pages come back zero-filled),
+    /// the bytes outside its whole pages are untouched, and a block under the threshold keeps its
+    /// contents.
+    func testLargeBlocksReturnTheirPagesOnEveryThread() throws {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        let page = Int(getpagesize())
+        for threads in [2, 3] {
+            Parallel.threadCount = threads
+            var raw: UnsafeMutableRawPointer?
+            XCTAssertEqual(posix_memalign(&raw, page, 8 << 20 + 2 * page), 0)
+            let base = try XCTUnwrap(raw)
+            defer { free(base) }
+            // The block starts 100 bytes into a page and ends 100 bytes short of one.
+            let block = base + 100, bytes = 8 << 20 + page - 200
+            memset(base, 7, 8 << 20 + 2 * page)
+            Memory.returnPagesInParallel(block, bytes)
+            let p = base.assumingMemoryBound(to: UInt8.self)
+            let firstWhole = page, lastWhole = page + (bytes + 100 - page) / page * page
+            XCTAssertEqual(p[page - 1], 7, "the partial first page is kept")
+            XCTAssertEqual(p[lastWhole], 7, "the partial last page is kept")
+            var nonzero = 0
+            for i in stride(from: firstWhole, to: lastWhole, by: 64) where p[i] != 0 { nonzero += 1 }
+            XCTAssertEqual(nonzero, 0, "\(threads) threads left pages of the block unreturned")
+
+            let small = UnsafeMutableRawPointer.allocate(byteCount: Memory.parallelReturnBytes / 2, alignment: page)
+            defer { small.deallocate() }
+            memset(small, 5, Memory.parallelReturnBytes / 2)
+            Memory.returnPagesInParallel(small, Memory.parallelReturnBytes / 2)
+            XCTAssertEqual(small.load(fromByteOffset: page * 3, as: UInt8.self), 5)
+        }
+    }
 }
