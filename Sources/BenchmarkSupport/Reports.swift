@@ -21,7 +21,8 @@ public enum Reports {
 
     /// A record's profile (`bench-memory --profile`): seconds per step by operation class, their
     /// share of the step, the part of them outside parallel regions (serial: what more threads
-    /// cannot shorten) and the threads' idle time inside them (waiting, per thread), calls and
+    /// cannot shorten), the threads' idle time inside them (waiting, per thread) and the regions
+    /// with fewer parts than threads (narrow), calls and
     /// page faults per step; then the unattributed rest, the serial share and the waiting; nil
     /// without a profile.
     public static func profileTable(_ r: BenchmarkRecord) -> String? {
@@ -30,18 +31,18 @@ public enum Reports {
         let threads = Double(max(r.threads ?? 1, 1))
         var lines = ["profile of \(r.model) \(r.strategy) batch \(r.batch), \(r.threads ?? 1) threads "
                      + String(format: "(mean step %.3f s)", total),
-                     "| operation | s/step | share | serial s/step | waiting s/step | calls/step | page faults/step |",
-                     "|---|---|---|---|---|---|---|"]
+                     "| operation | s/step | share | serial s/step | waiting s/step | narrow regions/step | calls/step | page faults/step |",
+                     "|---|---|---|---|---|---|---|---|"]
         for e in entries.sorted(by: { $0.seconds > $1.seconds }) where e.calls > 0 {
             let waiting = e.idleThreadSeconds.map { $0 / threads }
             lines.append("| \(e.operation) | \(f(e.seconds, 4)) | \(f(100 * e.seconds / total))% | "
                          + "\(f(e.parallelSeconds == nil ? nil : e.serialSeconds, 4)) | \(f(waiting, 4)) | "
-                         + "\(e.calls) | \(e.pageFaults) |")
+                         + "\(e.narrowRegions.map(String.init) ?? "–") | \(e.calls) | \(e.pageFaults) |")
         }
         if let rest = r.profile_unattributed_s {
             let faults = r.profile_unattributed_page_faults.map(String.init) ?? "–"
             lines.append("| (unattributed: autograd, glue) | \(f(rest, 4)) | \(f(100 * rest / total))% | "
-                         + "\(f(r.profile_unattributed_serial_s, 4)) | \(f(r.profile_unattributed_waiting_s, 4)) | – | \(faults) |")
+                         + "\(f(r.profile_unattributed_serial_s, 4)) | \(f(r.profile_unattributed_waiting_s, 4)) | – | – | \(faults) |")
         }
         lines.append("serial share of the step (outside parallel regions): \(f(r.serial_share.map { 100 * $0 }))%; "
                      + "waiting (idle threads in parallel regions, within the classes above): \(f(r.waiting_s, 4)) s/step; "

@@ -255,6 +255,7 @@ public enum TrainingStepBenchmark {
             entries[i].pageFaults = reports.map { $0.entries[i].pageFaults }.reduce(0, +) / reports.count
             entries[i].parallelSeconds = reports.map { $0.entries[i].parallelSeconds ?? 0 }.reduce(0, +) / n
             entries[i].idleThreadSeconds = reports.map { $0.entries[i].idleThreadSeconds ?? 0 }.reduce(0, +) / n
+            entries[i].narrowRegions = reports.map { $0.entries[i].narrowRegions ?? 0 }.reduce(0, +) / reports.count
         }
         let step = stepSeconds.reduce(0, +) / Double(stepSeconds.count)
         let parallel = reports.map(\.parallelSeconds).reduce(0, +) / n

@@ -65,7 +65,8 @@ public enum Parallel {
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         let busySeconds = (0..<count).reduce(0.0) { $0 + Double(busy[$1]) * 1e-9 }
         let threads = min(count, threadCount)
-        Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads, entered: entered)
+        Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads, narrow: count < threadCount,
+                                     entered: entered)
     }
 
     /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `minChunk`

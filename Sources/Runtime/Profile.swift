@@ -50,6 +50,10 @@ public enum Profile {
         /// threads sat idle in them (nil in records written before they were counted).
         public var parallelSeconds: Double?
         public var idleThreadSeconds: Double?
+        /// The class's parallel regions with fewer parts than threads: loops that leave threads
+        /// idle however fast the parts run (how a loop splits, counted exactly even where the
+        /// machine has fewer cores than `--threads`).
+        public var narrowRegions: Int?
 
         /// The class's time outside parallel regions: what more threads cannot shorten.
         public var serialSeconds: Double { max(0, seconds - (parallelSeconds ?? 0)) }
@@ -86,6 +90,7 @@ public enum Profile {
     // Per class (and, last, outside any span): parallel wall seconds and idle thread-seconds.
     nonisolated(unsafe) static var classParallel = [Double](repeating: 0, count: Operation.allCases.count + 1)
     nonisolated(unsafe) static var classIdle = [Double](repeating: 0, count: Operation.allCases.count + 1)
+    nonisolated(unsafe) static var classNarrow = [Int](repeating: 0, count: Operation.allCases.count + 1)
     // While the recording thread runs parts of a parallel region: the regions open, and the
     // exclusive time of the spans closed inside them (parallel time of their own classes).
     nonisolated(unsafe) static var regionDepth = 0
@@ -102,7 +107,7 @@ public enum Profile {
     /// Clears the totals and starts recording on the calling thread.
     public static func start() {
         for i in seconds.indices { seconds[i] = 0; calls[i] = 0; faults[i] = 0 }
-        for i in classParallel.indices { classParallel[i] = 0; classIdle[i] = 0 }
+        for i in classParallel.indices { classParallel[i] = 0; classIdle[i] = 0; classNarrow[i] = 0 }
         regionDepth = 0; regionSpanNs = 0
         parallelSeconds = 0; idleThreadSeconds = 0; parallelRegions = 0; depth = 0
         owner = pthread_self()
@@ -115,7 +120,8 @@ public enum Profile {
         enabled = false
         let entries = Operation.allCases.map {
             Entry(operation: $0.name, seconds: seconds[$0.rawValue], calls: calls[$0.rawValue], pageFaults: faults[$0.rawValue],
-                  parallelSeconds: classParallel[$0.rawValue], idleThreadSeconds: classIdle[$0.rawValue])
+                  parallelSeconds: classParallel[$0.rawValue], idleThreadSeconds: classIdle[$0.rawValue],
+                  narrowRegions: classNarrow[$0.rawValue])
         }
         let outside = Operation.allCases.count
         return Report(entries: entries, parallelSeconds: parallelSeconds, idleThreadSeconds: idleThreadSeconds,
@@ -184,8 +190,9 @@ public enum Profile {
     /// threads, its parts `busy` thread-seconds together; `entered` is what
     /// `enterParallelRegion` returned. The region's wall time, less the spans the recording
     /// thread ran inside it (parallel time of their own classes), is parallel time of the class
-    /// of the innermost open span, and so are the idle thread-seconds.
-    static func recordParallelRegion(wall: Double, busy: Double, threads: Int, entered: UInt64?) {
+    /// of the innermost open span, and so are the idle thread-seconds; `narrow`: it had fewer
+    /// parts than threads.
+    static func recordParallelRegion(wall: Double, busy: Double, threads: Int, narrow: Bool, entered: UInt64?) {
         regionDepth -= 1
         guard let spanNsBefore = entered else { return }
         let idle = max(0, wall * Double(threads) - busy)
@@ -196,6 +203,7 @@ public enum Profile {
         let owner = depth > 0 ? stack[depth - 1].op : Operation.allCases.count
         classParallel[owner] += max(0, wall - nested)
         classIdle[owner] += idle
+        if narrow { classNarrow[owner] += 1 }
     }
 
     static func minorFaults() -> Int {

@@ -89,4 +89,26 @@ final class ProfileTests: XCTestCase {
         // The region and its waiting belong to the class of the span open around it.
         XCTAssertEqual(try XCTUnwrap(conv.idleThreadSeconds), report.idleThreadSeconds, accuracy: 1e-12)
     }
+
+    /// A region with fewer parts than threads is narrow: counted per class whatever the cores.
+    func testNarrowRegionsAreCountedPerClass() throws {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 3
+        Profile.start()
+        let pool = Profile.begin(.pooling)
+        Parallel.forEach(2) { _ in }
+        Parallel.forEach(3) { _ in }
+        Parallel.forEach(7) { _ in }
+        Profile.end(pool)
+        let copy = Profile.begin(.concatCopy)
+        Parallel.forEach(2) { _ in }
+        Profile.end(copy)
+        let report = Profile.stop()
+        func narrow(_ op: Profile.Operation) -> Int? { report.entries.first { $0.operation == op.name }?.narrowRegions }
+        XCTAssertEqual(narrow(.pooling), 1)
+        XCTAssertEqual(narrow(.concatCopy), 1)
+        XCTAssertEqual(narrow(.loss), 0)
+        XCTAssertEqual(report.parallelRegions, 4)
+    }
 }
