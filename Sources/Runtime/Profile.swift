@@ -152,6 +152,10 @@ public enum Profile {
     @usableFromInline
     static func beginRecording(_ operation: Operation) -> Span {
         guard isOwner, depth < maxDepth else { return .none }
+        // A span inside one of its own class (batch norm's per-channel tile calls inside its
+        // backward) is part of it: recording it cost two clock reads and two getrusage calls per
+        // channel on the recording thread alone, which showed as waiting of the other threads.
+        if depth > 0 && stack[depth - 1].op == operation.rawValue { return .none }
         stack[depth] = (operation.rawValue, DispatchTime.now().uptimeNanoseconds, minorFaults(), 0, 0)
         depth += 1
         return Span(depth: depth - 1)

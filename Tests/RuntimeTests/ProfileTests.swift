@@ -29,6 +29,22 @@ final class ProfileTests: XCTestCase {
         XCTAssertEqual(report.entries.first { $0.operation == Profile.Operation.allocation.name }?.calls, 1)
     }
 
+    /// A span inside one of its own class is part of it: one call, the whole time.
+    func testASpanInsideItsOwnClassIsPartOfIt() {
+        Profile.start()
+        let outer = Profile.begin(.batchNormReLU)
+        for _ in 0..<100 {
+            let inner = Profile.begin(.batchNormReLU)
+            Profile.end(inner)
+        }
+        spin(0.02)
+        Profile.end(outer)
+        let report = Profile.stop()
+        let norm = report.entries.first { $0.operation == Profile.Operation.batchNormReLU.name }
+        XCTAssertEqual(norm?.calls, 1)
+        XCTAssertEqual(norm?.seconds ?? 0, 0.02, accuracy: 0.015)
+    }
+
     func testNothingIsRecordedWhenOffOrOnOtherThreads() {
         let off = Profile.begin(.loss)
         Profile.end(off)
