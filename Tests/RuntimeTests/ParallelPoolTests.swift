@@ -41,8 +41,7 @@ final class ParallelPoolTests: XCTestCase {
 
     /// Loops with no spinning (workers sleep at once) still run every part once.
     func testSleepingWorkersWakeForEveryLoop() {
-        let saved = tp_spin_ns()
-        defer { tp_set_spin_ns(saved) }
+        defer { tp_set_spin_ns(-1) }
         tp_set_spin_ns(0)
         Parallel.threadCount = 3
         for loop in 0..<500 {
@@ -96,5 +95,21 @@ final class ParallelPoolTests: XCTestCase {
             }
             XCTAssertEqual(waited, .success, "part 1 never ran while part 0 waited")
         }
+    }
+
+    /// Workers spin only while the pool and the caller fit the CPUs: with more threads than
+    /// CPUs a spinning worker would hold a CPU the caller needs.
+    func testWorkersSpinOnlyWhenThePoolFitsTheCPUs() {
+        tp_set_spin_ns(-1)
+        Parallel.threadCount = 2
+        Parallel.forEach(2) { _ in }
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        XCTAssertEqual(tp_spin_ns(), cpus >= 2 ? 200_000 : 0)
+        Parallel.threadCount = cpus + 3
+        Parallel.forEach(cpus + 3) { _ in }
+        XCTAssertEqual(tp_spin_ns(), 0)
+        tp_set_spin_ns(5_000)
+        XCTAssertEqual(tp_spin_ns(), 5_000)
+        tp_set_spin_ns(-1)
     }
 }

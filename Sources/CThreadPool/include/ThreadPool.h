@@ -20,8 +20,10 @@ typedef void (*tp_body)(void *context, long index);
 /// another thread's loop runs, or with workers < 1; the caller then runs it another way.
 int tp_run(long count, tp_body body, void *context, int workers);
 
-/// How long an idle worker spins before it sleeps, in nanoseconds (default 200000; 0 sleeps at
-/// once). The environment variable DENSENET_SPIN_US, read once, overrides the default.
+/// How long an idle worker spins before it sleeps, in nanoseconds: by default 200000, or 0 (sleep
+/// at once) while the pool's threads with the caller outnumber the CPUs this process may use. The
+/// environment variable DENSENET_SPIN_US (microseconds, read once) or tp_set_spin_ns sets it for
+/// every case; tp_set_spin_ns(-1) restores the default.
 void tp_set_spin_ns(long nanoseconds);
 long tp_spin_ns(void);
 
