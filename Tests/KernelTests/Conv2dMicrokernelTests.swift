@@ -21,20 +21,12 @@ final class Conv2dMicrokernelTests: XCTestCase {
     override func tearDown() { Conv2d.thinKernels = .measured }
 
     func testEveryLevelMatchesTheReference() {
-        for level in KernelLevel.supported where level != .swiftReference {
-            for c in Self.cases {
-                for threads in [1, 2, 3] {
-                    let before = Conv2d.thinKernelCalls
-                    KernelLevel.with(level) {
-                        withConvSettings(threads: threads, workspace: Conv2d.workspaceLimitBytes) {
-                            checkAgainstReference(c, context: "\(level), \(threads) threads")
-                        }
-                    }
-                    // Forward always; the input gradient when Cin is a whole number of blocks and
-                    // the threads own whole images (or one thread does everything).
-                    XCTAssertGreaterThanOrEqual(Conv2d.thinKernelCalls - before, 1, "\(level) \(c): the kernel did not run")
-                }
-            }
+        forEveryKernelLevelAndThreads(Self.cases) { level, c, threads in
+            let before = Conv2d.thinKernelCalls
+            checkAgainstReference(c, context: "\(level), \(threads) threads")
+            // Forward always; the input gradient when Cin is a whole number of blocks and
+            // the threads own whole images (or one thread does everything).
+            XCTAssertGreaterThanOrEqual(Conv2d.thinKernelCalls - before, 1, "\(level) \(c): the kernel did not run")
         }
     }
 

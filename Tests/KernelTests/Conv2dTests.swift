@@ -24,6 +24,21 @@ func withConvSettings(threads: Int, workspace: Int, parallelWork: Int = 0, _ bod
     try body()
 }
 
+/// Runs `body` for every case on every C kernel level the CPU supports and on 1, 2 and 3
+/// threads, inside that level and thread count with the full workspace: the thin-kernel tests'
+/// sweep (Conv2dMicrokernelTests, Conv2dWeightGradientKernelTests).
+func forEveryKernelLevelAndThreads(_ cases: [ConvCase], _ body: (KernelLevel, ConvCase, Int) -> Void) {
+    for level in KernelLevel.supported where level != .swiftReference {
+        for c in cases {
+            for threads in [1, 2, 3] {
+                KernelLevel.with(level) {
+                    withConvSettings(threads: threads, workspace: Conv2d.workspaceLimitBytes) { body(level, c, threads) }
+                }
+            }
+        }
+    }
+}
+
 final class Conv2dTests: XCTestCase {
     /// Shapes covering every path: 1x1 (one product), 3x3 pad 1, 7x7 stride 2 pad 3, 3x3 stride 2,
     /// 1x1 stride 2 (im2col), a non-square kernel and stride, stride 1 with Wo = W but Ho ≠ H,

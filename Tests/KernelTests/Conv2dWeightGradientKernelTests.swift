@@ -31,21 +31,13 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
     /// With dx (threads own whole images or input channels) and without (threads own column
     /// ranges that start and end inside rows), on 1, 2 and 3 threads.
     func testEveryLevelMatchesTheReference() {
-        for level in KernelLevel.supported where level != .swiftReference {
-            for c in Self.cases {
-                for threads in [1, 2, 3] {
-                    for inputGradient in [true, false] {
-                        let before = Conv2d.thinWeightGradientCalls
-                        KernelLevel.with(level) {
-                            withConvSettings(threads: threads, workspace: Conv2d.workspaceLimitBytes) {
-                                checkAgainstReference(c, context: "\(level), \(threads) threads, dx \(inputGradient)",
-                                                      inputGradient: inputGradient)
-                            }
-                        }
-                        XCTAssertEqual(Conv2d.thinWeightGradientCalls - before, 1,
-                                       "\(level) \(c) \(threads) threads: the weight gradient kernel did not run")
-                    }
-                }
+        forEveryKernelLevelAndThreads(Self.cases) { level, c, threads in
+            for inputGradient in [true, false] {
+                let before = Conv2d.thinWeightGradientCalls
+                checkAgainstReference(c, context: "\(level), \(threads) threads, dx \(inputGradient)",
+                                      inputGradient: inputGradient)
+                XCTAssertEqual(Conv2d.thinWeightGradientCalls - before, 1,
+                               "\(level) \(c) \(threads) threads: the weight gradient kernel did not run")
             }
         }
     }
