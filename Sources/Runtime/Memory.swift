@@ -123,15 +123,11 @@ public enum Memory {
     /// densenet-bc-100-12 at batch 64, `bench-memory --profile`), time more cores could not shorten.
     /// The block's contents are dead; jemalloc finds its pages already returned.
     static func returnPagesInParallel(_ pointer: UnsafeMutableRawPointer, _ blockBytes: Int) {
-        let threads = Parallel.threadCount
-        guard threads > 1, blockBytes >= parallelReturnBytes else { return }
+        guard Parallel.threadCount > 1, blockBytes >= parallelReturnBytes else { return }
         let page = Int(getpagesize())
         let start = (Int(bitPattern: pointer) + page - 1) / page * page
         let end = (Int(bitPattern: pointer) + blockBytes) / page * page
-        let pages = (end - start) / page
-        guard pages >= threads else { return }
-        Parallel.forEach(threads) { t in
-            let range = Parallel.chunk(t, of: threads, count: pages)
+        Parallel.forRanges((end - start) / page) { range in
             guard let base = UnsafeMutableRawPointer(bitPattern: start + range.lowerBound * page) else { return }
             _ = madvise(base, range.count * page, MADV_DONTNEED)
         }
