@@ -21,10 +21,9 @@ public enum Reports {
 
     /// A record's profile (`bench-memory --profile`): seconds per step by operation class, their
     /// share of the step, the part of them outside parallel regions (serial: what more threads
-    /// cannot shorten), the threads' idle time inside them (waiting, per thread) and the regions
-    /// with fewer parts than threads (narrow), calls and
-    /// page faults per step; then the unattributed rest, the serial share and the waiting; nil
-    /// without a profile.
+    /// cannot shorten), the threads' idle time inside them (waiting, per thread), the regions with
+    /// fewer parts than threads (narrow), calls and page faults per step; then the unattributed
+    /// rest, the serial share and the waiting; nil without a profile.
     public static func profileTable(_ r: BenchmarkRecord) -> String? {
         guard let entries = r.profile, let step = r.median_step_s, step > 0 else { return nil }
         let total = (r.step_times_s ?? [step]).reduce(0, +) / Double(max(r.step_times_s?.count ?? 1, 1))

@@ -247,31 +247,32 @@ public enum TrainingStepBenchmark {
 
     /// Per-step averages of the profiled steps.
     static func addProfile(_ reports: [Profile.Report], stepSeconds: [Double], threads: Int, to record: inout BenchmarkRecord) {
-        let n = Double(reports.count)
+        // Per-step means over the profiled steps (counts rounded down).
+        func mean(_ value: (Profile.Report) -> Double) -> Double { reports.map(value).reduce(0, +) / Double(reports.count) }
+        func mean(_ value: (Profile.Report) -> Int) -> Int { reports.map(value).reduce(0, +) / reports.count }
         var entries = reports[0].entries
         for i in entries.indices {
-            entries[i].seconds = reports.map { $0.entries[i].seconds }.reduce(0, +) / n
-            entries[i].calls = reports.map { $0.entries[i].calls }.reduce(0, +) / reports.count
-            entries[i].pageFaults = reports.map { $0.entries[i].pageFaults }.reduce(0, +) / reports.count
-            entries[i].parallelSeconds = reports.map { $0.entries[i].parallelSeconds ?? 0 }.reduce(0, +) / n
-            entries[i].idleThreadSeconds = reports.map { $0.entries[i].idleThreadSeconds ?? 0 }.reduce(0, +) / n
-            entries[i].narrowRegions = reports.map { $0.entries[i].narrowRegions ?? 0 }.reduce(0, +) / reports.count
+            entries[i].seconds = mean { $0.entries[i].seconds }
+            entries[i].calls = mean { $0.entries[i].calls }
+            entries[i].pageFaults = mean { $0.entries[i].pageFaults }
+            entries[i].parallelSeconds = mean { $0.entries[i].parallelSeconds ?? 0 }
+            entries[i].idleThreadSeconds = mean { $0.entries[i].idleThreadSeconds ?? 0 }
+            entries[i].narrowRegions = mean { $0.entries[i].narrowRegions ?? 0 }
         }
         let step = stepSeconds.reduce(0, +) / Double(stepSeconds.count)
-        let parallel = reports.map(\.parallelSeconds).reduce(0, +) / n
+        let threadCount = Double(max(threads, 1))
         record.profile = entries
         record.profile_unattributed_s = step - entries.map(\.seconds).reduce(0, +)
         if let faults = record.page_faults {
             let inClasses = reports.map { $0.entries.map(\.pageFaults).reduce(0, +) }.reduce(0, +)
             record.profile_unattributed_page_faults = max(0, faults - inClasses) / reports.count
         }
-        let unattributedParallel = reports.map { $0.unattributedParallelSeconds ?? 0 }.reduce(0, +) / n
-        record.profile_unattributed_serial_s = max(0, (record.profile_unattributed_s ?? 0) - unattributedParallel)
-        record.serial_share = step > 0 ? max(0, step - parallel) / step : nil
-        record.waiting_s = reports.map(\.idleThreadSeconds).reduce(0, +) / n / Double(max(threads, 1))
-        record.parallel_regions = reports.map(\.parallelRegions).reduce(0, +) / reports.count
-        record.profile_unattributed_waiting_s = reports.map { $0.unattributedIdleThreadSeconds ?? 0 }.reduce(0, +) / n
-            / Double(max(threads, 1))
+        record.profile_unattributed_serial_s = max(0, (record.profile_unattributed_s ?? 0)
+                                                      - mean { $0.unattributedParallelSeconds ?? 0 })
+        record.serial_share = step > 0 ? max(0, step - mean(\.parallelSeconds)) / step : nil
+        record.waiting_s = mean(\.idleThreadSeconds) / threadCount
+        record.parallel_regions = mean(\.parallelRegions)
+        record.profile_unattributed_waiting_s = mean { $0.unattributedIdleThreadSeconds ?? 0 } / threadCount
     }
 }
 
