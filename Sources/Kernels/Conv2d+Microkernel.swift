@@ -27,8 +27,8 @@ extension Conv2d {
         /// AVX2 and AVX-512 levels, forward and input gradient (median speedups of three
         /// alternated runs 1.03–1.28×; the baseline level's 4-lane version ran at 0.44–0.58× and
         /// is never used), on a shared 2-vCPU Zen 5, Papers/design-notes.md. The weight gradient
-        /// kernel only where Cout ≥ 32 (`thinWeightGradientMeasuredOutputs`), on AVX2 and
-        /// AVX-512: `--compare-thin --threads 2 --repeats 9`, three runs on the same loaded
+        /// kernel on AVX2 and AVX-512, where Cout ≥ 32 against OpenBLAS's AVX-512 kernels and for
+        /// every Cout against its AVX2 ones (`thinWeightGradientMeasuredOutputs`): `--compare-thin --threads 2 --repeats 9`, three runs on the same loaded
         /// machine (load 4–6 on 2 cores), speedups of dW alone over the per-tap path: 128→32
         /// (batch 8, 56x56) 1.18 / 1.25 / 1.09 (AVX2), 1.09 / 1.19 / 1.35 (AVX-512); 48→12
         /// (batch 64, 32x32) 0.85 / 0.85 / 0.80 and 0.83 / 0.83 / 0.68, so not there; the whole
