@@ -2,11 +2,13 @@ import Foundation
 import Kernels
 import Runtime
 
-/// `bench-kernels --compare-fused`: a dense layer's BN1 → ReLU → 1x1 conv, forward and weight
-/// gradient, unfused (BN+ReLU written out, then the product: the `shared`/`minimal` path) against
-/// fused (normalised tile by tile as the product reads it, Conv2d+NormalizedInput.swift, the
+/// `bench-kernels --compare-fused`: a dense layer's BN1 → ReLU → 1x1 conv, forward, weight
+/// gradient and input gradient, unfused (BN+ReLU or its gradient written out, then the product or
+/// batch norm's backward: the `shared`/`minimal` path) against fused (tile by tile,
+/// Conv2d+NormalizedInput.swift and Conv2d+NormalizedInputGradient.swift, the
 /// `fused-normalization` path), at DenseNet-BC-100's and DenseNet-121's largest first-block
-/// shapes, alternated in one run (interleavedMedians) so that both see the same load.
+/// shapes, alternated in one run (interleavedMedians) so that both see the same load. The fused
+/// input gradient leaves the statistics part, timed on its own, for once per channel per block.
 struct FusedComparison {
     var repeats: Int
 
@@ -20,7 +22,11 @@ struct FusedComparison {
             BatchNorm.trainingStatistics(x, eps: 1e-5, mean: mean, invStd: invStd)
             let weight = Tensor.randomNormal([m, c, 1, 1], std: 0.1, seed: 4), dWeight = Tensor.zeros([m, c, 1, 1])
             let y = Tensor(shape: [m, n, side, side]), dy = Tensor.randomNormal([m, n, side, side], seed: 5)
-            let normalized = Tensor(shape: x.shape)
+            let normalized = Tensor(shape: x.shape), dx = Tensor.zeros(x.shape)
+            let sums = (Tensor.zeros([c]), Tensor.zeros([c])), terms = (Tensor.zeros([c]), Tensor.zeros([c]))
+            let workspace = Tensor(shape: [Conv2d.normalizedInputGradientWorkspace(x)])
+            let dGamma = Tensor.zeros([c]), dBeta = Tensor.zeros([c])
+            let positions = n * side * side
             let p = ConvParameters(kernel: 1)
             let variants: [(String, () -> Void)] = [
                 ("forward, unfused", {
@@ -49,16 +55,34 @@ struct FusedComparison {
                     Conv2d.pointwiseWeightGradientNormalized(dy, x: x, gamma: gamma, beta: beta, mean: mean,
                                                              invStd: invStd, dWeight: dWeight, dBias: nil)
                 }),
+                ("input gradient, unfused", {
+                    Gemm.multiply(transA: true, m: c, n: positions, k: m, a: weight.pointer, lda: c, b: dy.pointer,
+                                  ldb: positions, beta: 0, c: normalized.pointer, ldc: positions)
+                    BatchNorm.backward(normalized, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: true,
+                                       dx: dx, dGamma: dGamma, dBeta: dBeta)
+                }),
+                ("input gradient, fused", {
+                    Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                                            invStd: invStd, dx: dx, sumDy: sums.0, sumDyXhat: sums.1,
+                                                            workspace: workspace)
+                    BatchNorm.addStatisticsGradientTerms(gamma: gamma, sumDy: sums.0, sumDyXhat: sums.1, count: positions,
+                                                         a: terms.0, b: terms.1)
+                }),
+                ("  its statistics part", {
+                    BatchNorm.accumulateStatisticsGradient(x: x, mean: mean, invStd: invStd, a: terms.0, b: terms.1, dx: dx)
+                }),
             ]
             let seconds = interleavedMedians(repeats: repeats, variants.map(\.1))
             let flops = 2.0 * Double(m * c * n * side * side)
             print("\(c)->\(m) 1x1 at \(n)x\(side)x\(side), \(Parallel.threadCount) threads:")
             for (i, (name, _)) in variants.enumerated() {
-                // Each fused variant against the unfused one of its pass (forward: 0, weight gradient: 3).
-                let unfused = name.hasPrefix("forward") ? seconds[0] : seconds[3]
-                print(String(format: "  %@ %8.2f ms  %6.1f GFLOP/s%@", name.padding(toLength: 30, withPad: " ", startingAt: 0),
-                             seconds[i] * 1e3, flops / seconds[i] * 1e-9,
-                             name.contains("unfused") ? "" : String(format: "  (x%.2f vs unfused)", unfused / seconds[i])))
+                // Each fused variant against the unfused one of its pass (forward: 0, weight gradient: 3,
+                // input gradient: 5); the statistics part has no product and no ratio.
+                let unfused = name.hasPrefix("forward") ? seconds[0] : name.hasPrefix("weight") ? seconds[3] : seconds[5]
+                let part = name.contains("statistics")
+                print(String(format: "  %@ %8.2f ms  %@%@", name.padding(toLength: 30, withPad: " ", startingAt: 0),
+                             seconds[i] * 1e3, part ? "" : String(format: "%6.1f GFLOP/s", flops / seconds[i] * 1e-9),
+                             name.contains("unfused") || part ? "" : String(format: "  (x%.2f vs unfused)", unfused / seconds[i])))
             }
         }
     }

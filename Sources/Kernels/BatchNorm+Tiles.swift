@@ -222,4 +222,34 @@ extension BatchNorm {
             i += 1
         }
     }
+
+    // Σ g and Σ g·xhat over one row, as `backwardSumsRow`, and in the same pass dx (count) += scale·g:
+    // the input gradient with the statistics held fixed.
+    @inline(__always)
+    static func fixedInputGradientRow(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
+                                      invStd: Float, scale: Float, beta: Float, relu: Bool,
+                                      dx: UnsafeMutablePointer<Float>) -> (sumDy: Double, sumDyXhat: Double) {
+        if let table = KernelLevel.table {
+            var sums = (0.0, 0.0)
+            withUnsafeMutableBytes(of: &sums) {
+                table.pointee.fixed_input_gradient_row(dy, x, count, mean, scale, beta, relu ? 1 : 0,
+                                                       $0.baseAddress!.assumingMemoryBound(to: Double.self), dx)
+            }
+            return (sums.0, sums.1 * Double(invStd))
+        }
+        return fixedInputGradientRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale,
+                                              beta: beta, relu: relu, dx: dx)
+    }
+
+    /// `fixedInputGradientRow` as the two row references it fuses: the sums, then the gradient
+    /// with zero means.
+    static func fixedInputGradientRowReference(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int,
+                                               mean: Float, invStd: Float, scale: Float, beta: Float, relu: Bool,
+                                               dx: UnsafeMutablePointer<Float>) -> (sumDy: Double, sumDyXhat: Double) {
+        let sums = backwardSumsRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale,
+                                            beta: beta, relu: relu)
+        inputGradientRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale, beta: beta,
+                                  relu: relu, meanDy: 0, meanDyXhat: 0, dx: dx)
+        return sums
+    }
 }

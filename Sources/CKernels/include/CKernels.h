@@ -35,6 +35,10 @@ typedef struct ck_kernels {
     /// dx += scale·(g − mean_dy − (x − mean)·centered_factor), g as in backward_sums_row.
     void (*input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
                                float beta, int relu, float mean_dy, float centered_factor, float *dx);
+    /// backward_sums_row and, in the same pass, dx += scale·g: the input gradient with the
+    /// statistics held fixed (Sources/Kernels/Conv2d+NormalizedInputGradient.swift).
+    void (*fixed_input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
+                                     float beta, int relu, double *sums, float *dx);
     /// Direct 3x3 convolution, pad 1, stride 1, for thin products (Conv2d+Microkernel.swift):
     /// y[co, q] (+)= Σ_ci,tap w·x[ci, q shifted by the tap] over the output positions q in
     /// [q0, q1) of x's (N, h, w) planes (row strides ldx and ldy, channel-major), with weights

@@ -1,0 +1,110 @@
+import Runtime
+
+/// The input gradient of `pointwiseForwardNormalized` (Conv2d+NormalizedInput.swift) without the
+/// gradient of the normalised input ever in memory: each thread multiplies a tile of positions
+/// (all channels × `tile` positions, cut as the weight gradient's: at least 256 positions where
+/// there are that many) into its own slice of the workspace and takes it at once, one pass per
+/// row (`BatchNorm.fixedInputGradientRow`), through the ReLU and batch norm into dx.
+///
+/// Batch norm's training-mode input gradient,
+///
+///     dx = gamma·invStd·(g − Σg/count − xhat·Σ(g·xhat)/count),   g = relu-masked (Wᵀ·dy),
+///
+/// needs the two sums over every position before any dx, which makes the unfused path write the
+/// whole g (C × positions), then read it twice, once for the sums and once for dx. This kernel
+/// adds only the first term, tile by tile, and returns the sums; the rest, the gradient through
+/// the batch mean and variance, is a per-channel `a + xhat·b` that
+/// `BatchNorm.accumulateStatisticsGradient` adds later. In a dense block every layer's norm1
+/// normalises the shared channels with the same batch statistics
+/// (`BatchNormState.statistics(knownPrefix:)`), so the later parts of all layers add up to one
+/// `a + xhat·b` per channel, added once, when the channel's gradient is first read
+/// (Sources/DenseNetModels/DenseBlock+SharedStorage.swift). With the statistics fixed
+/// (evaluation mode) the first term is the whole gradient.
+///
+/// `bench-kernels --compare-fused` times it against the unfused pair (DenseNet-BC-100's 204→48
+/// at batch 64: ×1.17–1.20; DenseNet-121's shapes ×0.92–1.08, this machine, 2 threads). Narrower
+/// tiles (64 Ki floats, 64 positions at C = 992) ran DenseNet-121's wide layers at ×0.64–0.84.
+///
+/// The reference is the unfused pair: `Conv2d.backward` for Wᵀ·dy, then
+/// `BatchNorm.backwardWithFixedStatistics` (Conv2dNormalizedInputGradientTests).
+extension Conv2d {
+    /// Floats of workspace `pointwiseInputGradientNormalized` needs for x (C, N, H, W) on this
+    /// thread count (a dry run's when one is active): each part's tile and its two rows of sums.
+    public static func normalizedInputGradientWorkspace(_ x: Tensor) -> Int {
+        let tiling = normalizedTiling(x, weightGradient: true)
+        return tiling.parts * x.shape[0] * (tiling.tile + 2)
+    }
+
+    /// dx += gamma·invStd·g, sumDy += Σ g, sumDyXhat += Σ g·xhat per channel, where g = Wᵀ·dy
+    /// masked by relu(gamma·xhat + beta) > 0 and xhat = (x − mean)·invStd. Uses the first
+    /// `normalizedInputGradientWorkspace(x)` floats of `workspace` when given (any dead tensor
+    /// that large), else counted scratch.
+    // dy (M, N, H, W); x, dx (C, N, H, W); weight (M, C, 1, 1); gamma, beta, mean, invStd, sumDy, sumDyXhat (C).
+    public static func pointwiseInputGradientNormalized(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor,
+                                                        beta: Tensor, mean: Tensor, invStd: Tensor, dx: Tensor,
+                                                        sumDy: Tensor, sumDyXhat: Tensor, workspace: Tensor? = nil) {
+        let span = Profile.begin(.conv1x1Backward); defer { Profile.end(span) }
+        precondition(x.rank == 4 && x.isContiguous && x.shape[0] > 0,
+                     "Conv2d.pointwiseInputGradientNormalized: x \(x.shape) must be a contiguous (C, N, H, W) tensor with C > 0")
+        let c = x.shape[0], p = x.count / c
+        for (label, t) in [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd),
+                           ("sumDy", sumDy), ("sumDyXhat", sumDyXhat)] {
+            precondition(t.count == c && t.isContiguous,
+                         "Conv2d.pointwiseInputGradientNormalized: \(label) \(t.shape) vs x \(x.shape): need \(c) values")
+        }
+        precondition(weight.rank == 4 && weight.isContiguous && weight.shape[1] == c && weight.shape[2] == 1 && weight.shape[3] == 1,
+                     "Conv2d.pointwiseInputGradientNormalized: weight \(weight.shape) must be (M, \(c), 1, 1) for x \(x.shape)")
+        let m = weight.shape[0]
+        precondition(dy.isContiguous && dy.shape == [m] + Array(x.shape.dropFirst()),
+                     "Conv2d.pointwiseInputGradientNormalized: dy \(dy.shape) must be (\(m), \(x.shape[1]), \(x.shape[2]), \(x.shape[3]))")
+        precondition(dx.isContiguous && dx.shape == x.shape,
+                     "Conv2d.pointwiseInputGradientNormalized: dx \(dx.shape) must be x's \(x.shape), contiguous")
+        let tiling = normalizedTiling(x, weightGradient: true)
+        let needed = tiling.parts * c * (tiling.tile + 2)
+        let space: Tensor
+        if let workspace {
+            precondition(workspace.isContiguous && workspace.count >= needed,
+                         "Conv2d.pointwiseInputGradientNormalized: workspace \(workspace.shape) under the \(needed) floats needed")
+            space = workspace
+        } else {
+            space = Tensor(shape: [needed], category: .scratch)
+        }
+        if let dryRun = DryRun.current {
+            dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
+            return
+        }
+        Gemm.useOneBLASThread()
+        let pw = weight.pointer, pdy = dy.pointer, px = x.pointer, pdx = dx.pointer
+        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        let tiles = space.pointer, sums = space.pointer + tiling.parts * c * tiling.tile
+        // Each part's sums: Σg in its first row of C, Σg·xhat in its second.
+        for i in 0..<(2 * tiling.parts * c) { sums[i] = 0 }
+        Parallel.forEach(tiling.parts) { part in
+            let tile = tiles + part * c * tiling.tile
+            let partDy = sums + 2 * part * c, partDyXhat = partDy + c
+            for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
+                let columns = tiling.positions(index, of: p)
+                let width = columns.count
+                // (C × width) = weightᵀ (C × M) · dy[:, columns] (M × width)
+                Gemm.sgemm(transA: true, m: c, n: width, k: m, a: pw, lda: c, b: pdy + columns.lowerBound, ldb: p,
+                           beta: 0, c: tile, ldc: width)
+                for ch in 0..<c {
+                    let row = tile + ch * width, xRow = px + ch * p + columns.lowerBound
+                    let s = BatchNorm.fixedInputGradientRow(dy: row, x: xRow, count: width, mean: pm[ch], invStd: pi[ch],
+                                                            scale: pg[ch] * pi[ch], beta: pb[ch], relu: true,
+                                                            dx: pdx + ch * p + columns.lowerBound)
+                    partDy[ch] += Float(s.sumDy)
+                    partDyXhat[ch] += Float(s.sumDyXhat)
+                }
+            }
+        }
+        let psd = sumDy.pointer, psx = sumDyXhat.pointer
+        for part in 0..<tiling.parts {
+            let partDy = sums + 2 * part * c, partDyXhat = partDy + c
+            for ch in 0..<c {
+                psd[ch] += partDy[ch]
+                psx[ch] += partDyXhat[ch]
+            }
+        }
+    }
+}
