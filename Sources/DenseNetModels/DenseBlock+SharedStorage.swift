@@ -22,8 +22,14 @@ import Runtime
 ///
 /// With `fuseNormalization` (bottleneck layers) there is no BN1/ReLU storage at all: conv1 reads
 /// its input normalised tile by tile (`Conv2d.pointwiseForwardNormalized` and its weight
-/// gradient, Conv2d+NormalizedInput.swift), and the BN1/ReLU output's gradient is made a block of
-/// channels at a time (`gradientBlockRows`), each block taken through batch norm's backward at once.
+/// gradient, Conv2d+NormalizedInput.swift).
+///
+/// Its backward keeps no BN1/ReLU gradient in memory either: conv1's input
+/// gradient is made tile by tile and taken at once through the ReLU and norm1 with its statistics
+/// held fixed (`BatchNormState.pointwiseInputGradient`). The rest of norm1's gradient, through
+/// its batch statistics, is one `a + xhat·b` per channel; the norm1s of all layers normalise a
+/// channel with the same statistics (`statistics(knownPrefix:)`), so their terms add up and are
+/// applied once, when the channel's gradient is complete (`applyStatisticsGradient`).
 struct SharedDenseBlock {
     let block: DenseBlock
     let keepBottleneck: Bool
@@ -32,17 +38,6 @@ struct SharedDenseBlock {
 
     /// Whether this block's layers take the fused path: bottleneck layers (conv1 is 1x1) when asked.
     private var fused: Bool { fuseNormalization && !keepNormalized && block.layers.first?.bottleneckWidth != nil }
-
-    /// Channels per block of the BN1/ReLU gradient: twice the bottleneck width, the room that
-    /// b and gradC leave in the layer's arena (`fusedBackward`), so the block adds nothing to the
-    /// step's peak; each block's product re-reads the bottleneck gradient (width × positions,
-    /// which OpenBLAS packs anew per call) for at most half the bytes it writes. At most all.
-    static func gradientBlockRows(channels: Int, bottleneckWidth: Int) -> Int {
-        min(channels, gradientBlockRowsForTests ?? 2 * bottleneckWidth)
-    }
-
-    /// Tests set a small block to run many blocks on small models.
-    nonisolated(unsafe) static var gradientBlockRowsForTests: Int?
 
     private var label: String {
         keepNormalized ? "denseblock(shared-concat)" : keepBottleneck ? "denseblock(shared)" : "denseblock(minimal)"
@@ -196,10 +191,20 @@ struct SharedDenseBlock {
         let shared = Tensor(shape: keepNormalized || fused ? [0] : [block.outputWidth - k, n, h, w], category: .scratch)
         // The fused path's bottleneck-sized tensors, for all layers of the block (`fusedBackward`).
         let arena = fused ? block.layers.first?.bottleneckWidth.map { Tensor(shape: [3 * $0, n, h, w], category: .scratch) } : nil
+        // The fused path's norm1 gradients through their batch statistics, added up per channel of
+        // the prefix the layers read (BatchNorm+StatisticsGradient.swift); in training only.
+        let terms = fused && training
+            ? (a: Tensor.zeros([block.outputWidth - k], category: .scratch), b: Tensor.zeros([block.outputWidth - k], category: .scratch))
+            : nil
         for (index, layer) in block.layers.enumerated().reversed() {
             let s = saved[index], g = slots[index]
             let cl = layer.inputWidth
             let input = buffer.channels(0..<cl)
+            // This layer's maps have their whole gradient but the later norm1s' statistics parts.
+            if let terms, index + 1 < saved.count {
+                applyStatisticsGradient(terms, channels: cl..<(cl + k), buffer: buffer, gradOutput: gradOutput,
+                                        statistics: saved[index + 1])
+            }
             var gradNew = gradOutput.channels(cl..<(cl + k))
             if let seed = s.dropoutSeed {
                 let masked = Tensor.zeros([k, n, h, w], category: .scratch)
@@ -208,7 +213,7 @@ struct SharedDenseBlock {
             }
             if fused, let arena {
                 fusedBackward(layer, s, g, input: input, gradNew: gradNew, gradOutput: gradOutput, training: training,
-                              arena: arena)
+                              arena: arena, terms: terms)
                 continue
             }
             let normalized: Tensor
@@ -260,28 +265,31 @@ struct SharedDenseBlock {
                              training: training, dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
             }
         }
-        if let dx = gradInputs[0] { Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx) }
+        if let dx = gradInputs[0] {
+            if let terms, let first = saved.first {
+                applyStatisticsGradient(terms, channels: 0..<inputWidth, buffer: buffer, gradOutput: gradOutput,
+                                        statistics: first)
+            }
+            Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx)
+        }
         withExtendedLifetime(shared) {}
     }
 
     /// The backward of one bottleneck layer on the fused path: the bottleneck half as on the other
-    /// paths, then conv1's weight gradient from the input normalised tile by tile, then the BN1/ReLU
-    /// output's gradient (conv1.weightᵀ · gradBottleneck) a block of channels at a time, each block
-    /// at once through norm1's backward into the block buffer's gradient.
+    /// paths, then conv1's weight gradient from the input normalised tile by tile, then norm1's
+    /// input gradient tile by tile, its statistics part added to `terms` (`norm1InputGradient`).
     ///
     /// Every bottleneck-sized tensor lives in `arena` (3·width channels, allocated once per block,
     /// so the layers reuse its pages instead of faulting in new ones): c | b | gradC while the
     /// bottleneck's backward runs, then gradBottleneck in c's place (c is dead, b and gradC are
-    /// read) and the BN1/ReLU gradient block in b | gradC (both dead by then).
+    /// read), and b | gradC, dead by then, are the workspace of norm1's input gradient.
     private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: LayerGradients, input: Tensor, gradNew: Tensor,
-                               gradOutput: Tensor, training: Bool, arena: Tensor) {
+                               gradOutput: Tensor, training: Bool, arena: Tensor, terms: BatchNormState.StatisticsGradientTerms?) {
         guard let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
               let mean2 = s.mean2, let invStd2 = s.invStd2 else {
             preconditionFailure("SharedDenseBlock: the fused path needs a bottleneck layer with its statistics")
         }
         precondition(arena.shape[0] == 3 * width, "SharedDenseBlock: arena \(arena.shape) for bottleneck width \(width)")
-        let (cl, n, h, w) = (input.shape[0], input.shape[1], input.shape[2], input.shape[3])
-        let positions = n * h * w
         let (dGamma1, dBeta1, dWeight1, dBias1) = (g.gamma1, g.beta1, g.weight1, g.bias1)
         let (dGamma2, dBeta2, dWeight2, dBias2) = (g.gamma2, g.beta2, g.weight2, g.bias2)
         let slot0 = arena.channels(0..<width), slot1 = arena.channels(width..<(2 * width))
@@ -312,22 +320,35 @@ struct SharedDenseBlock {
             Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
                             dx: nil, dWeight: nil, dBias: dBias1)
         }
-        let rows = SharedDenseBlock.gradientBlockRows(channels: cl, bottleneckWidth: width)
-        let weight1 = layer.conv1.weight.value.pointer
-        for start in stride(from: 0, to: cl, by: rows) {
-            let r = start..<min(cl, start + rows)
-            let dy = arena.channels(width..<(width + r.count))
-            // (r × P) = conv1.weight[:, r]ᵀ (r × width) · gradBottleneck (width × P).
-            let span = Profile.begin(.conv1x1Backward)
-            Gemm.multiply(transA: true, m: r.count, n: positions, k: width, a: weight1 + r.lowerBound, lda: cl,
-                          b: gradBottleneck.pointer, ldb: positions, beta: 0, c: dy.pointer, ldc: positions)
-            Profile.end(span)
-            norm1.state.normalizeBackward(dy, x: input.channels(r), gamma: norm1.weight.value.channels(r),
-                                          beta: norm1.bias.value.channels(r), mean: s.mean1.channels(r),
-                                          invStd: s.invStd1.channels(r), training: training, relu: true,
-                                          dx: gradOutput.channels(r), dGamma: dGamma1?.channels(r),
-                                          dBeta: dBeta1?.channels(r))
-        }
+        norm1InputGradient(layer, s, gradBottleneck, input: input, gradOutput: gradOutput, training: training,
+                           dGamma: dGamma1, dBeta: dBeta1, terms: terms, spare: arena.channels(width..<(3 * width)))
+    }
+
+    /// norm1's input gradient, gradBottleneck (width, N, H, W) taken back through conv1, the ReLU and
+    /// norm1 tile by tile into the block buffer's gradient, its statistics part added to `terms`
+    /// (`BatchNormState.pointwiseInputGradient`). `spare`, a dead tensor, holds the tiles when it is
+    /// large enough; else they are scratch of their own.
+    private func norm1InputGradient(_ layer: DenseLayer, _ s: Saved, _ gradBottleneck: Tensor, input: Tensor,
+                                    gradOutput: Tensor, training: Bool, dGamma: Tensor?, dBeta: Tensor?,
+                                    terms: BatchNormState.StatisticsGradientTerms?, spare: Tensor) {
+        let cl = input.shape[0]
+        let norm1 = layer.norm1
+        let fits = spare.isContiguous && spare.count >= Conv2d.normalizedInputGradientWorkspace(input)
+        norm1.state.pointwiseInputGradient(gradBottleneck, x: input, weight: layer.conv1.weight.value,
+                                           gamma: norm1.weight.value, beta: norm1.bias.value, mean: s.mean1,
+                                           invStd: s.invStd1, training: training, dx: gradOutput.channels(0..<cl),
+                                           dGamma: dGamma, dBeta: dBeta, terms: terms.map { ($0.a.channels(0..<cl), $0.b.channels(0..<cl)) },
+                                           workspace: fits ? spare : nil)
+    }
+
+    /// Adds the norm1s' statistics parts held in `terms` to the gradient of the block buffer's
+    /// `channels`, with the statistics of `statistics`' norm1, which covers them (every norm1
+    /// that read them used the same).
+    private func applyStatisticsGradient(_ terms: BatchNormState.StatisticsGradientTerms, channels r: Range<Int>,
+                                         buffer: Tensor, gradOutput: Tensor, statistics: Saved) {
+        BatchNorm.accumulateStatisticsGradient(x: buffer.channels(r), mean: statistics.mean1.channels(r),
+                                               invStd: statistics.invStd1.channels(r), a: terms.a.channels(r),
+                                               b: terms.b.channels(r), dx: gradOutput.channels(r))
     }
 
     private func normBackward(_ bn: BatchNormLayer, _ dy: Tensor, x: Tensor, mean: Tensor, invStd: Tensor,

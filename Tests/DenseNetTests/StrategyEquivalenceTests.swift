@@ -70,17 +70,23 @@ final class StrategyEquivalenceTests: XCTestCase {
         return MemoryPolicy.allPresets + [sharedFused]
     }()
 
-    /// The fused path with its BN1/ReLU gradient cut into many channel blocks (two channels
-    /// each), in training and evaluation.
-    func testFusedPathInChannelBlocksAgrees() throws {
-        SharedDenseBlock.gradientBlockRowsForTests = 2
-        defer { SharedDenseBlock.gradientBlockRowsForTests = nil }
+    /// The fused path on one and three threads, whose tiles differ (one per thread where the
+    /// positions are few), in training and evaluation: its BN1/ReLU gradient taken tile by tile,
+    /// and in training the norm1s' statistics parts added up across the layers and applied once
+    /// per channel (DenseBlock+SharedStorage.swift).
+    func testFusedPathOnSeveralThreadCountsAgrees() throws {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
         for configuration in Self.configurations.prefix(3) {
             for training in [true, false] {
+                Parallel.threadCount = 1
                 let naive = try Self.step(configuration, .naive, batch: 3, training: training)
-                for strategy in Self.policies where strategy.fuseNormalization {
-                    Self.assertSame(naive, try Self.step(configuration, strategy, batch: 3, training: training),
-                                    "\(configuration.name)/\(strategy)/blocks/\(training ? "train" : "eval")")
+                for threads in [1, 3] {
+                    Parallel.threadCount = threads
+                    for strategy in Self.policies where strategy.fuseNormalization {
+                        Self.assertSame(naive, try Self.step(configuration, strategy, batch: 3, training: training),
+                                        "\(configuration.name)/\(strategy)/\(threads) threads/\(training ? "train" : "eval")")
+                    }
                 }
             }
         }

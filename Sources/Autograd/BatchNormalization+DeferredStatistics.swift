@@ -1,0 +1,41 @@
+import Kernels
+import Runtime
+
+/// The backward of a BN → ReLU → 1x1 convolution whose normalised input is never stored, with
+/// the gradient through the batch statistics left for later (Conv2d+NormalizedInputGradient.swift
+/// derives the split): for the bottleneck layers of a dense block, whose norm1s share the
+/// statistics of their common channels, so their statistics parts add up per channel and are
+/// applied once (`BatchNorm.accumulateStatisticsGradient`, DenseBlock+SharedStorage.swift).
+extension BatchNormState {
+    /// The per-channel terms of the statistics part that several batch norms add into, one value
+    /// per channel each (`BatchNorm.addStatisticsGradientTerms`).
+    public typealias StatisticsGradientTerms = (a: Tensor, b: Tensor)
+
+    /// dx += the gradient of relu(bn(x)) → conv(weight) with the statistics held fixed, dGamma and
+    /// dBeta += this rank's Σ g·xhat and Σ g; in training, the statistics part added to `terms`
+    /// (over the ranks' global batch when batch norm is synchronised) instead of to dx. Evaluation
+    /// mode holds the statistics fixed: nothing is added to `terms`, which may be nil then.
+    /// `workspace`, when given, is a dead tensor of at least
+    /// `Conv2d.normalizedInputGradientWorkspace(x)` floats.
+    // dy (M, N, H, W); x, dx (C, N, H, W); weight (M, C, 1, 1); gamma, beta, mean, invStd, dGamma, dBeta, terms (C).
+    public func pointwiseInputGradient(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor,
+                                       mean: Tensor, invStd: Tensor, training: Bool, dx: Tensor, dGamma: Tensor?,
+                                       dBeta: Tensor?, terms: StatisticsGradientTerms?, workspace: Tensor?) {
+        precondition(!training || terms != nil, "BatchNormState.pointwiseInputGradient: training needs terms to add to")
+        let c = x.shape.first ?? 0
+        let sumDy = Tensor.zeros([c], category: .scratch), sumDyXhat = Tensor.zeros([c], category: .scratch)
+        Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                                invStd: invStd, dx: dx, sumDy: sumDy, sumDyXhat: sumDyXhat,
+                                                workspace: workspace)
+        // This rank's part of dγ and dβ, before the sums become global.
+        if let dGamma { Elementwise.accumulate(sumDyXhat, into: dGamma) }
+        if let dBeta { Elementwise.accumulate(sumDy, into: dBeta) }
+        guard training, let terms else { return }
+        var count = x.count / max(c, 1)
+        if let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
+            count = sumOverRanks(sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, reducer: reducer)
+        }
+        BatchNorm.addStatisticsGradientTerms(gamma: gamma, sumDy: sumDy, sumDyXhat: sumDyXhat, count: count,
+                                             a: terms.a, b: terms.b)
+    }
+}
