@@ -20,8 +20,8 @@ public struct MemoryPolicy: Hashable, Sendable {
     public var sharedNormalization = false
     /// The BN/ReLU output that feeds a bottleneck layer's 1x1 conv is never stored: each thread
     /// normalises a cache-sized tile of it as the product reads it (forward, recompute, weight
-    /// gradient), and its gradient is taken a block of channels at a time
-    /// (Conv2d+NormalizedInput.swift). Replaces the shared BN/ReLU storage of bottleneck layers.
+    /// gradient), and its gradient is taken tile by tile too (Conv2d+NormalizedInput.swift,
+    /// Conv2d+NormalizedInputGradient.swift). Replaces the shared BN/ReLU storage of bottleneck layers.
     /// Transitions with average pooling likewise run BN → ReLU → pooling as one pass that keeps
     /// only the pooled quarter (BatchNorm+AveragePool.swift). Needs `sharedConcatenation`.
     public var fuseNormalization = false
