@@ -22,30 +22,39 @@ public enum Reports {
     /// A record's profile (`bench-memory --profile`): seconds per step by operation class, their
     /// share of the step, the part of them outside parallel regions (serial: what more threads
     /// cannot shorten), the threads' idle time inside them (waiting, per thread), the regions with
-    /// fewer parts than threads (narrow), calls and page faults per step; then the unattributed
-    /// rest, the serial share and the waiting; nil without a profile.
+    /// fewer parts than threads (narrow), the time on as many dedicated cores (estimated: serial
+    /// time, each region as its longest part), calls and page faults per step; then the
+    /// unattributed rest, the serial share, the waiting and the step on dedicated cores; nil
+    /// without a profile.
     public static func profileTable(_ r: BenchmarkRecord) -> String? {
         guard let entries = r.profile, let step = r.median_step_s, step > 0 else { return nil }
         let total = (r.step_times_s ?? [step]).reduce(0, +) / Double(max(r.step_times_s?.count ?? 1, 1))
         let threads = Double(max(r.threads ?? 1, 1))
         var lines = ["profile of \(r.model) \(r.strategy) batch \(r.batch), \(r.threads ?? 1) threads "
                      + String(format: "(mean step %.3f s)", total),
-                     "| operation | s/step | share | serial s/step | waiting s/step | narrow regions/step | calls/step | page faults/step |",
-                     "|---|---|---|---|---|---|---|---|"]
+                     "| operation | s/step | share | serial s/step | waiting s/step | narrow regions/step "
+                        + "| s/step on \(r.threads ?? 1) cores (est.) | calls/step | page faults/step |",
+                     "|---|---|---|---|---|---|---|---|---|"]
         for e in entries.sorted(by: { $0.seconds > $1.seconds }) where e.calls > 0 {
             let waiting = e.idleThreadSeconds.map { $0 / threads }
             lines.append("| \(e.operation) | \(f(e.seconds, 4)) | \(f(100 * e.seconds / total))% | "
                          + "\(f(e.parallelSeconds == nil ? nil : e.serialSeconds, 4)) | \(f(waiting, 4)) | "
-                         + "\(e.narrowRegions.map(String.init) ?? "–") | \(e.calls) | \(e.pageFaults) |")
+                         + "\(e.narrowRegions.map(String.init) ?? "–") | \(f(e.dedicatedSeconds, 4)) | \(e.calls) | \(e.pageFaults) |")
         }
         if let rest = r.profile_unattributed_s {
             let faults = r.profile_unattributed_page_faults.map(String.init) ?? "–"
             lines.append("| (unattributed: autograd, glue) | \(f(rest, 4)) | \(f(100 * rest / total))% | "
-                         + "\(f(r.profile_unattributed_serial_s, 4)) | \(f(r.profile_unattributed_waiting_s, 4)) | – | – | \(faults) |")
+                         + "\(f(r.profile_unattributed_serial_s, 4)) | \(f(r.profile_unattributed_waiting_s, 4)) | – | "
+                         + "\(f(r.profile_unattributed_dedicated_s, 4)) | – | \(faults) |")
         }
         lines.append("serial share of the step (outside parallel regions): \(f(r.serial_share.map { 100 * $0 }))%; "
                      + "waiting (idle threads in parallel regions, within the classes above): \(f(r.waiting_s, 4)) s/step; "
                      + "parallel regions: \(r.parallel_regions.map(String.init) ?? "–")/step")
+        if let dedicated = r.dedicated_step_s {
+            lines.append("step on \(r.threads ?? 1) dedicated cores, estimated (serial time, each parallel region as long as "
+                         + "its longest part's CPU time; memory bandwidth not in it): \(f(dedicated, 3)) s "
+                         + "(×\(f(dedicated / total, 2)) of the mean step measured)")
+        }
         return lines.joined(separator: "\n")
     }
 

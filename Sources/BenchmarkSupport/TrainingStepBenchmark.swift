@@ -128,6 +128,12 @@ public struct BenchmarkRecord: Codable, Sendable {
     /// its slowest part), and the waiting in those run outside any class, s/step.
     public var parallel_regions: Int?
     public var profile_unattributed_waiting_s: Double?
+    /// With `profile`: the step on `threads` dedicated cores as far as the split of its work
+    /// limits it (its serial time, each parallel region as long as its longest part's CPU time;
+    /// Profile.swift), and the unattributed rest's share of it, s/step. Measured with more threads
+    /// than cores, it estimates a machine with that many; memory bandwidth is not in it.
+    public var dedicated_step_s: Double?
+    public var profile_unattributed_dedicated_s: Double?
 
     public static func failed(_ c: BenchmarkConfiguration, input: String, reason: String) -> BenchmarkRecord {
         BenchmarkRecord(model: c.model, strategy: c.strategy.name, batch: c.batch, input: input,
@@ -258,6 +264,7 @@ public enum TrainingStepBenchmark {
             entries[i].parallelSeconds = mean { $0.entries[i].parallelSeconds ?? 0 }
             entries[i].idleThreadSeconds = mean { $0.entries[i].idleThreadSeconds ?? 0 }
             entries[i].narrowRegions = mean { $0.entries[i].narrowRegions ?? 0 }
+            entries[i].dedicatedParallelSeconds = mean { $0.entries[i].dedicatedParallelSeconds ?? 0 }
         }
         let step = stepSeconds.reduce(0, +) / Double(stepSeconds.count)
         let threadCount = Double(max(threads, 1))
@@ -273,6 +280,9 @@ public enum TrainingStepBenchmark {
         record.waiting_s = mean(\.idleThreadSeconds) / threadCount
         record.parallel_regions = mean(\.parallelRegions)
         record.profile_unattributed_waiting_s = mean { $0.unattributedIdleThreadSeconds ?? 0 } / threadCount
+        record.dedicated_step_s = max(0, step - mean(\.parallelSeconds)) + mean { $0.dedicatedParallelSeconds ?? 0 }
+        record.profile_unattributed_dedicated_s = (record.profile_unattributed_serial_s ?? 0)
+            + mean { $0.unattributedDedicatedParallelSeconds ?? 0 }
     }
 }
 

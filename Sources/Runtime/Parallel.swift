@@ -50,23 +50,37 @@ public enum Parallel {
         }
     }
 
-    /// `forEach` timed for `Profile`: the region's wall time and each part's busy time.
+    /// `forEach` timed for `Profile`: the region's wall time, each part's busy time, and each
+    /// part's CPU time on its thread (what it would take on a core of its own, however many
+    /// threads share the cores now).
     @usableFromInline
     static func profiledForEach(_ count: Int, _ body: (Int) -> Void) {
-        let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
+        let busy = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * count)
         defer { busy.deallocate() }
+        let cpu = busy + count
         let entered = Profile.enterParallelRegion()
         let start = DispatchTime.now().uptimeNanoseconds
         run(count) { i in
-            let partStart = DispatchTime.now().uptimeNanoseconds
+            let partStart = DispatchTime.now().uptimeNanoseconds, cpuStart = threadCPUNanoseconds()
             body(i)
+            cpu[i] = threadCPUNanoseconds() &- cpuStart
             busy[i] = DispatchTime.now().uptimeNanoseconds - partStart
         }
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         let busySeconds = (0..<count).reduce(0.0) { $0 + Double(busy[$1]) * 1e-9 }
+        let cpuSeconds = (0..<count).reduce(0.0) { $0 + Double(cpu[$1]) * 1e-9 }
+        let longest = Double((0..<count).map { cpu[$0] }.max() ?? 0) * 1e-9
         let threads = min(count, threadCount)
         Profile.recordParallelRegion(wall: wall, busy: busySeconds, threads: threads, narrow: count < threadCount,
-                                     entered: entered)
+                                     dedicated: max(longest, cpuSeconds / Double(threads)), entered: entered)
+    }
+
+    /// The calling thread's CPU time (user and system), in nanoseconds.
+    @usableFromInline
+    static func threadCPUNanoseconds() -> UInt64 {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return UInt64(t.tv_sec) &* 1_000_000_000 &+ UInt64(t.tv_nsec)
     }
 
     /// Splits `0..<count` into at most `threadCount` contiguous ranges of at least `minChunk`

@@ -14,6 +14,12 @@ import Foundation
 /// of the innermost open span: a class's time outside its parallel regions is its serial time,
 /// which alone still takes as long on 16 cores. The serial share of a step is the part of its
 /// wall time outside any parallel region.
+///
+/// Each region is also timed as it would run on cores of its own (`dedicatedParallelSeconds`):
+/// as long as its longest part's CPU time on its thread, or its parts' total CPU time over the
+/// threads if that is longer. With more threads than cores (`--threads 16` on 2 cores, the pool
+/// not spinning) that estimates the step on as many dedicated cores, as far as the split of the
+/// work limits it: memory bandwidth and caches shared by more cores are not in it.
 public enum Profile {
     /// The operation classes.
     public enum Operation: Int, CaseIterable, Sendable {
@@ -54,9 +60,16 @@ public enum Profile {
         /// idle however fast the parts run (how a loop splits, counted exactly even where the
         /// machine has fewer cores than `--threads`).
         public var narrowRegions: Int?
+        /// The class's parallel regions, each timed as on `threads` dedicated cores (Profile's
+        /// doc), seconds (nil in records written before it was counted).
+        public var dedicatedParallelSeconds: Double?
 
         /// The class's time outside parallel regions: what more threads cannot shorten.
         public var serialSeconds: Double { max(0, seconds - (parallelSeconds ?? 0)) }
+
+        /// The class's time on `threads` dedicated cores: its serial time and its regions each as
+        /// long as their longest part's CPU time (nil without the regions' estimate).
+        public var dedicatedSeconds: Double? { dedicatedParallelSeconds.map { serialSeconds + $0 } }
     }
 
     /// The totals since `start()`.
@@ -70,6 +83,9 @@ public enum Profile {
         /// Of `parallelSeconds` and `idleThreadSeconds`, the parts of regions run outside any span.
         public var unattributedParallelSeconds: Double?
         public var unattributedIdleThreadSeconds: Double?
+        /// The regions' time on dedicated cores (Profile's doc), all of them and those outside any span.
+        public var dedicatedParallelSeconds: Double?
+        public var unattributedDedicatedParallelSeconds: Double?
     }
 
     /// A span opened by `begin`; `none` when nothing is recorded.
@@ -91,6 +107,7 @@ public enum Profile {
     nonisolated(unsafe) static var classParallel = [Double](repeating: 0, count: Operation.allCases.count + 1)
     nonisolated(unsafe) static var classIdle = [Double](repeating: 0, count: Operation.allCases.count + 1)
     nonisolated(unsafe) static var classNarrow = [Int](repeating: 0, count: Operation.allCases.count + 1)
+    nonisolated(unsafe) static var classDedicated = [Double](repeating: 0, count: Operation.allCases.count + 1)
     // While the recording thread runs parts of a parallel region: the regions open, and the
     // exclusive time of the spans closed inside them (parallel time of their own classes).
     nonisolated(unsafe) static var regionDepth = 0
@@ -107,7 +124,7 @@ public enum Profile {
     /// Clears the totals and starts recording on the calling thread.
     public static func start() {
         for i in seconds.indices { seconds[i] = 0; calls[i] = 0; faults[i] = 0 }
-        for i in classParallel.indices { classParallel[i] = 0; classIdle[i] = 0; classNarrow[i] = 0 }
+        for i in classParallel.indices { classParallel[i] = 0; classIdle[i] = 0; classNarrow[i] = 0; classDedicated[i] = 0 }
         regionDepth = 0; regionSpanNs = 0
         parallelSeconds = 0; idleThreadSeconds = 0; parallelRegions = 0; depth = 0
         owner = pthread_self()
@@ -121,12 +138,14 @@ public enum Profile {
         let entries = Operation.allCases.map {
             Entry(operation: $0.name, seconds: seconds[$0.rawValue], calls: calls[$0.rawValue], pageFaults: faults[$0.rawValue],
                   parallelSeconds: classParallel[$0.rawValue], idleThreadSeconds: classIdle[$0.rawValue],
-                  narrowRegions: classNarrow[$0.rawValue])
+                  narrowRegions: classNarrow[$0.rawValue], dedicatedParallelSeconds: classDedicated[$0.rawValue])
         }
         let outside = Operation.allCases.count
         return Report(entries: entries, parallelSeconds: parallelSeconds, idleThreadSeconds: idleThreadSeconds,
                       parallelRegions: parallelRegions, unattributedParallelSeconds: classParallel[outside],
-                      unattributedIdleThreadSeconds: classIdle[outside])
+                      unattributedIdleThreadSeconds: classIdle[outside],
+                      dedicatedParallelSeconds: classDedicated.reduce(0, +),
+                      unattributedDedicatedParallelSeconds: classDedicated[outside])
     }
 
     /// Whether the calling thread records now.
@@ -194,9 +213,10 @@ public enum Profile {
     /// threads, its parts `busy` thread-seconds together; `entered` is what
     /// `enterParallelRegion` returned. The region's wall time, less the spans the recording
     /// thread ran inside it (parallel time of their own classes), is parallel time of the class
-    /// of the innermost open span, and so are the idle thread-seconds; `narrow`: it had fewer
-    /// parts than threads.
-    static func recordParallelRegion(wall: Double, busy: Double, threads: Int, narrow: Bool, entered: UInt64?) {
+    /// of the innermost open span, and so are the idle thread-seconds and `dedicated`, the
+    /// region's time on dedicated cores; `narrow`: it had fewer parts than threads.
+    static func recordParallelRegion(wall: Double, busy: Double, threads: Int, narrow: Bool, dedicated: Double,
+                                     entered: UInt64?) {
         regionDepth -= 1
         guard let spanNsBefore = entered else { return }
         let idle = max(0, wall * Double(threads) - busy)
@@ -208,6 +228,7 @@ public enum Profile {
         classParallel[owner] += max(0, wall - nested)
         classIdle[owner] += idle
         if narrow { classNarrow[owner] += 1 }
+        classDedicated[owner] += dedicated
     }
 
     static func minorFaults() -> Int {

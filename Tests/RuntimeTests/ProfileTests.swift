@@ -127,4 +127,32 @@ final class ProfileTests: XCTestCase {
         XCTAssertEqual(narrow(.loss), 0)
         XCTAssertEqual(report.parallelRegions, 4)
     }
+
+    /// Spins until the calling thread has run `seconds` of CPU time, however long that takes on
+    /// busy cores.
+    func spinCPU(_ seconds: Double) {
+        let end = Parallel.threadCPUNanoseconds() + UInt64(seconds * 1e9)
+        while Parallel.threadCPUNanoseconds() < end {}
+    }
+
+    /// A region on dedicated cores lasts as long as its longest part's CPU time, or its parts'
+    /// total over the threads: with 4 threads on however many cores (2 in CI), parts of 40 + 3×10
+    /// ms of CPU are 40 ms, and 8 parts of 10 ms are 20 ms; the class adds its serial time.
+    func testRegionsAreTimedAsOnDedicatedCores() throws {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = 4
+        Profile.start()
+        let pool = Profile.begin(.pooling)
+        spin(0.02)
+        Parallel.forEach(4) { i in spinCPU(i == 0 ? 0.04 : 0.01) }
+        Parallel.forEach(8) { _ in spinCPU(0.01) }
+        Profile.end(pool)
+        let report = Profile.stop()
+        let entry = try XCTUnwrap(report.entries.first { $0.operation == Profile.Operation.pooling.name })
+        XCTAssertEqual(try XCTUnwrap(entry.dedicatedParallelSeconds), 0.06, accuracy: 0.01)
+        XCTAssertEqual(try XCTUnwrap(entry.dedicatedSeconds), 0.08, accuracy: 0.015)
+        XCTAssertEqual(try XCTUnwrap(report.dedicatedParallelSeconds), 0.06, accuracy: 0.01)
+        XCTAssertEqual(report.unattributedDedicatedParallelSeconds ?? -1, 0, accuracy: 1e-9)
+    }
 }
