@@ -158,10 +158,7 @@ extension Conv2d {
             Gemm.sgemm(transB: true, m: m, n: c, k: columns.count, a: pdy + columns.lowerBound, lda: p, b: tile,
                        ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
         }
-        for part in 1..<max(tiling.parts, 1) {
-            let partial = pp + (part - 1) * m * c
-            for i in 0..<(m * c) { pdw[i] += partial[i] }
-        }
+        Parallel.addPartials(pp, count: tiling.parts - 1, rows: m, columns: c, into: pdw, ldc: c)
         if let dBias {
             let pdb = dBias.pointer
             for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }

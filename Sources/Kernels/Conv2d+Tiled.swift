@@ -253,11 +253,7 @@ extension Conv2d {
             if shifted {
                 addTapMajor(partial, count: partialCount, g, into: dWeight)
             } else {
-                let size = g.cout * rows
-                for t in 0..<partialCount {
-                    let src = partial + t * size
-                    for i in 0..<size { dWeight[i] += src[i] }
-                }
+                Parallel.addPartials(partial, count: partialCount, rows: g.cout, columns: rows, into: dWeight, ldc: rows)
             }
         }
         withExtendedLifetime(partials) {}

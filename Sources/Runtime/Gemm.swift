@@ -192,13 +192,7 @@ public enum Gemm {
                       b: bPart, ldb: ldb, beta: 0, c: pp + (t - 1) * m * n, ldc: n)
             }
         }
-        for t in 1..<threads {
-            let part = pp + (t - 1) * m * n
-            for i in 0..<m {
-                let row = c + i * ldc, src = part + i * n
-                for j in 0..<n { row[j] += src[j] }
-            }
-        }
+        Parallel.addPartials(pp, count: threads - 1, rows: m, columns: n, into: c, ldc: ldc)
         withExtendedLifetime(partials) {}
     }
 }

@@ -80,4 +80,36 @@ final class ParallelMemoryTests: XCTestCase {
             XCTAssertEqual(out.array, [2, 3, 5, 6])
         }
     }
+
+    /// Partial sums added into c equal a plain loop's bit for bit (each element adds the partials
+    /// in order), whatever the thread count; nothing past a row's columns (ldc > columns) or
+    /// outside c is written; large sums really are split.
+    func testAddPartialsMatchesALoopBitForBit() {
+        atThreadCounts { threads in
+            for (count, rows, columns, ldc) in [(0, 3, 4, 4), (1, 1, 1, 1), (3, 5, 7, 7), (15, 128, 300, 300),
+                                                (2, 9, 6, 11), (4, 2 * chunk / 40 + 3, 40, 43)] {
+                let size = rows * columns
+                let partials = (0..<(count * size)).map { Float(($0 * 7919) % 2003) * 0.001 - 1 }
+                let start = (0..<(rows * ldc + 2 * guardCount)).map { Float($0 % 13) * 0.5 }
+                var expected = start
+                for p in 0..<count {
+                    for i in 0..<rows {
+                        for j in 0..<columns { expected[guardCount + i * ldc + j] += partials[p * size + i * columns + j] }
+                    }
+                }
+                var c = start
+                let opened = c.withUnsafeMutableBufferPointer { b in
+                    partials.withUnsafeBufferPointer { p in
+                        regions {
+                            Parallel.addPartials(p.baseAddress ?? UnsafePointer(b.baseAddress!), count: count, rows: rows,
+                                                 columns: columns, into: b.baseAddress! + guardCount, ldc: ldc)
+                        }
+                    }
+                }
+                let label = "\(count) partials of \(rows)x\(columns), ldc \(ldc), \(threads) threads"
+                XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), label)
+                if threads > 1 && count * size >= 4 * chunk { XCTAssertEqual(opened, 1, "\(label): split") }
+            }
+        }
+    }
 }
