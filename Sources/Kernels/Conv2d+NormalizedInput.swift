@@ -26,15 +26,21 @@ extension Conv2d {
 
         /// Tiles of at most `floats` floats (the forward's 64 Ki, 256 KiB, are within any L2 of the
         /// machines of ../shared/reference/machine-notes.md), 16 to `widest` positions wide (a
-        /// multiple of 16 but for the last), and at least one per thread when there are positions
-        /// enough.
-        public init(channels: Int, positions: Int, threads: Int, floats: Int = 1 << 16, widest: Int = 512) {
+        /// multiple of 16 but for the last), and as many as fill whole rounds of the threads: the
+        /// fewest rounds the cache bound allows, each tile as narrow as that many rounds need, so
+        /// that no thread is left a round of its own (DenseNet-121's 14x14 block at batch 8, 1568
+        /// positions of 640 channels on 16 threads: 17 tiles of 96, two rounds of 96 for one thread;
+        /// now 25 tiles of 64, two rounds of 64). That narrowing stops at `narrowest` positions,
+        /// unless the threads need narrower tiles to have one each.
+        public init(channels: Int, positions: Int, threads: Int, floats: Int = 1 << 16, widest: Int = 512,
+                    narrowest: Int = 16) {
             precondition(channels > 0 && positions > 0 && threads > 0,
                          "Conv2d.NormalizedTiling: channels \(channels), positions \(positions), threads \(threads) must be positive")
             let byCache = max(16, min(widest, floats / channels / 16 * 16))
+            let rounds = ((positions + byCache - 1) / byCache + threads - 1) / threads
             // A multiple of 16 (a vector of the widest level), so that only the last tile has a tail.
-            let byThreads = max(16, ((positions + threads - 1) / threads + 15) / 16 * 16)
-            tile = min(byCache, byThreads, positions)
+            func width(_ parts: Int) -> Int { max(16, ((positions + parts - 1) / parts + 15) / 16 * 16) }
+            tile = min(byCache, max(width(rounds * threads), min(narrowest, width(threads))), positions)
             tiles = (positions + tile - 1) / tile
             parts = min(threads, tiles)
         }
@@ -64,12 +70,14 @@ extension Conv2d {
     /// (a wide input: 64 positions at C = 992): each of its products reads and writes all of dW
     /// (M × C), which narrow tiles repeat too often (`bench-kernels --compare-fused`, 992→128 at
     /// 14x14: ×0.83 of the unfused pair with 64, ×1.61 with 256; 1024-wide tiles at 204→48 fell
-    /// from ×1.31–1.37 to ×1.06, out of L2).
+    /// from ×1.31–1.37 to ×1.06, out of L2); balancing the threads' rounds does not narrow them
+    /// below 256 either (densenet121 b8 fused, 2 threads: 1x1 backward +1.5 %).
     static func normalizedTiling(_ x: Tensor, weightGradient: Bool = false) -> NormalizedTiling {
         let channels = x.shape[0]
         return NormalizedTiling(channels: channels, positions: x.count / channels,
                                 threads: DryRun.current?.threads ?? Parallel.threadCount,
-                                floats: weightGradient ? max(1 << 16, 256 * channels) : 1 << 16)
+                                floats: weightGradient ? max(1 << 16, 256 * channels) : 1 << 16,
+                                narrowest: weightGradient ? 256 : 16)
     }
 
     /// Checks the shapes shared by both entry points; returns (channels C, positions P, outputs M).

@@ -179,6 +179,30 @@ final class Conv2dNormalizedInputTests: XCTestCase {
         let tiny = Conv2d.NormalizedTiling(channels: 4, positions: 5, threads: 8)
         XCTAssertEqual([tiny.tile, tiny.tiles, tiny.parts], [5, 1, 1])
         XCTAssertEqual(many.positions(227, of: 65536), 65376..<65536)
+        // Whole rounds: 1568 positions of 640 channels on 16 threads, cache bound 96 positions.
+        let rounds = Conv2d.NormalizedTiling(channels: 640, positions: 1568, threads: 16)
+        XCTAssertEqual([rounds.tile, rounds.tiles, rounds.parts], [64, 25, 16])
+        // Rounds are balanced down to `narrowest` only (992 channels, 1568 positions, 2 threads:
+        // 256-wide bound, 7 tiles; 8 tiles of 208 would balance them), below it for the threads.
+        let wideChannels = Conv2d.NormalizedTiling(channels: 992, positions: 1568, threads: 2, floats: 256 * 992, narrowest: 256)
+        XCTAssertEqual([wideChannels.tile, wideChannels.tiles], [256, 7])
+        let wideMany = Conv2d.NormalizedTiling(channels: 992, positions: 1568, threads: 16, floats: 256 * 992, narrowest: 256)
+        XCTAssertEqual([wideMany.tile, wideMany.tiles], [112, 14])
+        // No thread ever takes more rounds than the cache bound needs, and a tile never exceeds it.
+        for channels in [48, 200, 640, 992] {
+            for positions in [392, 1568, 6272, 25088, 65536] {
+                for threads in [1, 2, 3, 4, 8, 16] {
+                    let t = Conv2d.NormalizedTiling(channels: channels, positions: positions, threads: threads)
+                    let byCache = max(16, min(512, (1 << 16) / channels / 16 * 16))
+                    let fewest = ((positions + byCache - 1) / byCache + threads - 1) / threads
+                    let label = "\(channels) channels, \(positions) positions, \(threads) threads"
+                    XCTAssertLessThanOrEqual(t.tile, byCache, label)
+                    XCTAssertEqual((t.tiles + t.parts - 1) / t.parts, fewest, label)
+                    XCTAssertGreaterThanOrEqual(t.tile * t.tiles, positions, label)
+                    XCTAssertLessThan(t.tile * (t.tiles - 1), positions, label)
+                }
+            }
+        }
     }
 
     /// In a dry run nothing is touched (the storages point at no-access memory) and the scratch
@@ -205,9 +229,10 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                 Conv2d.pointwiseWeightGradientNormalized(vy, x: vx, gamma: stats[0], beta: stats[1], mean: stats[2],
                                                          invStd: stats[3], dWeight: vw, dBias: nil)
             }
-            // 7·17·13 = 1547 positions, 2 threads: tiles of 512, 2 parts; 20·512 floats each.
-            XCTAssertEqual(forwardPeak, Memory.byteCount(elements: 2 * 20 * 512))
-            XCTAssertEqual(backwardPeak, Memory.byteCount(elements: 2 * 20 * 512) + Memory.byteCount(elements: 16 * 20))
+            // 7·17·13 = 1547 positions, 2 threads: two rounds of 2 tiles of 400 (4 tiles either way
+            // under the 512 bound), 2 parts; 20·400 floats each.
+            XCTAssertEqual(forwardPeak, Memory.byteCount(elements: 2 * 20 * 400))
+            XCTAssertEqual(backwardPeak, Memory.byteCount(elements: 2 * 20 * 400) + Memory.byteCount(elements: 16 * 20))
             XCTAssertEqual(dryRun.ledger.peakByCategory[MemoryCategory.allCases.firstIndex(of: .scratch)!], backwardPeak)
         }
     }
