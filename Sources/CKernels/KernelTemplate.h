@@ -89,8 +89,11 @@ static void CK_NAME(normalize_row)(const float *x, size_t count, float mean, flo
     }
 }
 
-static void CK_NAME(backward_sums_row)(const float *dy, const float *x, size_t count, float mean, float scale,
-                                       float beta, int relu, double *sums) {
+/// Σ g and Σ g·(x − mean) of a row into sums, g = dy masked by the ReLU of the affine when relu;
+/// with dx, also dx += scale·g in the same pass. Inlined with dx a constant NULL for
+/// backward_sums_row, so that one drops the stores.
+CK_INLINE void CK_NAME(sums_and_gradient)(const float *dy, const float *x, size_t count, float mean, float scale,
+                                          float beta, int relu, double *sums, float *dx) {
     const VF m = SPLAT(mean), s = SPLAT(scale), b = SPLAT(beta), zero = {0};
     double total_dy = 0, total_centered = 0;
     for (size_t start = 0; start < count; start += REDUCTION_BLOCK) {
@@ -105,22 +108,33 @@ static void CK_NAME(backward_sums_row)(const float *dy, const float *x, size_t c
             }
             acc_dy += g0; acc_dy2 += g1;
             acc_c += g0 * (x0 - m); acc_c2 += g1 * (x1 - m);
+            if (dx) {
+                STORE(dx + i, LOAD(dx + i) + s * g0);
+                STORE(dx + i + CK_LANES, LOAD(dx + i + CK_LANES) + s * g1);
+            }
         }
         acc_dy += acc_dy2; acc_c += acc_c2;
         for (; i + CK_LANES <= end; i += CK_LANES) {
             VF xv = LOAD(x + i), g = LOAD(dy + i);
             if (relu) g = ZERO_WHERE(g, ((xv - m) * s + b) <= zero);
             acc_dy += g; acc_c += g * (xv - m);
+            if (dx) STORE(dx + i, LOAD(dx + i) + s * g);
         }
         float sum_dy = HSUM(acc_dy), sum_c = HSUM(acc_c);
         for (; i < end; i++) {
             float g = relu && (x[i] - mean) * scale + beta <= 0 ? 0 : dy[i];
             sum_dy += g; sum_c += g * (x[i] - mean);
+            if (dx) dx[i] += scale * g;
         }
         total_dy += sum_dy; total_centered += sum_c;
     }
     sums[0] = total_dy;
     sums[1] = total_centered;
+}
+
+static void CK_NAME(backward_sums_row)(const float *dy, const float *x, size_t count, float mean, float scale,
+                                       float beta, int relu, double *sums) {
+    CK_NAME(sums_and_gradient)(dy, x, count, mean, scale, beta, relu, sums, NULL);
 }
 
 static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
@@ -141,40 +155,7 @@ static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t 
 
 static void CK_NAME(fixed_input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
                                               float beta, int relu, double *sums, float *dx) {
-    const VF m = SPLAT(mean), s = SPLAT(scale), b = SPLAT(beta), zero = {0};
-    double total_dy = 0, total_centered = 0;
-    for (size_t start = 0; start < count; start += REDUCTION_BLOCK) {
-        size_t end = start + REDUCTION_BLOCK < count ? start + REDUCTION_BLOCK : count, i = start;
-        VF acc_dy = {0}, acc_c = {0}, acc_dy2 = {0}, acc_c2 = {0};
-        for (; i + 2 * CK_LANES <= end; i += 2 * CK_LANES) {
-            VF x0 = LOAD(x + i), x1 = LOAD(x + i + CK_LANES);
-            VF g0 = LOAD(dy + i), g1 = LOAD(dy + i + CK_LANES);
-            if (relu) {
-                g0 = ZERO_WHERE(g0, ((x0 - m) * s + b) <= zero);
-                g1 = ZERO_WHERE(g1, ((x1 - m) * s + b) <= zero);
-            }
-            acc_dy += g0; acc_dy2 += g1;
-            acc_c += g0 * (x0 - m); acc_c2 += g1 * (x1 - m);
-            STORE(dx + i, LOAD(dx + i) + s * g0);
-            STORE(dx + i + CK_LANES, LOAD(dx + i + CK_LANES) + s * g1);
-        }
-        acc_dy += acc_dy2; acc_c += acc_c2;
-        for (; i + CK_LANES <= end; i += CK_LANES) {
-            VF xv = LOAD(x + i), g = LOAD(dy + i);
-            if (relu) g = ZERO_WHERE(g, ((xv - m) * s + b) <= zero);
-            acc_dy += g; acc_c += g * (xv - m);
-            STORE(dx + i, LOAD(dx + i) + s * g);
-        }
-        float sum_dy = HSUM(acc_dy), sum_c = HSUM(acc_c);
-        for (; i < end; i++) {
-            float g = relu && (x[i] - mean) * scale + beta <= 0 ? 0 : dy[i];
-            sum_dy += g; sum_c += g * (x[i] - mean);
-            dx[i] += scale * g;
-        }
-        total_dy += sum_dy; total_centered += sum_c;
-    }
-    sums[0] = total_dy;
-    sums[1] = total_centered;
+    CK_NAME(sums_and_gradient)(dy, x, count, mean, scale, beta, relu, sums, dx);
 }
 
 #include "Conv3x3Template.h"

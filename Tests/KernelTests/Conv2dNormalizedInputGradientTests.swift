@@ -18,13 +18,6 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
         return g
     }
 
-    func withThreads(_ threads: Int, _ body: () -> Void) {
-        let saved = Parallel.threadCount
-        Parallel.threadCount = threads
-        defer { Parallel.threadCount = saved }
-        body()
-    }
-
     /// With the statistics fixed the kernel is the whole gradient: dx accumulates, the sums are
     /// dBeta's and dGamma's.
     func testFixedStatisticsPartMatchesTheReference() {
@@ -39,7 +32,7 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
                 for threads in [1, 2, 3] {
                     let dx = start.copy(), sumDy = Tensor.filled([k.c], 1), sumDyXhat = Tensor.filled([k.c], 1)
                     KernelLevel.with(level) {
-                        withThreads(threads) {
+                        withThreadCount(threads) {
                             Conv2d.pointwiseInputGradientNormalized(o.dy, x: o.x, weight: o.weight, gamma: o.gamma,
                                                                     beta: o.beta, mean: o.mean, invStd: o.invStd, dx: dx,
                                                                     sumDy: sumDy, sumDyXhat: sumDyXhat)
@@ -80,7 +73,7 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
                 for threads in [1, 3] {
                     let dx = start.copy(), a = Tensor.zeros([k.c]), b = Tensor.zeros([k.c])
                     KernelLevel.with(level) {
-                        withThreads(threads) {
+                        withThreadCount(threads) {
                             for o in [first, second] {
                                 let sumDy = Tensor.zeros([k.c]), sumDyXhat = Tensor.zeros([k.c])
                                 Conv2d.pointwiseInputGradientNormalized(o.dy, x: o.x, weight: o.weight, gamma: o.gamma,
@@ -110,7 +103,7 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
             let start = Tensor.randomNormal(x.shape, seed: 6)
             let expected = start.copy(), dx = start.copy()
             BatchNorm.accumulateStatisticsGradientReference(x: x, mean: mean, invStd: invStd, a: a, b: b, dx: expected)
-            withThreads(2) { BatchNorm.accumulateStatisticsGradient(x: x, mean: mean, invStd: invStd, a: a, b: b, dx: dx) }
+            withThreadCount(2) { BatchNorm.accumulateStatisticsGradient(x: x, mean: mean, invStd: invStd, a: a, b: b, dx: dx) }
             XCTAssertLessThanOrEqual(GradientCheck.relativeError(dx.array, expected.array), 1e-6, "\([c, n, h, w])")
             XCTAssertGreaterThan(GradientCheck.relativeError(dx.array, start.array), 1e-3, "\([c, n, h, w]): dx must change")
         }
@@ -122,7 +115,7 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
         let k = Case(c: 20, m: 16, n: 7, h: 17, w: 13, bias: false)
         let o = Conv2dNormalizedInputTests.operands(k, seed: 3)
         let dx = Tensor.zeros(o.x.shape), sums = (Tensor.zeros([k.c]), Tensor.zeros([k.c]))
-        withThreads(2) {
+        withThreadCount(2) {
             // 1547 positions on 2 threads: two rounds of 2 tiles of 400 (the cache bound, 512, would make 4
             // tiles too), 2 parts of a tile (+ 2 rows of sums) of 20 channels.
             XCTAssertEqual(Conv2d.normalizedInputGradientWorkspace(o.x), 2 * 20 * (400 + 2))

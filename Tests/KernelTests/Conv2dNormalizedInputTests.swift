@@ -47,13 +47,6 @@ final class Conv2dNormalizedInputTests: XCTestCase {
         return y
     }
 
-    func withThreads(_ threads: Int, _ body: () -> Void) {
-        let saved = Parallel.threadCount
-        Parallel.threadCount = threads
-        defer { Parallel.threadCount = saved }
-        body()
-    }
-
     func testForwardMatchesTheReference() {
         for level in KernelLevel.supported {
             for (i, k) in Self.cases.enumerated() {
@@ -67,7 +60,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                         let y = Tensor.filled(o.dy.shape, 7)  // overwritten
                         Conv2d.smallProductKernel = product
                         KernelLevel.with(level) {
-                            withThreads(threads) {
+                            withThreadCount(threads) {
                                 Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
                                                                   invStd: o.invStd, weight: o.weight, bias: o.bias, into: y)
                             }
@@ -128,7 +121,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                 for threads in [1, 2, 3] {
                     let dWeight = start.copy(), dBias = biasStart.copy()
                     KernelLevel.with(level) {
-                        withThreads(threads) {
+                        withThreadCount(threads) {
                             Conv2d.pointwiseWeightGradientNormalized(o.dy, x: o.x, gamma: o.gamma, beta: o.beta,
                                                                      mean: o.mean, invStd: o.invStd, dWeight: dWeight,
                                                                      dBias: k.bias ? dBias : nil)
@@ -158,7 +151,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
         BatchNorm.forwardWithStatistics(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd, relu: true,
                                         into: normalized)
         let unfused = Tensor(shape: o.dy.shape), fused = Tensor(shape: o.dy.shape)
-        withThreads(1) {
+        withThreadCount(1) {
             Conv2d.forward(normalized, weight: o.weight, bias: nil, ConvParameters(kernel: 1), into: unfused)
             Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd,
                                               weight: o.weight, bias: nil, into: fused)
@@ -211,7 +204,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
         let k = Case(c: 20, m: 16, n: 7, h: 17, w: 13, bias: false)
         let o = Self.operands(k, seed: 3)
         let y = Tensor(shape: o.dy.shape), dWeight = Tensor.zeros(o.weight.shape)
-        withThreads(2) {
+        withThreadCount(2) {
             Memory.resetPeak()
             let before = Memory.active(.scratch)
             Conv2d.pointwiseForwardNormalized(o.x, gamma: o.gamma, beta: o.beta, mean: o.mean, invStd: o.invStd,

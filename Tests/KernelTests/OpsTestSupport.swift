@@ -28,3 +28,11 @@ enum OpsCheck {
         return (0..<count).map { _ in rng.nextUniform() * 2 - 1 }
     }
 }
+
+/// Runs `body` with `Parallel.threadCount` at `threads`, restoring it after.
+func withThreadCount(_ threads: Int, _ body: () -> Void) {
+    let saved = Parallel.threadCount
+    Parallel.threadCount = threads
+    defer { Parallel.threadCount = saved }
+    body()
+}

@@ -10,6 +10,16 @@ final class ProfileTests: XCTestCase {
         while DispatchTime.now().uptimeNanoseconds < end {}
     }
 
+    /// The profile of `body` run with `Parallel.threadCount` at `threads`.
+    func profile(threads: Int, _ body: () -> Void) -> Profile.Report {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        Parallel.threadCount = threads
+        Profile.start()
+        body()
+        return Profile.stop()
+    }
+
     func seconds(_ report: Profile.Report, _ op: Profile.Operation) -> Double {
         report.entries.first { $0.operation == op.name }!.seconds
     }
@@ -108,19 +118,16 @@ final class ProfileTests: XCTestCase {
 
     /// A region with fewer parts than threads is narrow: counted per class whatever the cores.
     func testNarrowRegionsAreCountedPerClass() throws {
-        let saved = Parallel.threadCount
-        defer { Parallel.threadCount = saved }
-        Parallel.threadCount = 3
-        Profile.start()
-        let pool = Profile.begin(.pooling)
-        Parallel.forEach(2) { _ in }
-        Parallel.forEach(3) { _ in }
-        Parallel.forEach(7) { _ in }
-        Profile.end(pool)
-        let copy = Profile.begin(.concatCopy)
-        Parallel.forEach(2) { _ in }
-        Profile.end(copy)
-        let report = Profile.stop()
+        let report = profile(threads: 3) {
+            let pool = Profile.begin(.pooling)
+            Parallel.forEach(2) { _ in }
+            Parallel.forEach(3) { _ in }
+            Parallel.forEach(7) { _ in }
+            Profile.end(pool)
+            let copy = Profile.begin(.concatCopy)
+            Parallel.forEach(2) { _ in }
+            Profile.end(copy)
+        }
         func narrow(_ op: Profile.Operation) -> Int? { report.entries.first { $0.operation == op.name }?.narrowRegions }
         XCTAssertEqual(narrow(.pooling), 1)
         XCTAssertEqual(narrow(.concatCopy), 1)
@@ -139,16 +146,13 @@ final class ProfileTests: XCTestCase {
     /// total over the threads: with 4 threads on however many cores (2 in CI), parts of 40 + 3×10
     /// ms of CPU are 40 ms, and 8 parts of 10 ms are 20 ms; the class adds its serial time.
     func testRegionsAreTimedAsOnDedicatedCores() throws {
-        let saved = Parallel.threadCount
-        defer { Parallel.threadCount = saved }
-        Parallel.threadCount = 4
-        Profile.start()
-        let pool = Profile.begin(.pooling)
-        spin(0.02)
-        Parallel.forEach(4) { i in spinCPU(i == 0 ? 0.04 : 0.01) }
-        Parallel.forEach(8) { _ in spinCPU(0.01) }
-        Profile.end(pool)
-        let report = Profile.stop()
+        let report = profile(threads: 4) {
+            let pool = Profile.begin(.pooling)
+            spin(0.02)
+            Parallel.forEach(4) { i in spinCPU(i == 0 ? 0.04 : 0.01) }
+            Parallel.forEach(8) { _ in spinCPU(0.01) }
+            Profile.end(pool)
+        }
         let entry = try XCTUnwrap(report.entries.first { $0.operation == Profile.Operation.pooling.name })
         XCTAssertEqual(try XCTUnwrap(entry.dedicatedParallelSeconds), 0.06, accuracy: 0.01)
         XCTAssertEqual(try XCTUnwrap(entry.dedicatedSeconds), 0.08, accuracy: 0.015)
