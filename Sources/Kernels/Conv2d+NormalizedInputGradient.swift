@@ -2,9 +2,10 @@ import Runtime
 
 /// The input gradient of `pointwiseForwardNormalized` (Conv2d+NormalizedInput.swift) without the
 /// gradient of the normalised input ever in memory: each thread multiplies a tile of positions
-/// (all channels × `tile` positions, cut as the weight gradient's: at least 256 positions where
-/// there are that many) into its own slice of the workspace and takes it at once, one pass per
-/// row (`BatchNorm.fixedInputGradientRow`), through the ReLU and batch norm into dx.
+/// (all channels × `tile` positions, cut as the weight gradient's, `normalizedTiling`: 256
+/// positions or more unless the threads need narrower) into its own slice of the workspace and
+/// takes it at once, one pass per row (`BatchNorm.fixedInputGradientRow`), through the ReLU and
+/// batch norm into dx.
 ///
 /// Batch norm's training-mode input gradient,
 ///
