@@ -72,18 +72,31 @@ public enum Concat {
         let inner = Array(dy.shape.dropFirst())
         let innerCount = inner.reduce(1, *)
         var channel = 0
+        // Each wanted gradient's element range in dy, in order.
+        var slices = [(start: Int, count: Int, dx: UnsafeMutablePointer<Float>)]()
         for (dx, width) in zip(dxs, channels) {
             if let dx {
                 precondition(dx.isContiguous, "Concat.backward: dx \(dx.shape) must be contiguous")
                 precondition(dx.shape[0] == width && Array(dx.shape.dropFirst()) == inner && channel + width <= dy.shape[0],
                              "Concat.backward: dx \(dx.shape) does not fit dy \(dy.shape) at channel \(channel) (channels \(channels))")
-                if !DryRun.isActive {
-                    Elementwise.accumulate(dy.pointer + channel * innerCount, into: dx.pointer, count: dx.count, scale: 1)
-                }
+                if dx.count > 0 { slices.append((channel * innerCount, dx.count, dx.pointer)) }
             }
             channel += width
         }
         precondition(channel == dy.shape[0] || (trailingMayBeShort && channel < dy.shape[0]),
                      "Concat.backward: gradients \(dxs.map { $0?.shape }) with channels \(channels) do not cover dy \(dy.shape)")
+        guard !DryRun.isActive, let first = slices.first, let last = slices.last else { return }
+        // One region over dy's span, split by elements as the forward is: a dense layer's input has
+        // as many slices as earlier layers, each of k channels, too small alone to split (at 16
+        // threads most ran on one thread, one region each).
+        let pdy = UnsafePointer(dy.pointer), base = first.start
+        Elementwise.forRanges(last.start + last.count - base) { part in
+            let r = (part.lowerBound + base)..<(part.upperBound + base)
+            for slice in slices {
+                let lo = max(r.lowerBound, slice.start), hi = min(r.upperBound, slice.start + slice.count)
+                if lo < hi { Elementwise.accumulateRange(pdy + lo, into: slice.dx + (lo - slice.start), 0..<(hi - lo), scale: 1) }
+            }
+        }
+        withExtendedLifetime(dxs) {}
     }
 }

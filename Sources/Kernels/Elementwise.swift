@@ -32,18 +32,24 @@ public enum Elementwise {
         accumulate(x.pointer, into: y.pointer, count: y.count, scale: scale)
     }
 
-    /// y[0..<count] += scale·x[0..<count], parallel (Concat's backward uses it on channel slices).
+    /// y[0..<count] += scale·x[0..<count], parallel.
     static func accumulate(_ px: UnsafePointer<Float>, into py: UnsafeMutablePointer<Float>, count: Int, scale: Float) {
-        let s = Vector(repeating: scale)
-        forRanges(count) { r in
-            var i = r.lowerBound
-            if scale == 1 {
-                while i + lanes <= r.upperBound { store(load(py, i) + load(px, i), py, i); i += lanes }
-                while i < r.upperBound { py[i] += px[i]; i += 1 }
-            } else {
-                while i + lanes <= r.upperBound { store(load(py, i) + s * load(px, i), py, i); i += lanes }
-                while i < r.upperBound { py[i] += scale * px[i]; i += 1 }
-            }
+        forRanges(count) { r in accumulateRange(px, into: py, r, scale: scale) }
+    }
+
+    /// y[r] += scale·x[r] on the calling thread (Concat's backward runs it on the slices of one
+    /// parallel region).
+    @inline(__always)
+    static func accumulateRange(_ px: UnsafePointer<Float>, into py: UnsafeMutablePointer<Float>, _ r: Range<Int>,
+                                scale: Float) {
+        var i = r.lowerBound
+        if scale == 1 {
+            while i + lanes <= r.upperBound { store(load(py, i) + load(px, i), py, i); i += lanes }
+            while i < r.upperBound { py[i] += px[i]; i += 1 }
+        } else {
+            let s = Vector(repeating: scale)
+            while i + lanes <= r.upperBound { store(load(py, i) + s * load(px, i), py, i); i += lanes }
+            while i < r.upperBound { py[i] += scale * px[i]; i += 1 }
         }
     }
 

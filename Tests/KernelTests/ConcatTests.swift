@@ -38,4 +38,28 @@ final class ConcatTests: XCTestCase {
         Concat.backward(dy.channels(0..<2), dxs: [twice], channels: [2])
         XCTAssertEqual(twice.array, dy.channels(0..<2).array.map { 2 * $0 })
     }
+
+    /// A dense layer's concatenation: many slices of a few channels, some without a gradient,
+    /// large enough to split, so threads' ranges cut through slices: every dx equals the
+    /// reference bit for bit on 1-3 threads, and the backward is one parallel region.
+    func testBackwardOfManySlicesIsOneRegionAndExact() {
+        let widths = [7, 3, 3, 3, 3, 3, 3, 3, 3, 3]
+        let dy = OpsCheck.uniform([widths.reduce(0, +), 4, 31, 29], seed: 29)
+        for threads in 1...3 {
+            withThreadCount(threads) {
+                let dxs: [Tensor?] = widths.enumerated().map { i, w in
+                    i == 2 || i == 5 ? nil : OpsCheck.uniform([w, 4, 31, 29], seed: UInt64(30 + i))
+                }
+                let expected = dxs.map { $0?.copy() }
+                Concat.backwardReference(dy, dxs: expected, channels: widths)
+                Profile.start()
+                Concat.backward(dy, dxs: dxs, channels: widths)
+                let regions = Profile.stop().parallelRegions
+                for (i, (dx, e)) in zip(dxs, expected).enumerated() {
+                    XCTAssertEqual(dx?.array, e?.array, "slice \(i), \(threads) threads")
+                }
+                XCTAssertEqual(regions, threads > 1 ? 1 : 0, "\(threads) threads")
+            }
+        }
+    }
 }
