@@ -17,7 +17,8 @@ extension Conv2d {
         case channels
         /// Each thread owns whole images (output columns of whole images); dW partials.
         case images
-        /// Each thread owns any output column range (no dx to scatter into); dW partials.
+        /// Each thread owns any output column range: with no dx, or a dx the thin kernel gathers
+        /// position by position (nothing scattered across ranges); dW partials.
         case columns
     }
 
@@ -126,6 +127,15 @@ extension Conv2d {
         // when they divide evenly (3 images on 2 threads would leave one idle a third of the
         // time). Channels balance whenever there are several per thread.
         if g.hasUnitStrideRows && g.n % threads == 0 { return (.images, threads) }
+        // The thin kernel gathers each dx position from dy (Conv2d+Microkernel.swift), so threads
+        // may own any range of positions: all balanced, and the kernel for dx, which the channel
+        // split (per-tap products) would not use. DenseNet-121 at batch 8 on 16 threads (or 3).
+        if g.columns >= 64 * threads && thinKernelApplies(g, outputs: g.cin)
+            && thinKernelFits(g, inputs: g.cout, parts: threads, workspace: { t in
+                backwardWorkspace(g, channels: g.cin, parts: threads, columns: Parallel.chunk(t, of: threads, count: g.columns).count)
+            }) {
+            return (.columns, threads)
+        }
         if g.cin >= 4 * threads || (g.cin >= threads && g.n % threads != 0) { return (.channels, min(threads, g.cin)) }
         if g.n >= threads { return (.images, threads) }
         if g.cin >= threads { return (.channels, threads) }
@@ -176,14 +186,17 @@ extension Conv2d {
         // Stride 1 with Wo = W: per-tap products (Conv2d+Shifted.swift), dW accumulated tap-major.
         let shifted = g.hasUnitStrideRows
         let tapMajor = makesTapMajorWeights(g, multipliesByWeights: dx != nil)
-        // Thin 3x3 input gradient by our kernel when threads own whole images (or one thread
-        // does all), in the same scratch (Conv2d+Microkernel.swift).
-        let thin = tapMajor && (split == .images || parts == 1) && thinKernelApplies(g, outputs: g.cin)
+        // Thin 3x3 input gradient by our kernel when threads own whole images or ranges of
+        // positions (or one thread does all), in the same scratch (Conv2d+Microkernel.swift).
+        let thin = tapMajor && split != .channels && thinKernelApplies(g, outputs: g.cin)
             && thinKernelFits(g, inputs: g.cout, parts: parts) { t in
                 let (channels, columns) = backwardPart(t, of: parts, split: split, g)
                 if channels.isEmpty || columns.isEmpty { return (0, 0) }
                 return backwardWorkspace(g, channels: channels.count, parts: parts, columns: columns.count)
             }
+        // Ranges of positions with a dx only where the kernel gathers it (backwardPlan checked).
+        precondition(split != .columns || dx == nil || parts == 1 || thin,
+                     "Conv2d.tiledBackward: a column split with dx needs the thin kernel (\(g.cin)->\(g.cout), \(parts) parts)")
         // Thin 3x3 weight gradient by our kernel into the same per-thread partials, in the same
         // workspaces (Conv2d+Microkernel.swift).
         let thinGradient = shifted && dWeight != nil && thinWeightGradientApplies(g)

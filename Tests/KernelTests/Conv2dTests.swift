@@ -142,8 +142,10 @@ final class Conv2dTests: XCTestCase {
 
     /// The split paths of backward, for the per-tap (stride 1) and the im2col path each: by
     /// channels (many channels, or an odd batch), by whole images (few channels, even batch),
-    /// by columns (no dx).
+    /// by columns (no dx); without the thin kernel (next test).
     func testBackwardSplits() {
+        Conv2d.thinKernels = .off
+        defer { Conv2d.thinKernels = .measured }
         let split = [
             ConvCase(cin: 16, cout: 5, n: 3, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false),
             ConvCase(cin: 3, cout: 12, n: 4, h: 10, w: 9, p: ConvParameters(kernel: 3, padding: 1), bias: true),
@@ -158,6 +160,32 @@ final class Conv2dTests: XCTestCase {
                 XCTAssertEqual(chosen(true), split, "\(c)")
                 checkAgainstReference(c, context: "split")
                 checkAgainstReference(c, context: "split, no dx", inputGradient: false)
+            }
+        }
+    }
+
+    /// With the thin kernel, an odd batch splits positions instead of channels (the kernel gathers
+    /// each dx position, so ranges may cut through images), checked against the reference on 2
+    /// and 3 threads; an even batch still splits images, and where the kernel's rows do not fit
+    /// the workspace, channels again.
+    func testThinBackwardSplitsPositionsOnAnOddBatch() {
+        Conv2d.thinKernels = .always
+        defer { Conv2d.thinKernels = .measured }
+        let odd = ConvCase(cin: 16, cout: 8, n: 3, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+        let even = ConvCase(cin: 16, cout: 8, n: 6, h: 9, w: 8, p: ConvParameters(kernel: 3, padding: 1), bias: true)
+        for threads in [2, 3] {
+            for (c, split) in [(odd, Conv2d.BackwardSplit.columns), (even, .images)] {
+                withConvSettings(threads: threads, workspace: Conv2d.workspaceLimitBytes) {
+                    let expected: Conv2d.BackwardSplit = c.n % threads == 0 ? .images : split
+                    XCTAssertEqual(Conv2d.backwardSplit(input: c.inputShape, weight: c.weightShape, c.p, inputGradient: true),
+                                   expected, "\(c), \(threads) threads")
+                    checkAgainstReference(c, context: "thin split, \(threads) threads")
+                }
+            }
+            withConvSettings(threads: threads, workspace: 256) {
+                XCTAssertEqual(Conv2d.backwardSplit(input: odd.inputShape, weight: odd.weightShape, odd.p, inputGradient: true),
+                               odd.n % threads == 0 ? .images : .channels, "\(odd), \(threads) threads, 256-byte workspace")
+                checkAgainstReference(odd, context: "thin split, no room, \(threads) threads")
             }
         }
     }
