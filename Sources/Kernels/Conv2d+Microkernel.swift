@@ -113,7 +113,8 @@ extension Conv2d {
             columns.lowerBound, columns.upperBound, tapGrad + channels.lowerBound, g.cin, pad, padFloats)
     }
 
-    /// Input gradient over the positions `columns` (whole images of this thread):
+    /// Input gradient over the positions `columns` (this thread's images or range of positions:
+    /// each dx position is gathered from dy, so ranges may cut through images):
     /// dx[:, columns] += conv(dy, Wᵀ rotated) with packed (transposed) weights.
     static func thinInputGradient(_ dy: UnsafePointer<Float>, packed: UnsafePointer<Float>, _ g: ConvGeometry,
                                   columns: Range<Int>, pad: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>) {

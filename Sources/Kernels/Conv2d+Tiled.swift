@@ -9,7 +9,7 @@ import Runtime
 /// own column tile: forward splits the output columns; backward splits either the input
 /// channels (each thread owns rows of the im2col matrix, so its dx channels and dW columns are
 /// its own) or whole images (col2im of different images never overlaps; dW gets per-thread
-/// partial sums added at the end).
+/// partial sums added at the end), or, where the thin kernel gathers dx, ranges of positions.
 extension Conv2d {
     /// How a backward pass is shared among threads.
     public enum BackwardSplit: String, Equatable, Sendable {
