@@ -343,7 +343,8 @@ struct SharedDenseBlock {
 
     /// Adds the norm1s' statistics parts held in `terms` to the gradient of the block buffer's
     /// `channels`, with the statistics of `statistics`' norm1, which covers them (every norm1
-    /// that read them used the same).
+    /// that read them used the same: copied from the layer before, or under synchronised batch
+    /// norm taken again over the ranks, the same sums up to the order an all-reduce adds them in).
     private func applyStatisticsGradient(_ terms: BatchNormState.StatisticsGradientTerms, channels r: Range<Int>,
                                          buffer: Tensor, gradOutput: Tensor, statistics: Saved) {
         BatchNorm.accumulateStatisticsGradient(x: buffer.channels(r), mean: statistics.mean1.channels(r),
