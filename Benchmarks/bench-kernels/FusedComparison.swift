@@ -68,6 +68,18 @@ struct FusedComparison {
                     BatchNorm.addStatisticsGradientTerms(gamma: gamma, sumDy: sums.0, sumDyXhat: sums.1, count: positions,
                                                          a: terms.0, b: terms.1)
                 }),
+                ("weight + input gradient, two", {
+                    Conv2d.pointwiseWeightGradientNormalized(dy, x: x, gamma: gamma, beta: beta, mean: mean,
+                                                             invStd: invStd, dWeight: dWeight, dBias: nil)
+                    Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                                            invStd: invStd, dx: dx, sumDy: sums.0, sumDyXhat: sums.1,
+                                                            workspace: workspace)
+                }),
+                ("weight + input gradient, one", {
+                    Conv2d.pointwiseBackwardNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                                       invStd: invStd, dWeight: dWeight, dBias: nil, dx: dx,
+                                                       sumDy: sums.0, sumDyXhat: sums.1)
+                }),
                 ("  its statistics part", {
                     BatchNorm.accumulateStatisticsGradient(x: x, mean: mean, invStd: invStd, a: terms.0, b: terms.1, dx: dx)
                 }),
@@ -78,11 +90,13 @@ struct FusedComparison {
             for (i, (name, _)) in variants.enumerated() {
                 // Each fused variant against the unfused one of its pass (forward: 0, weight gradient: 3,
                 // input gradient: 5); the statistics part has no product and no ratio.
-                let unfused = name.hasPrefix("forward") ? seconds[0] : name.hasPrefix("weight") ? seconds[3] : seconds[5]
+                let unfused = name.hasPrefix("forward") ? seconds[0] : name.hasPrefix("weight + input") ? seconds[7]
+                    : name.hasPrefix("weight") ? seconds[3] : seconds[5]
                 let part = name.contains("statistics")
                 print(String(format: "  %@ %8.2f ms  %@%@", name.padding(toLength: 30, withPad: " ", startingAt: 0),
                              seconds[i] * 1e3, part ? "" : String(format: "%6.1f GFLOP/s", flops / seconds[i] * 1e-9),
-                             name.contains("unfused") || part ? "" : String(format: "  (x%.2f vs unfused)", unfused / seconds[i])))
+                             name.contains("unfused") || name.hasSuffix("two") || part ? ""
+                                : String(format: "  (x%.2f vs %@)", unfused / seconds[i], name.hasSuffix("one") ? "two" : "unfused")))
             }
         }
     }

@@ -15,18 +15,30 @@ extension BatchNormState {
     /// dBeta += this rank's Σ g·xhat and Σ g; in training, the statistics part added to `terms`
     /// (over the ranks' global batch when batch norm is synchronised) instead of to dx. Evaluation
     /// mode holds the statistics fixed: nothing is added to `terms`, which may be nil then.
-    /// `workspace`, when given, is a dead tensor of at least
-    /// `Conv2d.normalizedInputGradientWorkspace(x)` floats.
-    // dy (M, N, H, W); x, dx (C, N, H, W); weight (M, C, 1, 1); gamma, beta, mean, invStd, dGamma, dBeta, terms (C).
+    /// With `dWeight`, the convolution's weight gradient (and `dBias`'s) is taken in the same pass
+    /// over the tiles (`Conv2d.pointwiseBackwardNormalized`). `workspace`, when given, is a dead
+    /// tensor, used where it holds what the kernel keeps (else the kernel allocates it).
+    // dy (M, N, H, W); x, dx (C, N, H, W); weight, dWeight (M, C, 1, 1); dBias (M);
+    // gamma, beta, mean, invStd, dGamma, dBeta, terms (C).
     public func pointwiseInputGradient(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor,
                                        mean: Tensor, invStd: Tensor, training: Bool, dx: Tensor, dGamma: Tensor?,
-                                       dBeta: Tensor?, terms: StatisticsGradientTerms?, workspace: Tensor?) {
+                                       dBeta: Tensor?, dWeight: Tensor? = nil, dBias: Tensor? = nil,
+                                       terms: StatisticsGradientTerms?, workspace: Tensor?) {
         precondition(!training || terms != nil, "BatchNormState.pointwiseInputGradient: training needs terms to add to")
+        precondition(dBias == nil || dWeight != nil, "BatchNormState.pointwiseInputGradient: dBias comes with dWeight")
         let c = x.shape.first ?? 0
         let sumDy = Tensor.zeros([c], category: .scratch), sumDyXhat = Tensor.zeros([c], category: .scratch)
-        Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
-                                                invStd: invStd, dx: dx, sumDy: sumDy, sumDyXhat: sumDyXhat,
-                                                workspace: workspace)
+        if let dWeight {
+            let fits = workspace.map { $0.isContiguous && $0.count >= Conv2d.normalizedBackwardSumsFloats(x) } ?? false
+            Conv2d.pointwiseBackwardNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                               invStd: invStd, dWeight: dWeight, dBias: dBias, dx: dx, sumDy: sumDy,
+                                               sumDyXhat: sumDyXhat, workspace: fits ? workspace : nil)
+        } else {
+            let fits = workspace.map { $0.isContiguous && $0.count >= Conv2d.normalizedInputGradientWorkspace(x) } ?? false
+            Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
+                                                    invStd: invStd, dx: dx, sumDy: sumDy, sumDyXhat: sumDyXhat,
+                                                    workspace: fits ? workspace : nil)
+        }
         // This rank's part of dγ and dβ, before the sums become global.
         if let dGamma { Elementwise.accumulate(sumDyXhat, into: dGamma) }
         if let dBeta { Elementwise.accumulate(sumDy, into: dBeta) }

@@ -311,34 +311,20 @@ struct SharedDenseBlock {
         gradBottleneck.zero()
         normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
                      dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
-        let norm1 = layer.norm1
-        if let dWeight1 {
-            Conv2d.pointwiseWeightGradientNormalized(gradBottleneck, x: input, gamma: norm1.weight.value,
-                                                     beta: norm1.bias.value, mean: s.mean1, invStd: s.invStd1,
-                                                     dWeight: dWeight1, dBias: dBias1)
-        } else if let dBias1 {
+        if dWeight1 == nil, let dBias1 {
             Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
                             dx: nil, dWeight: nil, dBias: dBias1)
         }
-        norm1InputGradient(layer, s, gradBottleneck, input: input, gradOutput: gradOutput, training: training,
-                           dGamma: dGamma1, dBeta: dBeta1, terms: terms, spare: arena.channels(width..<(3 * width)))
-    }
-
-    /// norm1's input gradient, gradBottleneck (width, N, H, W) taken back through conv1, the ReLU and
-    /// norm1 tile by tile into the block buffer's gradient, its statistics part added to `terms`
-    /// (`BatchNormState.pointwiseInputGradient`). `spare`, a dead tensor, holds the tiles when it is
-    /// large enough; else they are scratch of their own.
-    private func norm1InputGradient(_ layer: DenseLayer, _ s: Saved, _ gradBottleneck: Tensor, input: Tensor,
-                                    gradOutput: Tensor, training: Bool, dGamma: Tensor?, dBeta: Tensor?,
-                                    terms: BatchNormState.StatisticsGradientTerms?, spare: Tensor) {
-        let cl = input.shape[0]
-        let norm1 = layer.norm1
-        let fits = spare.isContiguous && spare.count >= Conv2d.normalizedInputGradientWorkspace(input)
+        // conv1's weight gradient and norm1's input gradient in one pass over the input's tiles, its
+        // statistics part added to `terms`; b | gradC, dead by now, hold what the kernel keeps.
+        let cl = input.shape[0], norm1 = layer.norm1
         norm1.state.pointwiseInputGradient(gradBottleneck, x: input, weight: layer.conv1.weight.value,
                                            gamma: norm1.weight.value, beta: norm1.bias.value, mean: s.mean1,
                                            invStd: s.invStd1, training: training, dx: gradOutput.channels(0..<cl),
-                                           dGamma: dGamma, dBeta: dBeta, terms: terms.map { ($0.a.channels(0..<cl), $0.b.channels(0..<cl)) },
-                                           workspace: fits ? spare : nil)
+                                           dGamma: dGamma1, dBeta: dBeta1, dWeight: dWeight1,
+                                           dBias: dWeight1 == nil ? nil : dBias1,
+                                           terms: terms.map { ($0.a.channels(0..<cl), $0.b.channels(0..<cl)) },
+                                           workspace: arena.channels(width..<(3 * width)))
     }
 
     /// Adds the norm1s' statistics parts held in `terms` to the gradient of the block buffer's

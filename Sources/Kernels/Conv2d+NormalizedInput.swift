@@ -176,7 +176,7 @@ extension Conv2d {
     /// Calls `body(part, columns, tile)` for every tile of positions, thread `part` taking every
     /// `parts`-th tile, normalised (BN + ReLU, `BatchNorm.normalizeRow`) into that thread's slice of
     /// `scratch` as a C × columns.count matrix.
-    private static func forEachNormalizedTile(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
+    static func forEachNormalizedTile(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
                                               tiling: NormalizedTiling, scratch: Tensor,
                                               _ body: (_ part: Int, _ columns: Range<Int>, _ tile: UnsafeMutablePointer<Float>) -> Void) {
         Gemm.useOneBLASThread()

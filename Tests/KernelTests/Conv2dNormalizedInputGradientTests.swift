@@ -142,4 +142,44 @@ final class Conv2dNormalizedInputGradientTests: XCTestCase {
                            Memory.byteCount(elements: 2 * 20 * 402))
         }
     }
+
+    /// The one-pass backward gives exactly what its two kernels give (the same tiles, products
+    /// and row kernels in the same order): dWeight, dBias, dx and the sums, bit for bit, with its
+    /// sums in counted scratch or in a given workspace; every level, 1-3 threads.
+    func testOnePassBackwardEqualsTheTwoKernels() {
+        for level in KernelLevel.supported {
+            for (i, k) in Conv2dNormalizedInputTests.cases.enumerated() {
+                let o = Conv2dNormalizedInputTests.operands(k, seed: UInt64(10 * i + 6))
+                let startW = Tensor.randomNormal(o.weight.shape, seed: 91), startB = Tensor.randomNormal([k.m], seed: 92)
+                let startX = Tensor.randomNormal(o.x.shape, seed: 93)
+                for threads in [1, 2, 3] {
+                    KernelLevel.with(level) {
+                        withThreadCount(threads) {
+                            let w2 = startW.copy(), b2 = startB.copy(), x2 = startX.copy()
+                            let s2 = (Tensor.zeros([k.c]), Tensor.zeros([k.c]))
+                            Conv2d.pointwiseWeightGradientNormalized(o.dy, x: o.x, gamma: o.gamma, beta: o.beta, mean: o.mean,
+                                                                     invStd: o.invStd, dWeight: w2, dBias: b2)
+                            Conv2d.pointwiseInputGradientNormalized(o.dy, x: o.x, weight: o.weight, gamma: o.gamma,
+                                                                    beta: o.beta, mean: o.mean, invStd: o.invStd, dx: x2,
+                                                                    sumDy: s2.0, sumDyXhat: s2.1)
+                            for workspace in [nil, Tensor(shape: [Conv2d.normalizedBackwardSumsFloats(o.x) + 5])] {
+                                let w1 = startW.copy(), b1 = startB.copy(), x1 = startX.copy()
+                                let s1 = (Tensor.zeros([k.c]), Tensor.zeros([k.c]))
+                                Conv2d.pointwiseBackwardNormalized(o.dy, x: o.x, weight: o.weight, gamma: o.gamma, beta: o.beta,
+                                                                   mean: o.mean, invStd: o.invStd, dWeight: w1, dBias: b1,
+                                                                   dx: x1, sumDy: s1.0, sumDyXhat: s1.1, workspace: workspace)
+                                let label = "\(level) \(k) \(threads) threads, workspace \(workspace != nil)"
+                                XCTAssertEqual(w1.array, w2.array, "\(label): dWeight")
+                                XCTAssertEqual(b1.array, b2.array, "\(label): dBias")
+                                XCTAssertEqual(x1.array, x2.array, "\(label): dx")
+                                XCTAssertEqual(s1.0.array, s2.0.array, "\(label): sumDy")
+                                XCTAssertEqual(s1.1.array, s2.1.array, "\(label): sumDyXhat")
+                            }
+                            XCTAssertGreaterThan(GradientCheck.relativeError(w2.array, startW.array), 1e-3, "\(k): dWeight must change")
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
