@@ -66,50 +66,75 @@ extension Conv2d {
         precondition(dx.isContiguous && dx.shape == x.shape,
                      "Conv2d.pointwiseInputGradientNormalized: dx \(dx.shape) must be x's \(x.shape), contiguous")
         let tiling = normalizedTiling(x, weightGradient: true)
-        let needed = tiling.parts * c * (tiling.tile + 2)
-        let space: Tensor
-        if let workspace {
-            precondition(workspace.isContiguous && workspace.count >= needed,
-                         "Conv2d.pointwiseInputGradientNormalized: workspace \(workspace.shape) under the \(needed) floats needed")
-            space = workspace
-        } else {
-            space = Tensor(shape: [needed], category: .scratch)
-        }
+        let space = workspaceOrScratch(workspace, floats: tiling.parts * c * (tiling.tile + 2),
+                                       "pointwiseInputGradientNormalized")
         if let dryRun = DryRun.current {
             dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
             return
         }
         Gemm.useOneBLASThread()
-        let pw = weight.pointer, pdy = dy.pointer, px = x.pointer, pdx = dx.pointer
-        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
-        let tiles = space.pointer, sums = space.pointer + tiling.parts * c * tiling.tile
-        // Each part's sums: Σg in its first row of C, Σg·xhat in its second.
-        for i in 0..<(2 * tiling.parts * c) { sums[i] = 0 }
+        let tiles = space.pointer
+        let gradient = TileInputGradient(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                         dx: dx, sums: space.pointer + tiling.parts * c * tiling.tile, parts: tiling.parts)
         Parallel.forEach(tiling.parts) { part in
-            let tile = tiles + part * c * tiling.tile
-            let partDy = sums + 2 * part * c, partDyXhat = partDy + c
             for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
-                let columns = tiling.positions(index, of: p)
-                let width = columns.count
-                // (C × width) = weightᵀ (C × M) · dy[:, columns] (M × width)
-                Gemm.sgemm(transA: true, m: c, n: width, k: m, a: pw, lda: c, b: pdy + columns.lowerBound, ldb: p,
-                           beta: 0, c: tile, ldc: width)
-                for ch in 0..<c {
-                    let row = tile + ch * width, xRow = px + ch * p + columns.lowerBound
-                    let s = BatchNorm.fixedInputGradientRow(dy: row, x: xRow, count: width, mean: pm[ch], invStd: pi[ch],
-                                                            scale: pg[ch] * pi[ch], beta: pb[ch], relu: true,
-                                                            dx: pdx + ch * p + columns.lowerBound)
-                    partDy[ch] += Float(s.sumDy)
-                    partDyXhat[ch] += Float(s.sumDyXhat)
-                }
+                gradient.run(part: part, columns: tiling.positions(index, of: p), tile: tiles + part * c * tiling.tile)
             }
         }
-        let psd = sumDy.pointer, psx = sumDyXhat.pointer
-        for part in 0..<tiling.parts {
+        gradient.addSums(into: sumDy, sumDyXhat)
+    }
+
+    /// `workspace`, checked to hold `floats`, or counted scratch of that many.
+    static func workspaceOrScratch(_ workspace: Tensor?, floats: Int, _ name: String) -> Tensor {
+        guard let workspace else { return Tensor(shape: [floats], category: .scratch) }
+        precondition(workspace.isContiguous && workspace.count >= floats,
+                     "Conv2d.\(name): workspace \(workspace.shape) under the \(floats) floats needed")
+        return workspace
+    }
+
+    /// One tile's input gradient, as the threads run it: the product of weightᵀ and dy's columns
+    /// into the tile, then each row through the ReLU and batch norm with the statistics fixed into
+    /// dx, its sums into the thread's own two rows of C (Σg, then Σg·xhat) of `sums`, zeroed here.
+    struct TileInputGradient {
+        let c: Int, m: Int, p: Int
+        let weight: UnsafePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>
+        let gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>
+        let dx: UnsafeMutablePointer<Float>, sums: UnsafeMutablePointer<Float>, parts: Int
+
+        init(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
+             dx: Tensor, sums: UnsafeMutablePointer<Float>, parts: Int) {
+            (c, m, p) = (x.shape[0], weight.shape[0], x.count / x.shape[0])
+            (self.weight, self.dy, self.x) = (UnsafePointer(weight.pointer), UnsafePointer(dy.pointer), UnsafePointer(x.pointer))
+            (self.gamma, self.beta) = (UnsafePointer(gamma.pointer), UnsafePointer(beta.pointer))
+            (self.mean, self.invStd) = (UnsafePointer(mean.pointer), UnsafePointer(invStd.pointer))
+            (self.dx, self.sums, self.parts) = (dx.pointer, sums, parts)
+            sums.update(repeating: 0, count: 2 * parts * c)
+        }
+
+        func run(part: Int, columns: Range<Int>, tile: UnsafeMutablePointer<Float>) {
+            let width = columns.count
+            // (C × width) = weightᵀ (C × M) · dy[:, columns] (M × width)
+            Gemm.sgemm(transA: true, m: c, n: width, k: m, a: weight, lda: c, b: dy + columns.lowerBound, ldb: p,
+                       beta: 0, c: tile, ldc: width)
             let partDy = sums + 2 * part * c, partDyXhat = partDy + c
             for ch in 0..<c {
-                psd[ch] += partDy[ch]
-                psx[ch] += partDyXhat[ch]
+                let row = tile + ch * width, xRow = x + ch * p + columns.lowerBound
+                let s = BatchNorm.fixedInputGradientRow(dy: row, x: xRow, count: width, mean: mean[ch], invStd: invStd[ch],
+                                                        scale: gamma[ch] * invStd[ch], beta: beta[ch], relu: true,
+                                                        dx: dx + ch * p + columns.lowerBound)
+                partDy[ch] += Float(s.sumDy)
+                partDyXhat[ch] += Float(s.sumDyXhat)
+            }
+        }
+
+        /// sumDy, sumDyXhat (C) += every thread's sums, in thread order.
+        func addSums(into sumDy: Tensor, _ sumDyXhat: Tensor) {
+            let psd = sumDy.pointer, psx = sumDyXhat.pointer
+            for part in 0..<parts {
+                for ch in 0..<c {
+                    psd[ch] += sums[2 * part * c + ch]
+                    psx[ch] += sums[2 * part * c + c + ch]
+                }
             }
         }
     }
@@ -138,51 +163,25 @@ extension Conv2d {
         let tiling = normalizedTiling(x, weightGradient: true)
         let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
         let partials = Tensor(shape: [tiling.parts - 1, m, c], category: .scratch)
-        let sumsFloats = 2 * tiling.parts * c
-        let sums: Tensor
-        if let workspace {
-            precondition(workspace.isContiguous && workspace.count >= sumsFloats,
-                         "Conv2d.pointwiseBackwardNormalized: workspace \(workspace.shape) under the \(sumsFloats) floats needed")
-            sums = workspace
-        } else {
-            sums = Tensor(shape: [sumsFloats], category: .scratch)
-        }
+        let sums = workspaceOrScratch(workspace, floats: 2 * tiling.parts * c, "pointwiseBackwardNormalized")
         if let dryRun = DryRun.current {
             dryRun.product(flops: 4 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
             return
         }
-        let pdy = dy.pointer, pp = partials.pointer, pdw = dWeight.pointer, pw = weight.pointer
-        let px = x.pointer, pdx = dx.pointer, ps = sums.pointer
-        let pg = gamma.pointer, pb = beta.pointer, pm = mean.pointer, pi = invStd.pointer
+        let pdy = dy.pointer, pp = partials.pointer, pdw = dWeight.pointer
         if tiling.parts > 1 { partials.zero() }
-        for i in 0..<sumsFloats { ps[i] = 0 }
+        let gradient = TileInputGradient(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
+                                         dx: dx, sums: sums.pointer, parts: tiling.parts)
         forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
                               scratch: scratch) { part, columns, tile in
-            let width = columns.count
             // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
-            Gemm.sgemm(transB: true, m: m, n: c, k: width, a: pdy + columns.lowerBound, lda: p, b: tile,
-                       ldb: width, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
-            // The tile is dead: (C × width) = weightᵀ (C × M) · dy[:, columns] (M × width) in its place.
-            Gemm.sgemm(transA: true, m: c, n: width, k: m, a: pw, lda: c, b: pdy + columns.lowerBound, ldb: p,
-                       beta: 0, c: tile, ldc: width)
-            let partDy = ps + 2 * part * c, partDyXhat = partDy + c
-            for ch in 0..<c {
-                let row = tile + ch * width, xRow = px + ch * p + columns.lowerBound
-                let s = BatchNorm.fixedInputGradientRow(dy: row, x: xRow, count: width, mean: pm[ch], invStd: pi[ch],
-                                                        scale: pg[ch] * pi[ch], beta: pb[ch], relu: true,
-                                                        dx: pdx + ch * p + columns.lowerBound)
-                partDy[ch] += Float(s.sumDy)
-                partDyXhat[ch] += Float(s.sumDyXhat)
-            }
+            Gemm.sgemm(transB: true, m: m, n: c, k: columns.count, a: pdy + columns.lowerBound, lda: p, b: tile,
+                       ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
+            // The normalised tile is dead: the input gradient's product takes its place.
+            gradient.run(part: part, columns: columns, tile: tile)
         }
         Parallel.addPartials(pp, count: tiling.parts - 1, rows: m, columns: c, into: pdw, ldc: c)
-        let psd = sumDy.pointer, psx = sumDyXhat.pointer
-        for part in 0..<tiling.parts {
-            for ch in 0..<c {
-                psd[ch] += ps[2 * part * c + ch]
-                psx[ch] += ps[2 * part * c + c + ch]
-            }
-        }
+        gradient.addSums(into: sumDy, sumDyXhat)
         if let dBias {
             let pdb = dBias.pointer
             for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }
