@@ -20,12 +20,12 @@ extension BatchNormState {
     /// tensor, used where it holds what the kernel keeps (else the kernel allocates it).
     // dy (M, N, H, W); x, dx (C, N, H, W); weight, dWeight (M, C, 1, 1); dBias (M);
     // gamma, beta, mean, invStd, dGamma, dBeta, terms (C).
-    public func pointwiseInputGradient(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor,
+    public func pointwiseBackward(_ dy: Tensor, x: Tensor, weight: Tensor, gamma: Tensor, beta: Tensor,
                                        mean: Tensor, invStd: Tensor, training: Bool, dx: Tensor, dGamma: Tensor?,
                                        dBeta: Tensor?, dWeight: Tensor? = nil, dBias: Tensor? = nil,
                                        terms: StatisticsGradientTerms?, workspace: Tensor?) {
-        precondition(!training || terms != nil, "BatchNormState.pointwiseInputGradient: training needs terms to add to")
-        precondition(dBias == nil || dWeight != nil, "BatchNormState.pointwiseInputGradient: dBias comes with dWeight")
+        precondition(!training || terms != nil, "BatchNormState.pointwiseBackward: training needs terms to add to")
+        precondition(dBias == nil || dWeight != nil, "BatchNormState.pointwiseBackward: dBias comes with dWeight")
         let c = x.shape.first ?? 0
         let sumDy = Tensor.zeros([c], category: .scratch), sumDyXhat = Tensor.zeros([c], category: .scratch)
         if let dWeight {

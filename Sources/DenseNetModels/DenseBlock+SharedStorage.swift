@@ -24,9 +24,9 @@ import Runtime
 /// its input normalised tile by tile (`Conv2d.pointwiseForwardNormalized` and its weight
 /// gradient, Conv2d+NormalizedInput.swift).
 ///
-/// Its backward keeps no BN1/ReLU gradient in memory either: conv1's input
-/// gradient is made tile by tile and taken at once through the ReLU and norm1 with its statistics
-/// held fixed (`BatchNormState.pointwiseInputGradient`). The rest of norm1's gradient, through
+/// Its backward keeps no BN1/ReLU gradient in memory either: conv1's input gradient is made tile
+/// by tile, in the pass that makes its weight gradient, and taken at once through the ReLU and
+/// norm1 with its statistics held fixed (`BatchNormState.pointwiseBackward`). The rest of norm1's gradient, through
 /// its batch statistics, is one `a + xhat·b` per channel; the norm1s of all layers normalise a
 /// channel with the same statistics (`statistics(knownPrefix:)`), so their terms add up and are
 /// applied once, when the channel's gradient is complete (`applyStatisticsGradient`).
@@ -276,13 +276,13 @@ struct SharedDenseBlock {
     }
 
     /// The backward of one bottleneck layer on the fused path: the bottleneck half as on the other
-    /// paths, then conv1's weight gradient from the input normalised tile by tile, then norm1's
-    /// input gradient tile by tile, its statistics part added to `terms` (`norm1InputGradient`).
+    /// paths, then conv1's weight gradient and norm1's input gradient in one pass over the input's
+    /// tiles, the statistics part of the latter added to `terms` (`BatchNormState.pointwiseBackward`).
     ///
     /// Every bottleneck-sized tensor lives in `arena` (3·width channels, allocated once per block,
     /// so the layers reuse its pages instead of faulting in new ones): c | b | gradC while the
     /// bottleneck's backward runs, then gradBottleneck in c's place (c is dead, b and gradC are
-    /// read), and b | gradC, dead by then, are the workspace of norm1's input gradient.
+    /// read), and b | gradC, dead by then, are the workspace of that last pass.
     private func fusedBackward(_ layer: DenseLayer, _ s: Saved, _ g: LayerGradients, input: Tensor, gradNew: Tensor,
                                gradOutput: Tensor, training: Bool, arena: Tensor, terms: BatchNormState.StatisticsGradientTerms?) {
         guard let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
@@ -318,7 +318,7 @@ struct SharedDenseBlock {
         // conv1's weight gradient and norm1's input gradient in one pass over the input's tiles, its
         // statistics part added to `terms`; b | gradC, dead by now, hold what the kernel keeps.
         let cl = input.shape[0], norm1 = layer.norm1
-        norm1.state.pointwiseInputGradient(gradBottleneck, x: input, weight: layer.conv1.weight.value,
+        norm1.state.pointwiseBackward(gradBottleneck, x: input, weight: layer.conv1.weight.value,
                                            gamma: norm1.weight.value, beta: norm1.bias.value, mean: s.mean1,
                                            invStd: s.invStd1, training: training, dx: gradOutput.channels(0..<cl),
                                            dGamma: dGamma1, dBeta: dBeta1, dWeight: dWeight1,

@@ -83,10 +83,7 @@ public enum Memory {
         ledger.didAllocate(bytes, category)
         let (reused, evicted) = cache.take(bytes, ledger: ledger)
         lock.unlock()
-        for block in evicted {
-            returnPagesInParallel(block.pointer, block.bytes)
-            free(block.pointer)
-        }
+        for block in evicted { freeReturningPages(block.pointer, block.bytes) }
         if let reused {
             if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: reused.pointer)) hit") }
             return reused
@@ -107,10 +104,13 @@ public enum Memory {
         ledger.didFree(bytes, category)
         let kept = cache.put(pointer, blockBytes: blockBytes)
         lock.unlock()
-        if !kept {
-            returnPagesInParallel(pointer, blockBytes)
-            free(pointer)
-        }
+        if !kept { freeReturningPages(pointer, blockBytes) }
+    }
+
+    /// Frees a block of `blockBytes`, its pages given back on every thread first when it is large.
+    private static func freeReturningPages(_ pointer: UnsafeMutableRawPointer, _ blockBytes: Int) {
+        returnPagesInParallel(pointer, blockBytes)
+        free(pointer)
     }
 
     /// Blocks of at least this many bytes give their pages back on every thread at once.

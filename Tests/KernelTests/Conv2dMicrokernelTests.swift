@@ -25,7 +25,7 @@ final class Conv2dMicrokernelTests: XCTestCase {
             let before = Conv2d.thinKernelCalls
             checkAgainstReference(c, context: "\(level), \(threads) threads")
             // Forward always; the input gradient when Cin is a whole number of blocks and
-            // the threads own whole images (or one thread does everything).
+            // the threads own whole images or ranges of positions (or one thread does everything).
             XCTAssertGreaterThanOrEqual(Conv2d.thinKernelCalls - before, 1, "\(level) \(c): the kernel did not run")
         }
     }

@@ -28,7 +28,7 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
     override func setUp() { Conv2d.thinKernels = .always }
     override func tearDown() { Conv2d.thinKernels = .measured }
 
-    /// With dx (threads own whole images or input channels) and without (threads own column
+    /// With dx (threads own whole images, ranges of positions or input channels) and without (threads own column
     /// ranges that start and end inside rows), on 1, 2 and 3 threads.
     func testEveryLevelMatchesTheReference() {
         forEveryKernelLevelAndThreads(Self.cases) { level, c, threads in
