@@ -31,14 +31,22 @@ import Runtime
 extension Conv2d {
     /// Floats of the sums `pointwiseBackwardNormalized` keeps per thread for x on this thread count.
     public static func normalizedBackwardSumsFloats(_ x: Tensor) -> Int {
-        2 * normalizedTiling(x, weightGradient: true).parts * x.shape[0]
+        sumsFloats(normalizedTiling(x, weightGradient: true), channels: x.shape[0])
+    }
+
+    /// Every thread's two rows of sums (`TileInputGradient`).
+    static func sumsFloats(_ tiling: NormalizedTiling, channels: Int) -> Int { 2 * tiling.parts * channels }
+
+    /// Every thread's tile and its two rows of sums (`pointwiseInputGradientNormalized`).
+    static func inputGradientFloats(_ tiling: NormalizedTiling, channels: Int) -> Int {
+        tiling.parts * channels * tiling.tile + sumsFloats(tiling, channels: channels)
     }
 
     /// Floats of workspace `pointwiseInputGradientNormalized` needs for x (C, N, H, W) on this
     /// thread count (a dry run's when one is active): each part's tile and its two rows of sums.
     public static func normalizedInputGradientWorkspace(_ x: Tensor) -> Int {
         let tiling = normalizedTiling(x, weightGradient: true)
-        return tiling.parts * x.shape[0] * (tiling.tile + 2)
+        return inputGradientFloats(tiling, channels: x.shape[0])
     }
 
     /// dx += gamma·invStd·g, sumDy += Σ g, sumDyXhat += Σ g·xhat per channel, where g = Wᵀ·dy
@@ -66,7 +74,7 @@ extension Conv2d {
         precondition(dx.isContiguous && dx.shape == x.shape,
                      "Conv2d.pointwiseInputGradientNormalized: dx \(dx.shape) must be x's \(x.shape), contiguous")
         let tiling = normalizedTiling(x, weightGradient: true)
-        let space = workspaceOrScratch(workspace, floats: tiling.parts * c * (tiling.tile + 2),
+        let space = workspaceOrScratch(workspace, floats: inputGradientFloats(tiling, channels: c),
                                        "pointwiseInputGradientNormalized")
         if let dryRun = DryRun.current {
             dryRun.product(flops: 2 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
@@ -163,7 +171,7 @@ extension Conv2d {
         let tiling = normalizedTiling(x, weightGradient: true)
         let scratch = Tensor(shape: [tiling.parts, c, tiling.tile], category: .scratch)
         let partials = Tensor(shape: [tiling.parts - 1, m, c], category: .scratch)
-        let sums = workspaceOrScratch(workspace, floats: 2 * tiling.parts * c, "pointwiseBackwardNormalized")
+        let sums = workspaceOrScratch(workspace, floats: sumsFloats(tiling, channels: c), "pointwiseBackwardNormalized")
         if let dryRun = DryRun.current {
             dryRun.product(flops: 4 * Double(m) * Double(c) * Double(p), parts: tiling.parts)
             return
