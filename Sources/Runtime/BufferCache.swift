@@ -26,8 +26,13 @@ public struct BufferCacheStatistics: Sendable, Equatable {
     public var hits = 0
     /// Allocations that asked the system allocator (cache enabled, no block of that size).
     public var misses = 0
-    /// Cached blocks freed to keep the bound (or by `releaseCachedBuffers`).
+    /// Cached blocks taken out to keep the bound (their pages freed, or moved into the new
+    /// block), or freed by `releaseCachedBuffers`.
     public var evictions = 0
+    /// Misses that took over the pages of evicted blocks (Memory+Pages.swift).
+    public var assembled = 0
+    /// Bytes of evicted blocks' pages moved into new blocks instead of freed and faulted in anew.
+    public var movedBytes = 0
 }
 
 /// Freed blocks by size, bounded by the high water of live bytes. Every method is called with
@@ -40,11 +45,51 @@ final class BufferCache: @unchecked Sendable {
     /// Live blocks may be larger than their storages by at most 1/this of the high water.
     static let wasteDivisor = 32
 
+    /// Most runs of pages a new block made of cached blocks' pages may have (each run is a kernel
+    /// mapping of its own, and a process may have at most `vm.max_map_count`, 65,530 by default).
+    static let maximumSegments = 8
+    /// Most runs beyond one per block over all blocks, live and cached, before the rest of a
+    /// split block stops being kept (a guard far below `vm.max_map_count`).
+    static let maximumExtraSegments = 16_384
+
     struct Block {
         var pointer: UnsafeMutableRawPointer
         var bytes: Int
         /// Release order: lower was freed earlier.
         var sequence: Int
+        /// For a mapped block (Memory+Pages.swift), the byte lengths of its runs of pages from its
+        /// start, each run inside one kernel mapping (what one mremap can move); empty for jemalloc's.
+        var segments: [Int]
+
+        /// Whether it is a mapping of ours (to unmap) rather than jemalloc's (to free).
+        var isMapped: Bool { !segments.isEmpty }
+
+        /// A mapped block cut at `bytes` (whole pages, at most its size): its first `bytes` and
+        /// what follows, if anything. A run cut in two is two runs, each inside the same mapping.
+        func split(at bytes: Int) -> (first: Block, rest: Block?) {
+            precondition(isMapped && bytes > 0 && bytes <= self.bytes, "BufferCache.Block.split at \(bytes) of \(self.bytes)")
+            var first: [Int] = [], rest: [Int] = [], offset = 0
+            for run in segments {
+                if offset + run <= bytes { first.append(run) }
+                else if offset >= bytes { rest.append(run) }
+                else { first.append(bytes - offset); rest.append(offset + run - bytes) }
+                offset += run
+            }
+            let head = Block(pointer: pointer, bytes: bytes, sequence: sequence, segments: first)
+            guard bytes < self.bytes else { return (head, nil) }
+            return (head, Block(pointer: pointer + bytes, bytes: self.bytes - bytes, sequence: sequence, segments: rest))
+        }
+    }
+
+    /// What `take` decided for a new storage.
+    enum Decision {
+        /// A cached block, reused as it is.
+        case reused(pointer: UnsafeMutableRawPointer, blockBytes: Int)
+        /// A new block of `blockBytes` from jemalloc.
+        case allocate(blockBytes: Int)
+        /// A new mapping of `blockBytes` whose start receives the pages of `donors` (cached mapped
+        /// blocks, already taken out of the cache), in order; the rest is fresh pages.
+        case map(blockBytes: Int, donors: [Block])
     }
 
     var enabled: Bool
@@ -56,17 +101,25 @@ final class BufferCache: @unchecked Sendable {
     /// Real bytes of live blocks (a reused block may be larger than its storage's count).
     private(set) var heldLive = 0
     private var sequence = 0
+    /// The runs of live mapped blocks made of more than one (`Block.segments`), by address.
+    private var liveSegments: [UnsafeMutableRawPointer: [Int]] = [:]
+    /// Runs beyond one per mapped block, live and cached.
+    private var extraSegments = 0
     private(set) var statistics = BufferCacheStatistics()
 
     init(enabled: Bool) { self.enabled = enabled }
 
-    /// A block for a new storage of `bytes` (already counted live in `ledger`): the smallest
-    /// cached block of `bytes` to `fitRatio × bytes` that keeps the bound, or nil (then the
-    /// caller allocates exactly `bytes`), and the cached blocks evicted to make room.
-    func take(_ bytes: Int, ledger: MemoryLedger) -> (reused: (pointer: UnsafeMutableRawPointer, blockBytes: Int)?,
-                                                     evicted: [(pointer: UnsafeMutableRawPointer, bytes: Int)]) {
-        var reused: Block?
-        var evicted: [(pointer: UnsafeMutableRawPointer, bytes: Int)] = []
+    /// What to give a new storage of `bytes` (already counted live in `ledger`): the smallest
+    /// cached block of `bytes` to `fitRatio × bytes` that keeps the bound; else a new block, for
+    /// which the oldest cached blocks are evicted until the bound holds. A new block of a mapped
+    /// size (`Memory.isMapped`) takes over the pages of the mapped blocks so evicted, as many as it
+    /// has room for (the rest of the last one stays cached when the bound allows); the others
+    /// are returned to be freed.
+    func take(_ bytes: Int, ledger: MemoryLedger) -> (decision: Decision, evicted: [Block]) {
+        let mapped = Memory.isMapped(blockBytes: bytes)
+        let blockBytes = mapped ? Memory.mappedBlockBytes(bytes) : bytes
+        var decision = mapped ? Decision.map(blockBytes: blockBytes, donors: []) : .allocate(blockBytes: blockBytes)
+        var evicted: [Block] = []
         if enabled && bytes >= BufferCache.minimumBytes {
             // A bigger block than asked for is taken only while the bytes so wasted in live
             // blocks stay under a small share of the high water: they would sit on top of the
@@ -74,36 +127,89 @@ final class BufferCache: @unchecked Sendable {
             let waste = heldLive - ledger.total + bytes
             let allowance = ledger.highWater / BufferCache.wasteDivisor - waste
             if let size = bestSize(for: bytes, maxExtra: max(0, allowance)) {
-                reused = remove(size)
+                let block = remove(size)
+                if block.segments.count > 1 { liveSegments[block.pointer] = block.segments }
                 statistics.hits += 1
-            } else {
-                statistics.misses += 1
-                // Make room so that live + cached stays ≤ high water with the new block.
-                while heldLive + bytes + cached > ledger.highWater, let size = oldestSize() {
-                    let block = remove(size, oldest: true)
-                    evicted.append((block.pointer, block.bytes))
-                    statistics.evictions += 1
-                }
+                heldLive += block.bytes
+                return (.reused(pointer: block.pointer, blockBytes: block.bytes), [])
             }
+            statistics.misses += 1
+            var donors: [Block] = []
+            var left = mapped ? blockBytes : 0   // bytes of the new block no cached pages go to yet
+            var runs = 0
+            // Make room so that live + cached stays ≤ high water with the new block. The pages
+            // of an evicted mapped block go into the new one, as far as it has room.
+            while heldLive + blockBytes + cached > ledger.highWater, let size = oldestSize() {
+                let block = remove(size, oldest: true)
+                statistics.evictions += 1
+                extraSegments -= max(0, block.segments.count - 1)
+                if left > 0 && !block.segments.isEmpty {
+                    let (moved, rest) = block.split(at: min(left, block.bytes))
+                    if runs + moved.segments.count + (moved.bytes < left ? 1 : 0) <= BufferCache.maximumSegments {
+                        donors.append(moved)
+                        left -= moved.bytes
+                        runs += moved.segments.count
+                        if let rest {
+                            // Only what the bound needs gone leaves the cache: the rest stays
+                            // cached while the process's mappings allow the one more run.
+                            if heldLive + blockBytes + cached + rest.bytes <= ledger.highWater,
+                               Memory.isMapped(blockBytes: rest.bytes),   // (mapped ⇔ that size, Memory+Pages.swift)
+                               extraSegments < BufferCache.maximumExtraSegments {
+                                reinsert(rest)
+                            } else {
+                                evicted.append(rest)
+                            }
+                        }
+                        continue
+                    }
+                }
+                evicted.append(block)
+            }
+            if !donors.isEmpty {
+                statistics.assembled += 1
+                statistics.movedBytes += blockBytes - left
+            }
+            if mapped { decision = .map(blockBytes: blockBytes, donors: donors) }
         }
-        heldLive += reused?.bytes ?? bytes
-        return (reused.map { ($0.pointer, $0.bytes) }, evicted)
+        heldLive += blockBytes
+        return (decision, evicted)
+    }
+
+    /// Records the runs of a new mapped block once it is mapped.
+    func didMap(_ pointer: UnsafeMutableRawPointer, segments: [Int]) {
+        extraSegments += segments.count - 1
+        if segments.count > 1 { liveSegments[pointer] = segments }
     }
 
     /// Takes back a freed block; false when the caller must free it (cache off, or too small).
     func put(_ pointer: UnsafeMutableRawPointer, blockBytes: Int) -> Bool {
         heldLive -= blockBytes
-        guard enabled && blockBytes >= BufferCache.minimumBytes else { return false }
+        let segments = Memory.isMapped(blockBytes: blockBytes) ? liveSegments.removeValue(forKey: pointer) ?? [blockBytes] : []
+        guard enabled && blockBytes >= BufferCache.minimumBytes else {
+            extraSegments -= max(0, segments.count - 1)
+            return false
+        }
         sequence += 1
         if blocks[blockBytes] == nil { sizes.insert(blockBytes, at: sizes.partitioningIndex { $0 >= blockBytes }) }
-        blocks[blockBytes, default: []].append(Block(pointer: pointer, bytes: blockBytes, sequence: sequence))
+        blocks[blockBytes, default: []].append(Block(pointer: pointer, bytes: blockBytes, sequence: sequence, segments: segments))
         cached += blockBytes
         return true
     }
 
+    /// Puts the rest of a split cached block back, in its place in release order.
+    private func reinsert(_ block: Block) {
+        if blocks[block.bytes] == nil { sizes.insert(block.bytes, at: sizes.partitioningIndex { $0 >= block.bytes }) }
+        var list = blocks[block.bytes, default: []]
+        list.insert(block, at: list.firstIndex { $0.sequence > block.sequence } ?? list.endIndex)
+        blocks[block.bytes] = list
+        cached += block.bytes
+        extraSegments += block.segments.count - 1
+    }
+
     /// Empties the cache; the caller frees the returned blocks.
-    func removeAll() -> [UnsafeMutableRawPointer] {
-        let freed = blocks.values.flatMap { $0.map(\.pointer) }
+    func removeAll() -> [Block] {
+        let freed = blocks.values.flatMap { $0 }
+        extraSegments -= blocks.values.reduce(0) { $0 + $1.reduce(0) { $0 + max(0, $1.segments.count - 1) } }
         statistics.evictions += freed.count
         blocks.removeAll(keepingCapacity: false)
         sizes.removeAll()
@@ -177,7 +283,7 @@ extension Memory {
         lock.lock()
         let freed = cache.removeAll()
         lock.unlock()
-        for p in freed { free(p) }
+        for block in freed { Memory.freeBlock(block.pointer, block.bytes, mapped: block.isMapped) }
     }
 
     /// Releases the cache and lowers the high water to the live bytes, so the cache's bound

@@ -77,24 +77,37 @@ public enum Memory {
     static let cache = BufferCache(enabled: ProcessInfo.processInfo.environment["DENSENET_BUFFER_CACHE"] != "0")
 
     /// Counts `bytes` as live in `category` and returns a 64-byte-aligned block of at least
-    /// `bytes` (a cached one or a new one from jemalloc), with its real size.
+    /// `bytes` (a cached one, a new mapping made partly of cached blocks' pages, or a new one
+    /// from jemalloc), with its real size.
     static func allocate(_ bytes: Int, _ category: MemoryCategory) -> (pointer: UnsafeMutableRawPointer, blockBytes: Int) {
         lock.lock()
         ledger.didAllocate(bytes, category)
-        let (reused, evicted) = cache.take(bytes, ledger: ledger)
+        let (decision, evicted) = cache.take(bytes, ledger: ledger)
         lock.unlock()
-        for block in evicted { freeReturningPages(block.pointer, block.bytes) }
-        if let reused {
-            if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: reused.pointer)) hit") }
-            return reused
+        for block in evicted { freeBlock(block.pointer, block.bytes, mapped: block.isMapped) }
+        switch decision {
+        case let .reused(pointer, blockBytes):
+            if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: pointer)) hit") }
+            return (pointer, blockBytes)
+        case let .map(blockBytes, donors):
+            let (pointer, segments) = mapBlock(blockBytes, movingPagesOf: donors)
+            lock.lock()
+            cache.didMap(pointer, segments: segments)
+            lock.unlock()
+            if let trace = AllocationTrace.file {
+                let moved = donors.reduce(0) { $0 + $1.bytes }
+                AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: pointer)) miss \(moved)")
+            }
+            return (pointer, blockBytes)
+        case let .allocate(blockBytes):
+            var raw: UnsafeMutableRawPointer?
+            let status = posix_memalign(&raw, alignment, max(blockBytes, alignment))
+            guard status == 0, let raw else {
+                fatalError("Storage: out of memory allocating \(format(bytes)) for \(category)")
+            }
+            if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: raw)) miss") }
+            return (raw, blockBytes)
         }
-        var raw: UnsafeMutableRawPointer?
-        let status = posix_memalign(&raw, alignment, max(bytes, alignment))
-        guard status == 0, let raw else {
-            fatalError("Storage: out of memory allocating \(format(bytes)) for \(category)")
-        }
-        if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: raw)) miss") }
-        return (raw, bytes)
     }
 
     /// Stops counting `bytes` as live and caches or frees the block of `blockBytes`.
@@ -104,24 +117,25 @@ public enum Memory {
         ledger.didFree(bytes, category)
         let kept = cache.put(pointer, blockBytes: blockBytes)
         lock.unlock()
-        if !kept { freeReturningPages(pointer, blockBytes) }
+        if !kept { freeBlock(pointer, blockBytes, mapped: isMapped(blockBytes: blockBytes)) }
     }
 
-    /// Frees a block of `blockBytes`, its pages given back on every thread first when it is large.
-    private static func freeReturningPages(_ pointer: UnsafeMutableRawPointer, _ blockBytes: Int) {
+    /// Frees a block of `blockBytes` (a mapping of ours, or jemalloc's), its pages given back on
+    /// every thread first when it is large.
+    static func freeBlock(_ pointer: UnsafeMutableRawPointer, _ blockBytes: Int, mapped: Bool) {
         returnPagesInParallel(pointer, blockBytes)
-        free(pointer)
+        if mapped { unmapBlock(pointer, blockBytes) } else { free(pointer) }
     }
 
     /// Blocks of at least this many bytes give their pages back on every thread at once.
     static let parallelReturnBytes = 4 << 20
 
     /// Gives a large block's whole pages back to the system on `Parallel.threadCount` threads
-    /// before `free`, which would do it on the calling thread alone: jemalloc returns freed pages at
-    /// once (AllocatorConfig.c), and unmapping a block of tens of MB page by page was most of the
+    /// before `free` or `munmap`, which would do it on the calling thread alone (jemalloc returns
+    /// freed pages at once, AllocatorConfig.c): unmapping a block of tens of MB page by page was most of the
     /// `allocation` class (serial, 0.03 s/step under `fused`, 0.17 under `checkpoint` on
     /// densenet-bc-100-12 at batch 64, `bench-memory --profile`), time more cores could not shorten.
-    /// The block's contents are dead; jemalloc finds its pages already returned.
+    /// The block's contents are dead; `free` or `munmap` finds its pages already returned.
     static func returnPagesInParallel(_ pointer: UnsafeMutableRawPointer, _ blockBytes: Int) {
         guard Parallel.threadCount > 1, blockBytes >= parallelReturnBytes else { return }
         let page = Int(getpagesize())
