@@ -11,7 +11,8 @@ import Foundation
 //
 //     real bytes of live blocks + cached bytes ≤ high water of live tensor bytes (+ 1/32)
 //
-// A miss that would break the bound first frees the oldest cached blocks. A request may take a
+// A miss that would break the bound first evicts the oldest cached blocks; a new block of 256 KiB
+// or more takes over their pages rather than faulting fresh ones in (Memory+Pages.swift). A request may take a
 // cached block up to twice its size (best fit), as long as the bytes so wasted in live blocks
 // stay under 1/32 of the high water. So RSS stays within ~3 % of the step's peak of tensor bytes
 // (what the planner predicts), and from the second step on most allocations are hits. Blocks
