@@ -47,6 +47,9 @@ struct BenchKernels: ParsableCommand {
     @Flag(help: "Instead of the cases: time BN+ReLU then 1x1 conv (forward, weight gradient) unfused against fused (normalised as the product reads it), alternated in one run.")
     var compareFused = false
 
+    @Flag(help: "Instead of the cases: time the plain 1x1 forward by our product against OpenBLAS at the models' shapes, alternated in one run.")
+    var comparePointwise = false
+
     /// The benchmarked kernels: convolutions (GFLOP/s), the layout comparison, and memory-bound
     /// kernels (GB/s, next to the plain copy's rate).
     static var cases: [BenchCase] {
@@ -54,7 +57,12 @@ struct BenchKernels: ParsableCommand {
                        ConvBenchmark(cin: 48, cout: 12, n: 64, h: 32, w: 32, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 2)]
         let dense56 = [ConvBenchmark(cin: 512, cout: 128, n: 8, h: 56, w: 56, p: ConvParameters(kernel: 1), checkBatch: 1),
                        ConvBenchmark(cin: 128, cout: 32, n: 8, h: 56, w: 56, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 1)]
-        return (dense32 + dense56).flatMap(\.cases) + MemoryBoundCases.layout + MemoryBoundCases.batchNorm
+        // DenseNet-121's later blocks (52 of its 58 dense layers): a wide 1x1 and the same 3x3 at 28x28, 14x14, 7x7.
+        let denseLater = [(480, 28), (992, 14), (992, 7)].flatMap { (cin, side) in
+            [ConvBenchmark(cin: cin, cout: 128, n: 8, h: side, w: side, p: ConvParameters(kernel: 1), checkBatch: 1),
+             ConvBenchmark(cin: 128, cout: 32, n: 8, h: side, w: side, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 1)]
+        }
+        return (dense32 + dense56 + denseLater).flatMap(\.cases) + MemoryBoundCases.layout + MemoryBoundCases.batchNorm
             + MemoryBoundCases.pooling
     }
 
@@ -74,6 +82,7 @@ struct BenchKernels: ParsableCommand {
         if compareThin { return try ThinComparison(threads: threads, repeats: repeats, json: json).run() }
         if compareLevels { return LevelComparison(repeats: repeats).run() }
         if compareFused { return FusedComparison(repeats: repeats).run() }
+        if comparePointwise { return PointwiseComparison(threads: threads, repeats: repeats).run() }
         var records: [Record] = []
         var failures = 0
 

@@ -21,7 +21,8 @@ extension Conv2d {
     }
 
     /// Whether a 1x1 forward runs our unpacked product for few output rows (GemmSmallMTemplate.h:
-    /// ≤ 128 outputs where `smallProductKernel` allows, at least one vector of positions) instead
+    /// ≤ 128 outputs where `smallProductKernel` allows, at least one vector of positions, and
+    /// `pointwiseForwardMinimumColumnsForWide` of them for more than 64 outputs) instead
     /// of OpenBLAS. Input and weight gradients stay with OpenBLAS: by our product (Aᵀ, few inner
     /// steps) the 216→48 backward fell from 0.64 to 0.51 of square sgemm (bench-kernels --threads 2
     /// --filter conv1x1, one run each).
@@ -33,9 +34,21 @@ extension Conv2d {
     /// --kernel-level avx2 --filter conv1x1_forward`; AVX-512 level 0.78–0.83 in the same run).
     /// The fused tiles (Conv2d+NormalizedInput.swift) are narrow and stay ours at both levels.
     static func ownsPointwiseForward(_ g: ConvGeometry) -> Bool {
-        smallProductApplies(outputs: g.cout) && g.columns >= 16
+        smallProductApplies(outputs: g.cout)
+            && g.columns >= (g.cout <= 64 ? 16 : pointwiseForwardMinimumColumnsForWide)
             && (smallProductKernel == .always || KernelLevel.active.rawValue >= KernelLevel.avx512.rawValue)
     }
+
+    /// The fewest positions for which a plain 1x1 forward of more than 64 outputs is ours. Ours
+    /// reads x's rows in place, a cache line from each of Cin rows per block of positions, all of
+    /// W for every block; OpenBLAS packs both. With 128 outputs at DenseNet-121's 7x7 (392
+    /// positions at batch 8) ours ran 0.42–0.66 of OpenBLAS's speed (`bench-kernels
+    /// --compare-pointwise --threads 2`, three runs; at 14x14 and up 0.52–1.09, with 48 outputs
+    /// 0.93–1.68). In the model (`bench-memory --model densenet121 --batch 8 --strategies naive
+    /// --profile --threads 2`, builds alternated) the 1x1 forward took 0.109–0.111 s/step with ours
+    /// everywhere (four runs), 0.102–0.103 with OpenBLAS under 1024 positions (four), 0.108 / 0.112
+    /// under 2048, and 0.124 / 0.119 with OpenBLAS for every layer of more than 64 outputs.
+    static let pointwiseForwardMinimumColumnsForWide = 1024
 
     /// Parts the 1x1 forward runs at once on `threads` threads, as it runs.
     static func pointwiseForwardParts(_ g: ConvGeometry, threads: Int) -> Int {

@@ -199,6 +199,18 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    /// A 1x1 forward of more than 64 outputs is ours from `pointwiseForwardMinimumColumnsForWide`
+    /// (1024) positions, where the CPU level gives us the product at all, and OpenBLAS's below
+    /// (Conv2d+Pointwise.swift): both sides match the reference.
+    func testWidePointwiseForwardBelowAndAboveTheColumnsThreshold() {
+        for (n, side) in [(8, 7), (2, 24)] {   // 392 and 1152 positions
+            let c = ConvCase(cin: 40, cout: 72, n: n, h: side, w: side, p: ConvParameters(kernel: 1), bias: false)
+            withConvSettings(threads: 2, workspace: Conv2d.workspaceLimitBytes) {
+                checkAgainstReference(c, context: "wide pointwise, \(n * side * side) positions")
+            }
+        }
+    }
+
     // MARK: Reference against finite differences
 
     /// The reference backward against central differences of the reference forward, for
