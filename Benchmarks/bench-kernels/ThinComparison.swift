@@ -26,6 +26,12 @@ struct ThinComparison {
     func run() throws {
         let shapes = [ConvBenchmark(cin: 48, cout: 12, n: 64, h: 32, w: 32, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 2),
                       ConvBenchmark(cin: 128, cout: 32, n: 8, h: 56, w: 56, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 1)]
+            + [16, 8].map {
+                ConvBenchmark(cin: 48, cout: 12, n: 64, h: $0, w: $0, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 2)
+            }
+            + [28, 14, 7].map {
+                ConvBenchmark(cin: 128, cout: 32, n: 8, h: $0, w: $0, p: ConvParameters(kernel: 3, padding: 1), checkBatch: 1)
+            }
         let square = GemmShape(m: 2048, n: 2048, k: 2048)
         let squareRun = plainSgemm(square, threads: threads)
         let levels = KernelLevel.supported.filter { $0 != .swiftReference }

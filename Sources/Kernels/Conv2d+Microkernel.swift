@@ -58,14 +58,30 @@ extension Conv2d {
         return thinKernels == .always || KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue
     }
 
+    /// Whether the kernel computes this convolution's input gradient at the active level.
+    static func thinInputGradientApplies(_ g: ConvGeometry) -> Bool {
+        thinKernelApplies(g, outputs: g.cin)
+            && (thinKernels == .always || g.cout < 32 || g.columns >= thinBackwardMinimumColumns)
+    }
+
     /// Whether the weight gradient kernel computes this convolution's dW at the active level
     /// (it takes any channel counts; `.measured` only where it was measured faster).
     static func thinWeightGradientApplies(_ g: ConvGeometry) -> Bool {
         guard thinKernels != .off, KernelLevel.table != nil, g.hasUnitStrideRows, g.kh == 3, g.kw == 3,
               g.ph == 1, g.pw == 1, g.ho == g.h else { return false }
         return thinKernels == .always
-            || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && g.cout >= thinWeightGradientMeasuredOutputs)
+            || (KernelLevel.active.rawValue >= KernelLevel.avx2.rawValue && g.cout >= thinWeightGradientMeasuredOutputs
+                && g.columns >= thinBackwardMinimumColumns)
     }
+
+    /// The fewest positions (N·H·W) for which `.measured` takes the backward kernels (dx, dW) of a
+    /// 3x3 with 32 or more outputs: below it the per-tap products (M = 32 or 128, K = 128) are
+    /// OpenBLAS's good shapes and the kernels' per-image copies weigh more. `bench-kernels
+    /// --compare-thin --threads 2 --repeats 7`, two runs, 128→32 at batch 8, whole backward
+    /// against per tap: 28x28 (6,272 positions) ×1.07 with both kernels; 14x14 (1,568) ×0.88–0.94,
+    /// dx kernel alone ×0.97–1.03; 7x7 (392) ×0.49–0.56, dx alone ×0.81–0.86. 48→12 at batch 64
+    /// gains at every size (8x8, 4,096 positions: ×1.88 both, ×1.73 dx alone), so it keeps them.
+    static let thinBackwardMinimumColumns = 4096
 
     /// The fewest output channels for which `.measured` takes the weight gradient kernel: it copies
     /// Cin + Cout rows for Cin·Cout·9 multiply-adds per position, so the copies weigh ~2.7× more

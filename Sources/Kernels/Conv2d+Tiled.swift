@@ -130,7 +130,7 @@ extension Conv2d {
         // The thin kernel gathers each dx position from dy (Conv2d+Microkernel.swift), so threads
         // may own any range of positions: all balanced, and the kernel for dx, which the channel
         // split (per-tap products) would not use. DenseNet-121 at batch 8 on 16 threads (or 3).
-        if g.columns >= 64 * threads && thinKernelApplies(g, outputs: g.cin)
+        if g.columns >= 64 * threads && thinInputGradientApplies(g)
             && thinKernelFits(g, inputs: g.cout, parts: threads, workspace: { t in
                 backwardWorkspace(g, channels: g.cin, parts: threads, columns: Parallel.chunk(t, of: threads, count: g.columns).count)
             }) {
@@ -188,7 +188,7 @@ extension Conv2d {
         let tapMajor = makesTapMajorWeights(g, multipliesByWeights: dx != nil)
         // Thin 3x3 input gradient by our kernel when threads own whole images or ranges of
         // positions (or one thread does all), in the same scratch (Conv2d+Microkernel.swift).
-        let thin = tapMajor && split != .channels && thinKernelApplies(g, outputs: g.cin)
+        let thin = tapMajor && split != .channels && thinInputGradientApplies(g)
             && thinKernelFits(g, inputs: g.cout, parts: parts) { t in
                 let (channels, columns) = backwardPart(t, of: parts, split: split, g)
                 if channels.isEmpty || columns.isEmpty { return (0, 0) }

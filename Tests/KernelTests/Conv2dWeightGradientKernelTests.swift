@@ -82,14 +82,16 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
         XCTAssertLessThan(GradientCheck.relativeError(dw.array, GradientCheck.numericalGradient(of: w, loss)), 1e-3)
     }
 
-    /// Where it was measured faster only: Cout 32 (128→32) on AVX2 and AVX-512, not Cout 12
-    /// (48→12), never on the baseline level.
+    /// Where it was measured faster only: Cout 32 (128→32) on AVX2 and AVX-512 from 4096
+    /// positions (`Conv2d.thinBackwardMinimumColumns`), not Cout 12 (48→12), never on the
+    /// baseline level.
     func testMeasuredPolicy() {
         Conv2d.thinKernels = .measured
         let thin = ConvCase(cin: 16, cout: 12, n: 2, h: 12, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
-        let wide = ConvCase(cin: 16, cout: 32, n: 2, h: 12, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+        let wideFew = ConvCase(cin: 16, cout: 32, n: 2, h: 12, w: 10, p: ConvParameters(kernel: 3, padding: 1), bias: false)
+        let wide = ConvCase(cin: 16, cout: 32, n: 2, h: 48, w: 48, p: ConvParameters(kernel: 3, padding: 1), bias: false)
         for level in KernelLevel.supported where level != .swiftReference {
-            for (c, expected) in [(thin, 0), (wide, level == .baseline ? 0 : 1)] {
+            for (c, expected) in [(thin, 0), (wideFew, 0), (wide, level == .baseline ? 0 : 1)] {
                 let before = Conv2d.thinWeightGradientCalls
                 KernelLevel.with(level) {
                     withConvSettings(threads: 2, workspace: Conv2d.workspaceLimitBytes) {
@@ -97,6 +99,18 @@ final class Conv2dWeightGradientKernelTests: XCTestCase {
                     }
                 }
                 XCTAssertEqual(Conv2d.thinWeightGradientCalls - before, expected, "\(level) \(c)")
+            }
+            // The input gradient kernel follows the same rule for 32 outputs and more.
+            for (c, expected) in [(wideFew, 0), (wide, level == .baseline ? 0 : 1)] {
+                let x = Tensor.randomUniform(c.inputShape, seed: 5), w = Tensor.randomUniform(c.weightShape, seed: 6)
+                let dy = Tensor.randomUniform(c.outputShape, seed: 7), dx = Tensor.zeros(c.inputShape)
+                let before = Conv2d.thinKernelCalls
+                KernelLevel.with(level) {
+                    withConvSettings(threads: 2, workspace: Conv2d.workspaceLimitBytes) {
+                        Conv2d.backward(dy, x: x, weight: w, c.p, dx: dx, dWeight: nil, dBias: nil)
+                    }
+                }
+                XCTAssertEqual(Conv2d.thinKernelCalls - before, expected, "dx, \(level) \(c)")
             }
         }
     }
