@@ -34,7 +34,9 @@ extension Conv2d {
         /// (batch 64, 32x32) 0.85 / 0.85 / 0.80 and 0.83 / 0.83 / 0.68, so not there; the whole
         /// 128→32 backward with both kernels 1.07–1.13× (AVX-512) where the dx kernel alone gave
         /// 1.00–1.02× in the first two runs (the third run's per-tap median was an outlier:
-        /// 1.80 against 1.58). Baseline level 0.45–0.64×.
+        /// 1.80 against 1.58). Baseline level 0.45–0.64×. With 32 outputs or more the backward
+        /// kernels (dx, dW) need `thinBackwardMinimumColumns` positions (DenseNet-121's 14x14 and
+        /// 7x7 maps at batch 8 are faster per tap).
         case measured
         /// Wherever it can (tests, and benchmarks of every level).
         case always
