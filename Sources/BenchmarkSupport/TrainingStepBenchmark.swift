@@ -97,6 +97,9 @@ public struct BenchmarkRecord: Codable, Sendable {
     public var buffer_cache: Bool?
     public var cache_hits: Int?
     public var cache_misses: Int?
+    /// MiB of evicted cached blocks' pages moved into new blocks instead of faulted in anew
+    /// (Runtime/Memory+Pages.swift), over the measured steps.
+    public var cache_moved_mib: Double?
     /// Minor page faults during the measured steps (getrusage).
     public var page_faults: Int?
     /// Over several ranks (`--ranks`): their number, each rank's peak RSS (peak_rss_mib is the
@@ -216,7 +219,8 @@ public enum TrainingStepBenchmark {
             jemalloc_allocated_mib: Double(stats.allocated) / mib, jemalloc_resident_mib: Double(stats.resident) / mib,
             jemalloc_config: Jemalloc.buildConfig, threads: c.threads, step_times_s: times,
             buffer_cache: Memory.cachesBuffers, cache_hits: cache.hits - cacheBefore.hits,
-            cache_misses: cache.misses - cacheBefore.misses, page_faults: faults)
+            cache_misses: cache.misses - cacheBefore.misses,
+            cache_moved_mib: Double(cache.movedBytes - cacheBefore.movedBytes) / mib, page_faults: faults)
         if !reports.isEmpty { addProfile(reports, stepSeconds: times, threads: c.threads, to: &record) }
         record.kernel_level = level.description
         record.thin_kernels = thin.rawValue

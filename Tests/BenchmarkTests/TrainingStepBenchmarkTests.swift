@@ -103,6 +103,20 @@ final class TrainingStepBenchmarkTests: XCTestCase {
         XCTAssertLessThan(peak, 1 << 20)
     }
 
+    /// Under `checkpoint` every concatenation is wider than the last, so misses evict cached
+    /// blocks whose pages the new blocks take over (Runtime/Memory+Pages.swift): the record counts
+    /// them, and a run with the buffer cache off moves nothing.
+    func testRecordCountsPagesMovedIntoNewBlocks() throws {
+        let c = BenchmarkConfiguration(model: "densenet-bc-16-8", strategy: .checkpoint, batch: 16, input: "3x32x32",
+                                       steps: 2, warmup: 1, threads: 1)
+        let record = try TrainingStepBenchmark.run(c)
+        XCTAssertGreaterThan(try XCTUnwrap(record.cache_moved_mib), 1)
+        XCTAssertGreaterThan(try XCTUnwrap(record.cache_misses), 0)
+        Memory.cachesBuffers = false
+        defer { Memory.cachesBuffers = true }
+        XCTAssertEqual(try XCTUnwrap(TrainingStepBenchmark.run(c).cache_moved_mib), 0)
+    }
+
     /// The profile splits a step into operation classes: every class a DenseNet runs appears,
     /// the classes never add up to more than the step, and on one thread nothing runs in parallel.
     func testProfileSplitsTheStepIntoOperationClasses() throws {
