@@ -3,7 +3,7 @@
 
   DENSENET_ALLOC_TRACE=/tmp/trace.txt .build/release/bench-memory --model densenet-bc-100-12 \\
       --batch 64 --strategies minimal --threads 2 --steps 2 --warmup 1
-  Scripts/replay_buffer_cache.py /tmp/trace.txt --steps 3 [--fit 2] [--waste 32] [--evict oldest]
+  Scripts/replay_buffer_cache.py /tmp/trace.txt --steps 3 [--fit 2] [--waste 32] [--evict shipped]
       [--no-move]
 
 The trace (Sources/Runtime/AllocationTrace.swift, written by Memory.allocate/release) holds every
@@ -16,10 +16,13 @@ equal runs of allocations).
 
 The replay implements Sources/Runtime/BufferCache.swift with Memory+Pages.swift and Memory.swift:
 - blocks of 16 KiB and up are cached; a request takes the smallest cached block of 1 to --fit
-  times its size while the bytes wasted in live blocks stay under highWater/--waste (a hit);
+  times its size while the bytes wasted in live blocks stay under highWater/--waste (a hit); a
+  mapped request keeps only its whole pages of a bigger mapped block, the rest (when 256 KiB or
+  more) staying cached in the block's place in release order;
 - else (a miss) a request of 256 KiB and up gets a mapping of whole pages (4 KiB), a smaller
   one a jemalloc block of its size; held (live blocks' real bytes) counts the block's size;
-- a miss evicts cached blocks, oldest first, until held + block + cached <= high water. A mapped
+- a miss evicts cached blocks until held + block + cached <= high water, the largest first for a
+  mapped request and the oldest first otherwise (`--evict shipped`; other orders to compare). A mapped
   request takes over the pages of evicted mapped blocks as far as it has room: the evicted block
   is split there (runs cut in two as Block.split does), the part moved goes into the new block,
   the rest goes back to the cache in its place in release order if the bound, its size (mapped)
@@ -35,11 +38,11 @@ DenseNet-BC-100 traces every difference was such a pair, and agreed once swapped
 
 Then it prints, for the last step, misses, MB missed (the new blocks' bytes), MB moved (cached
 pages moved in) and MB fresh (missed - moved: the bytes page-faulted in anew), for the policy
-asked and for the eviction orders `oldest`, `largest`, `newest`, `smallest` and `future` (Belady:
+asked and for the eviction orders `shipped`, `oldest`, `largest`, `newest`, `smallest` and `future` (Belady:
 the cached size next asked for exactly latest goes first; needs knowledge of the future, so a
 bound on what reordering evictions can gain); a size chosen gives up its oldest block (`newest`:
 its newest). --no-move replays the policy before dfe073d: no mapped rounding, no pages moved,
-every evicted block freed, so the before/after can be compared from one trace.
+every evicted block freed, oldest first, so the before/after can be compared from one trace.
 """
 import argparse
 import bisect
@@ -90,7 +93,7 @@ def split(runs, at):
     return first, rest
 
 
-def replay(events, steps, fit=2.0, waste=32, evict='oldest', move=True):
+def replay(events, steps, fit=2.0, waste=32, evict='shipped', move=True):
     last_reset = max((i for i, e in enumerate(events) if e[0] == 'R'), default=-1)
     measured = sum(1 for e in events[last_reset + 1:] if e[0] == 'A')
     per_step = max(1, measured // steps)
@@ -112,7 +115,9 @@ def replay(events, steps, fit=2.0, waste=32, evict='oldest', move=True):
         k = bisect.bisect_right(p, request_index)
         return p[k] if k < len(p) else float('inf')
 
-    def victim():
+    def victim(mapped):
+        if evict == 'shipped':   # BufferCache.take: the largest for a mapped request, else the oldest
+            return max(cache) if mapped else min(cache, key=lambda s: cache[s][0][0])
         if evict == 'oldest':
             return min(cache, key=lambda s: cache[s][0][0])
         if evict == 'newest':
@@ -172,14 +177,26 @@ def replay(events, steps, fit=2.0, waste=32, evict='oldest', move=True):
             sizes = sorted(cache)
             k = bisect.bisect_left(sizes, b)
             if k < len(sizes) and sizes[k] <= b * fit and sizes[k] - b <= allowance:
-                block = sizes[k]
-                _, runs = remove(block, oldest=False)
+                size = sizes[k]
+                seq, runs = remove(size, oldest=False)
                 hit = True
+                need = block
+                block = size
+                # A mapped request keeps only its pages of a bigger mapped block; the rest stays
+                # cached when it is a mapped size itself.
+                if (mapped and runs and size - need >= MAPPED_MINIMUM_BYTES
+                        and extra < MAXIMUM_EXTRA_SEGMENTS):
+                    extra -= len(runs) - 1
+                    runs, rest = split(runs, need)
+                    extra += len(runs) - 1
+                    insert(size - need, (seq, rest))
+                    extra += len(rest) - 1
+                    block = need
             else:
                 left = block if mapped else 0   # bytes of the new block no cached pages go to yet
                 donated = []                    # the runs moved in, in order
                 while held + block + cached > high and cache:
-                    size = victim()
+                    size = victim(mapped)
                     _, evicted_runs = evicted = remove(size, oldest=(evict != 'newest'))
                     if evicted_runs:
                         extra -= len(evicted_runs) - 1
@@ -227,7 +244,8 @@ def main():
     parser.add_argument('--steps', type=int, default=3, help='warm-up + measured steps after the last R')
     parser.add_argument('--fit', type=float, default=2.0)
     parser.add_argument('--waste', type=int, default=32)
-    parser.add_argument('--evict', default='oldest', choices=['oldest', 'newest', 'largest', 'smallest', 'future'])
+    parser.add_argument('--evict', default='shipped',
+                        choices=['shipped', 'oldest', 'newest', 'largest', 'smallest', 'future'])
     parser.add_argument('--no-move', action='store_true',
                         help='the policy before dfe073d: no mapped blocks, evicted blocks all freed')
     a = parser.parse_args()
@@ -240,7 +258,8 @@ def main():
                         else 'before dfe073d (--no-move: evicted blocks freed)'))
     print('| fit | waste | evict | misses (last step) | MB missed | MB moved | MB fresh | hits |')
     print('|---|---|---|---|---|---|---|---|')
-    runs = [(a.fit, a.waste, a.evict)] + [(2.0, 32, e) for e in ['oldest', 'largest', 'newest', 'smallest', 'future']]
+    orders = ['shipped', 'oldest', 'largest', 'newest', 'smallest', 'future'] if move else ['oldest', 'largest', 'newest', 'smallest', 'future']
+    runs = [(a.fit, a.waste, a.evict if move or a.evict != 'shipped' else 'oldest')] + [(2.0, 32, e) for e in orders]
     for fit, waste, evict in dict.fromkeys(runs):
         per, _ = replay(events, a.steps, fit, waste, evict, move)
         m, missed, moved, h = per[-1]

@@ -11,8 +11,9 @@ import Foundation
 //
 //     real bytes of live blocks + cached bytes ≤ high water of live tensor bytes (+ 1/32)
 //
-// A miss that would break the bound first evicts the oldest cached blocks; a new block of 256 KiB
-// or more takes over their pages rather than faulting fresh ones in (Memory+Pages.swift). A request may take a
+// A miss that would break the bound first evicts cached blocks (the largest first for a block of
+// 256 KiB or more, which takes over their pages rather than faulting fresh ones in:
+// Memory+Pages.swift; the oldest first otherwise). A request may take a
 // cached block up to twice its size (best fit), as long as the bytes so wasted in live blocks
 // stay under 1/32 of the high water. So RSS stays within ~3 % of the step's peak of tensor bytes
 // (what the planner predicts), and from the second step on most allocations are hits. Blocks
@@ -111,11 +112,13 @@ final class BufferCache: @unchecked Sendable {
     init(enabled: Bool) { self.enabled = enabled }
 
     /// What to give a new storage of `bytes` (already counted live in `ledger`): the smallest
-    /// cached block of `bytes` to `fitRatio × bytes` that keeps the bound; else a new block, for
-    /// which the oldest cached blocks are evicted until the bound holds. A new block of a mapped
-    /// size (`Memory.isMapped`) takes over the pages of the mapped blocks so evicted, as many as it
-    /// has room for (the rest of the last one stays cached when the bound allows); the others
-    /// are returned to be freed.
+    /// cached block of `bytes` to `fitRatio × bytes` that keeps the bound (for a mapped size,
+    /// `Memory.isMapped`, cut to its whole pages when the rest is a mapped size too, the rest
+    /// staying cached); else a new block, for which cached blocks are evicted until the bound
+    /// holds, the largest first for a mapped size and the oldest otherwise. A new block of a mapped
+    /// size takes over the pages of the mapped blocks so evicted, as many as it has room for (the
+    /// rest of the last one stays cached when the bound allows); the others are returned to be
+    /// freed.
     func take(_ bytes: Int, ledger: MemoryLedger) -> (decision: Decision, evicted: [Block]) {
         let mapped = Memory.isMapped(blockBytes: bytes)
         let blockBytes = mapped ? Memory.mappedBlockBytes(bytes) : bytes
@@ -128,7 +131,18 @@ final class BufferCache: @unchecked Sendable {
             let waste = heldLive - ledger.total + bytes
             let allowance = ledger.highWater / BufferCache.wasteDivisor - waste
             if let size = bestSize(for: bytes, maxExtra: max(0, allowance)) {
-                let block = remove(size)
+                var block = remove(size)
+                // A mapped request keeps only the pages it needs of a bigger mapped block: the
+                // rest stays cached (when still of a mapped size) instead of sitting unused in a
+                // live block on top of the next peak.
+                if mapped && block.isMapped && Memory.isMapped(blockBytes: block.bytes - blockBytes)
+                    && extraSegments < BufferCache.maximumExtraSegments {
+                    extraSegments -= block.segments.count - 1
+                    let (head, rest) = block.split(at: blockBytes)
+                    block = head
+                    extraSegments += head.segments.count - 1
+                    if let rest { reinsert(rest) }
+                }
                 if block.segments.count > 1 { liveSegments[block.pointer] = block.segments }
                 statistics.hits += 1
                 heldLive += block.bytes
@@ -139,8 +153,10 @@ final class BufferCache: @unchecked Sendable {
             var left = mapped ? blockBytes : 0   // bytes of the new block no cached pages go to yet
             var runs = 0
             // Make room so that live + cached stays ≤ high water with the new block. The pages
-            // of an evicted mapped block go into the new one, as far as it has room.
-            while heldLive + blockBytes + cached > ledger.highWater, let size = oldestSize() {
+            // of an evicted mapped block go into the new one, as far as it has room; for a mapped
+            // request the largest cached block goes first (fewest runs, and its rest stays cached),
+            // for a jemalloc one the oldest.
+            while heldLive + blockBytes + cached > ledger.highWater, let size = mapped ? sizes.last : oldestSize() {
                 let block = remove(size, oldest: true)
                 statistics.evictions += 1
                 extraSegments -= max(0, block.segments.count - 1)

@@ -98,6 +98,26 @@ final class BufferCachePagesTests: XCTestCase {
         assertBound()
     }
 
+    /// A hit on a bigger mapped block keeps only the pages the request needs; the rest (a mapped
+    /// size itself) stays cached and serves the next request of its size.
+    func testAHitKeepsOnlyThePagesItNeeds() {
+        let hold = Tensor(shape: [64 * Self.mebibyteFloats], category: .scratch)   // a waste allowance of 2 MiB
+        var x: Tensor? = filled(4, 6)
+        let address = x!.storage.base
+        x = nil
+        XCTAssertNil(x)
+        let hits = Memory.cacheStatistics.hits
+        let y = Tensor(shape: [5 * Self.mebibyteFloats / 2], category: .scratch)   // 2.5 MiB
+        XCTAssertEqual(Memory.cacheStatistics.hits, hits + 1)
+        XCTAssertEqual(y.storage.base, address)
+        XCTAssertEqual(Memory.cachedBytes, 3 << 19, "the hit kept the block's unused 1.5 MiB")
+        assertBound()
+        let z = Tensor(shape: [3 * Self.mebibyteFloats / 2], category: .scratch)
+        XCTAssertEqual(z.storage.base, address + 5 * Self.mebibyteFloats / 2)
+        XCTAssertEqual(Memory.cachedBytes, 0)
+        withExtendedLifetime((hold, y, z)) {}
+    }
+
     func testSplittingABlockCutsTheRunItFallsIn() {
         let page = Int(getpagesize())
         let base = UnsafeMutableRawPointer(bitPattern: 1 << 40)!
