@@ -66,6 +66,9 @@ final class BufferCache: @unchecked Sendable {
         /// Whether it is a mapping of ours (to unmap) rather than jemalloc's (to free).
         var isMapped: Bool { !segments.isEmpty }
 
+        /// Its runs beyond the first (what it adds to `extraSegments`).
+        var extraRuns: Int { max(0, segments.count - 1) }
+
         /// A mapped block cut at `bytes` (whole pages, at most its size): its first `bytes` and
         /// what follows, if anything. A run cut in two is two runs, each inside the same mapping.
         func split(at bytes: Int) -> (first: Block, rest: Block?) {
@@ -122,8 +125,7 @@ final class BufferCache: @unchecked Sendable {
     func take(_ bytes: Int, ledger: MemoryLedger) -> (decision: Decision, evicted: [Block]) {
         let mapped = Memory.isMapped(blockBytes: bytes)
         let blockBytes = mapped ? Memory.mappedBlockBytes(bytes) : bytes
-        var decision = mapped ? Decision.map(blockBytes: blockBytes, donors: []) : .allocate(blockBytes: blockBytes)
-        var evicted: [Block] = []
+        var evicted: [Block] = [], donors: [Block] = []
         if enabled && bytes >= BufferCache.minimumBytes {
             // A bigger block than asked for is taken only while the bytes so wasted in live
             // blocks stay under a small share of the high water: they would sit on top of the
@@ -137,10 +139,10 @@ final class BufferCache: @unchecked Sendable {
                 // live block on top of the next peak.
                 if mapped && block.isMapped && Memory.isMapped(blockBytes: block.bytes - blockBytes)
                     && extraSegments < BufferCache.maximumExtraSegments {
-                    extraSegments -= block.segments.count - 1
+                    extraSegments -= block.extraRuns
                     let (head, rest) = block.split(at: blockBytes)
                     block = head
-                    extraSegments += head.segments.count - 1
+                    extraSegments += head.extraRuns
                     if let rest { reinsert(rest) }
                 }
                 if block.segments.count > 1 { liveSegments[block.pointer] = block.segments }
@@ -149,7 +151,6 @@ final class BufferCache: @unchecked Sendable {
                 return (.reused(pointer: block.pointer, blockBytes: block.bytes), [])
             }
             statistics.misses += 1
-            var donors: [Block] = []
             var left = mapped ? blockBytes : 0   // bytes of the new block no cached pages go to yet
             var runs = 0
             // Make room so that live + cached stays ≤ high water with the new block. The pages
@@ -159,8 +160,8 @@ final class BufferCache: @unchecked Sendable {
             while heldLive + blockBytes + cached > ledger.highWater, let size = mapped ? sizes.last : oldestSize() {
                 let block = remove(size, oldest: true)
                 statistics.evictions += 1
-                extraSegments -= max(0, block.segments.count - 1)
-                if left > 0 && !block.segments.isEmpty {
+                extraSegments -= block.extraRuns
+                if left > 0 && block.isMapped {
                     let (moved, rest) = block.split(at: min(left, block.bytes))
                     if runs + moved.segments.count + (moved.bytes < left ? 1 : 0) <= BufferCache.maximumSegments {
                         donors.append(moved)
@@ -186,10 +187,9 @@ final class BufferCache: @unchecked Sendable {
                 statistics.assembled += 1
                 statistics.movedBytes += blockBytes - left
             }
-            if mapped { decision = .map(blockBytes: blockBytes, donors: donors) }
         }
         heldLive += blockBytes
-        return (decision, evicted)
+        return (mapped ? .map(blockBytes: blockBytes, donors: donors) : .allocate(blockBytes: blockBytes), evicted)
     }
 
     /// Records the runs of a new mapped block once it is mapped.
@@ -207,26 +207,28 @@ final class BufferCache: @unchecked Sendable {
             return false
         }
         sequence += 1
-        if blocks[blockBytes] == nil { sizes.insert(blockBytes, at: sizes.partitioningIndex { $0 >= blockBytes }) }
-        blocks[blockBytes, default: []].append(Block(pointer: pointer, bytes: blockBytes, sequence: sequence, segments: segments))
-        cached += blockBytes
+        insert(Block(pointer: pointer, bytes: blockBytes, sequence: sequence, segments: segments))
         return true
     }
 
-    /// Puts the rest of a split cached block back, in its place in release order.
+    /// Puts the rest of a split cached block back (its runs counted again).
     private func reinsert(_ block: Block) {
+        insert(block)
+        extraSegments += block.extraRuns
+    }
+
+    /// Adds a block to the cache in its place in release order (the end, for a block just freed).
+    private func insert(_ block: Block) {
         if blocks[block.bytes] == nil { sizes.insert(block.bytes, at: sizes.partitioningIndex { $0 >= block.bytes }) }
-        var list = blocks[block.bytes, default: []]
-        list.insert(block, at: list.firstIndex { $0.sequence > block.sequence } ?? list.endIndex)
-        blocks[block.bytes] = list
+        let at = blocks[block.bytes]?.lastIndex { $0.sequence <= block.sequence }.map { $0 + 1 } ?? 0
+        blocks[block.bytes, default: []].insert(block, at: at)
         cached += block.bytes
-        extraSegments += block.segments.count - 1
     }
 
     /// Empties the cache; the caller frees the returned blocks.
     func removeAll() -> [Block] {
         let freed = blocks.values.flatMap { $0 }
-        extraSegments -= blocks.values.reduce(0) { $0 + $1.reduce(0) { $0 + max(0, $1.segments.count - 1) } }
+        extraSegments -= freed.reduce(0) { $0 + $1.extraRuns }
         statistics.evictions += freed.count
         blocks.removeAll(keepingCapacity: false)
         sizes.removeAll()
