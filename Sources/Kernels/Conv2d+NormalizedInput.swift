@@ -167,10 +167,7 @@ extension Conv2d {
                        ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
         }
         Parallel.addPartials(pp, count: tiling.parts - 1, rows: m, columns: c, into: pdw, ldc: c)
-        if let dBias {
-            let pdb = dBias.pointer
-            for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }
-        }
+        if let dBias { Elementwise.accumulateRowSums(pdy, rows: m, columns: p, into: dBias.pointer) }
     }
 
     /// Calls `body(part, columns, tile)` for every tile of positions, thread `part` taking every

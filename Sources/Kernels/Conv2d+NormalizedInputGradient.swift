@@ -190,9 +190,6 @@ extension Conv2d {
         }
         Parallel.addPartials(pp, count: tiling.parts - 1, rows: m, columns: c, into: pdw, ldc: c)
         gradient.addSums(into: sumDy, sumDyXhat)
-        if let dBias {
-            let pdb = dBias.pointer
-            for row in 0..<m { pdb[row] += Float(Elementwise.sumDouble(pdy + row * p, p)) }
-        }
+        if let dBias { Elementwise.accumulateRowSums(pdy, rows: m, columns: p, into: dBias.pointer) }
     }
 }

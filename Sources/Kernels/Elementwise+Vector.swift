@@ -55,6 +55,12 @@ extension Elementwise {
         return sumDoubleReference(p, n)
     }
 
+    /// sums[r] += Σ x[r, 0..<columns] for each of `rows` contiguous rows (`sumDouble` per row): a
+    /// bias's gradient from its output's gradient.
+    static func accumulateRowSums(_ x: UnsafePointer<Float>, rows: Int, columns: Int, into sums: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows { sums[r] += Float(sumDouble(x + r * columns, columns)) }
+    }
+
     /// Σ p[0..<n], in Double across blocks (the Swift reference).
     static func sumDoubleReference(_ p: UnsafePointer<Float>, _ n: Int) -> Double {
         var total = 0.0

@@ -54,8 +54,7 @@ public enum Linear {
         }
         if let dBias {
             precondition(dBias.count == outputs && dBias.isContiguous, "Linear.backward: dBias \(dBias.shape) vs weight \(weight.shape)")
-            let pdb = dBias.pointer
-            for o in 0..<outputs { pdb[o] += Float(Elementwise.sumDouble(pdy + o * batch, batch)) }
+            Elementwise.accumulateRowSums(pdy, rows: outputs, columns: batch, into: dBias.pointer)
         }
     }
 }
