@@ -28,16 +28,17 @@ extension BatchNormState {
         precondition(dBias == nil || dWeight != nil, "BatchNormState.pointwiseBackward: dBias comes with dWeight")
         let c = x.shape.first ?? 0
         let sumDy = Tensor.zeros([c], category: .scratch), sumDyXhat = Tensor.zeros([c], category: .scratch)
+        // The workspace is used where it holds what the kernel keeps.
+        let needed = dWeight == nil ? Conv2d.normalizedInputGradientWorkspace(x) : Conv2d.normalizedBackwardSumsFloats(x)
+        let space = workspace.flatMap { $0.isContiguous && $0.count >= needed ? $0 : nil }
         if let dWeight {
-            let fits = workspace.map { $0.isContiguous && $0.count >= Conv2d.normalizedBackwardSumsFloats(x) } ?? false
             Conv2d.pointwiseBackwardNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
                                                invStd: invStd, dWeight: dWeight, dBias: dBias, dx: dx, sumDy: sumDy,
-                                               sumDyXhat: sumDyXhat, workspace: fits ? workspace : nil)
+                                               sumDyXhat: sumDyXhat, workspace: space)
         } else {
-            let fits = workspace.map { $0.isContiguous && $0.count >= Conv2d.normalizedInputGradientWorkspace(x) } ?? false
             Conv2d.pointwiseInputGradientNormalized(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean,
                                                     invStd: invStd, dx: dx, sumDy: sumDy, sumDyXhat: sumDyXhat,
-                                                    workspace: fits ? workspace : nil)
+                                                    workspace: space)
         }
         // This rank's part of dγ and dβ, before the sums become global.
         if let dGamma { Elementwise.accumulate(sumDyXhat, into: dGamma) }
