@@ -26,12 +26,6 @@ final class BufferCachePagesTests: XCTestCase {
         }.joined(separator: " ")
     }
 
-    private func assertBound(file: StaticString = #filePath, line: UInt = #line) {
-        let (held, cached, highWater) = Memory.cacheBound
-        XCTAssertLessThanOrEqual(held + cached, highWater + highWater / Memory.cacheWasteDivisor,
-                                 "held \(held) + cached \(cached) over high water \(highWater)", file: file, line: line)
-    }
-
     func testLargeBlocksArePageAlignedMappings() {
         let t = filled(1, 3)
         XCTAssertEqual(Int(bitPattern: t.storage.base) % Int(getpagesize()), 0)
@@ -58,7 +52,7 @@ final class BufferCachePagesTests: XCTestCase {
         XCTAssertEqual(Memory.cachedBytes, 0)
         XCTAssertEqual(Memory.cacheStatistics.assembled, before.assembled + 1)
         XCTAssertEqual(Memory.cacheStatistics.movedBytes, before.movedBytes + 2 << 20)
-        assertBound()
+        assertCacheBound()
     }
 
     /// An 8 MiB block is freed, then 3 MiB are asked for (under half of it: no hit): the new
@@ -73,12 +67,12 @@ final class BufferCachePagesTests: XCTestCase {
         let y = Tensor(shape: [3 * Self.mebibyteFloats], category: .scratch)
         XCTAssertEqual(valuesPerMebibyte(y), "4 4 4")
         XCTAssertEqual(Memory.cachedBytes, 5 << 20, "the rest of the split block was not kept")
-        assertBound()
+        assertCacheBound()
         let z = Tensor(shape: [5 * Self.mebibyteFloats], category: .scratch)
         XCTAssertEqual(z.storage.base, address + 3 * Self.mebibyteFloats, "the kept rest did not serve its own size")
         XCTAssertEqual(valuesPerMebibyte(z), "5 5 5 5 5")
         XCTAssertEqual(Memory.cachedBytes, 0)
-        assertBound()
+        assertCacheBound()
         withExtendedLifetime((y, z)) {}
     }
 
@@ -95,7 +89,7 @@ final class BufferCachePagesTests: XCTestCase {
         XCTAssertNil(b)
         let c = Tensor(shape: [7 * Self.mebibyteFloats], category: .scratch)
         XCTAssertEqual(valuesPerMebibyte(c), "1 1 2 0 0 0 0")
-        assertBound()
+        assertCacheBound()
     }
 
     /// A hit on a bigger mapped block keeps only the pages the request needs; the rest (a mapped
@@ -111,7 +105,7 @@ final class BufferCachePagesTests: XCTestCase {
         XCTAssertEqual(Memory.cacheStatistics.hits, hits + 1)
         XCTAssertEqual(y.storage.base, address)
         XCTAssertEqual(Memory.cachedBytes, 3 << 19, "the hit kept the block's unused 1.5 MiB")
-        assertBound()
+        assertCacheBound()
         let z = Tensor(shape: [3 * Self.mebibyteFloats / 2], category: .scratch)
         XCTAssertEqual(z.storage.base, address + 5 * Self.mebibyteFloats / 2)
         XCTAssertEqual(Memory.cachedBytes, 0)

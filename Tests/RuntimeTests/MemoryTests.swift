@@ -121,14 +121,6 @@ final class BufferCacheTests: XCTestCase {
     override func setUp() { Memory.resetHighWater() }
     override func tearDown() { Memory.releaseCachedBuffers() }
 
-    /// The invariant the cache keeps: real bytes of live blocks + cached bytes never exceed
-    /// the high water of live tensor bytes by more than the waste allowance (1/32).
-    private func assertBound(file: StaticString = #filePath, line: UInt = #line) {
-        let (held, cached, highWater) = Memory.cacheBound
-        XCTAssertLessThanOrEqual(held + cached, highWater + highWater / Memory.cacheWasteDivisor,
-                                 "held \(held) + cached \(cached) over high water \(highWater)", file: file, line: line)
-    }
-
     func testAFreedBlockIsReusedBySameSizeAndCountedAsNew() {
         let start = Memory.snapshot()
         let hitsBefore = Memory.cacheStatistics.hits
@@ -162,12 +154,12 @@ final class BufferCacheTests: XCTestCase {
         XCTAssertNil(a)
         var fits: Tensor? = Tensor(shape: [100_000], category: .scratch) // 2/3 of the block
         XCTAssertEqual(fits!.storage.base, address, "a block under twice the request was not reused")
-        assertBound()
+        assertCacheBound()
         fits = nil
         XCTAssertNil(fits)
         let tooSmall = Tensor(shape: [70_000], category: .scratch)          // under half: a new block
         XCTAssertNotEqual(tooSmall.storage.base, address)
-        assertBound()
+        assertCacheBound()
         withExtendedLifetime((hold, tooSmall)) {}
     }
 
@@ -179,11 +171,11 @@ final class BufferCacheTests: XCTestCase {
             var live: [Tensor] = []
             for (i, n) in sizes.enumerated() {
                 live.append(Tensor(shape: [n], category: .scratch))
-                assertBound()
-                if i % 3 == 2 { live.removeFirst(2); assertBound() }
+                assertCacheBound()
+                if i % 3 == 2 { live.removeFirst(2); assertCacheBound() }
             }
             live.removeAll()
-            assertBound()
+            assertCacheBound()
         }
         XCTAssertGreaterThan(Memory.cacheStatistics.hits, 0)
     }
@@ -234,5 +226,15 @@ final class BufferCacheTests: XCTestCase {
             Memory.returnPagesInParallel(small, Memory.parallelReturnBytes / 2)
             XCTAssertEqual(small.load(fromByteOffset: page * 3, as: UInt8.self), 5)
         }
+    }
+}
+
+extension XCTestCase {
+    /// The invariant the buffer cache keeps: real bytes of live blocks + cached bytes never exceed
+    /// the high water of live tensor bytes by more than the waste allowance (1/32).
+    func assertCacheBound(file: StaticString = #filePath, line: UInt = #line) {
+        let (held, cached, highWater) = Memory.cacheBound
+        XCTAssertLessThanOrEqual(held + cached, highWater + highWater / Memory.cacheWasteDivisor,
+                                 "held \(held) + cached \(cached) over high water \(highWater)", file: file, line: line)
     }
 }
