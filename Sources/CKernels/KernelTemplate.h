@@ -137,20 +137,32 @@ static void CK_NAME(backward_sums_row)(const float *dy, const float *x, size_t c
     CK_NAME(sums_and_gradient)(dy, x, count, mean, scale, beta, relu, sums, NULL);
 }
 
-static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
-                                        float beta, int relu, float mean_dy, float centered_factor, float *dx) {
+/// The row of input_gradient_row, with `accumulate` a constant where it is inlined: dx += the
+/// gradient, or dx = it (dx's contents before not read, so a fresh buffer needs no zeroing).
+CK_INLINE void CK_NAME(input_gradient)(const float *dy, const float *x, size_t count, float mean, float scale,
+                                       float beta, int relu, float mean_dy, float centered_factor, float *dx,
+                                       int accumulate) {
     const VF m = SPLAT(mean), s = SPLAT(scale), b = SPLAT(beta), zero = {0};
     const VF a = SPLAT(mean_dy), k = SPLAT(centered_factor);
     size_t i = 0;
     for (; i + CK_LANES <= count; i += CK_LANES) {
         VF xv = LOAD(x + i), g = LOAD(dy + i);
         if (relu) g = ZERO_WHERE(g, ((xv - m) * s + b) <= zero);
-        STORE(dx + i, LOAD(dx + i) + s * (g - a - (xv - m) * k));
+        VF d = s * (g - a - (xv - m) * k);
+        STORE(dx + i, accumulate ? LOAD(dx + i) + d : d);
     }
     for (; i < count; i++) {
         float g = relu && (x[i] - mean) * scale + beta <= 0 ? 0 : dy[i];
-        dx[i] += scale * (g - mean_dy - (x[i] - mean) * centered_factor);
+        float d = scale * (g - mean_dy - (x[i] - mean) * centered_factor);
+        dx[i] = accumulate ? dx[i] + d : d;
     }
+}
+
+static void CK_NAME(input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
+                                        float beta, int relu, float mean_dy, float centered_factor, float *dx,
+                                        int accumulate) {
+    if (accumulate) CK_NAME(input_gradient)(dy, x, count, mean, scale, beta, relu, mean_dy, centered_factor, dx, 1);
+    else CK_NAME(input_gradient)(dy, x, count, mean, scale, beta, relu, mean_dy, centered_factor, dx, 0);
 }
 
 static void CK_NAME(fixed_input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,

@@ -77,10 +77,12 @@ extension BatchNorm {
     }
 
     /// dx += gamma·invStd·(g − sumDy/count − xhat·sumDyXhat/count) with totals over the whole
-    /// (global) batch of `count` positions per channel. Does nothing in a dry run.
+    /// (global) batch of `count` positions per channel (dx = with `overwriteDx`). Does nothing in
+    /// a dry run.
     // dy, x, dx (C, ...); gamma, beta, mean, invStd, sumDy, sumDyXhat (C).
     public static func backwardInput(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
-                                     relu: Bool, sumDy: Tensor, sumDyXhat: Tensor, count: Int, dx: Tensor) {
+                                     relu: Bool, sumDy: Tensor, sumDyXhat: Tensor, count: Int, dx: Tensor,
+                                     overwriteDx: Bool = false) {
         let (channels, columns) = check("backwardInput", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
                                                             ("invStd", invStd), ("sumDy", sumDy), ("sumDyXhat", sumDyXhat)],
                                         sameAsX: [("dy", dy), ("dx", dx)])
@@ -88,6 +90,6 @@ extension BatchNorm {
         accumulateInputGradient(dy: dy.pointer, x: x.pointer, channels: channels, columns: columns, ld: columns,
                                 gamma: gamma.pointer, beta: beta.pointer, mean: mean.pointer, invStd: invStd.pointer,
                                 relu: relu, sumDy: sumDy.pointer, sumDyXhat: sumDyXhat.pointer, count: count,
-                                dx: dx.pointer, dxLd: columns)
+                                dx: dx.pointer, dxLd: columns, overwrite: overwriteDx)
     }
 }

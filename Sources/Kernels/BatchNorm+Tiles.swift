@@ -32,13 +32,14 @@ extension BatchNorm {
     }
 
     /// dx += gamma·invStd·(g − sumDy/count − xhat·sumDyXhat/count), with g and xhat as in
-    /// `accumulateBackwardSums` and count the columns of all tiles together.
+    /// `accumulateBackwardSums` and count the columns of all tiles together; with `overwrite`,
+    /// dx = that, its contents before never read (a gradient buffer nothing was added to yet).
     // (C, columns) with row strides ld (dy, x) and dxLd (dx).
     public static func accumulateInputGradient(dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
         channels: Int, columns: Int, ld: Int, gamma: UnsafePointer<Float>, beta: UnsafePointer<Float>,
         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: Bool,
         sumDy: UnsafePointer<Float>, sumDyXhat: UnsafePointer<Float>, count: Int,
-        dx: UnsafeMutablePointer<Float>, dxLd: Int) {
+        dx: UnsafeMutablePointer<Float>, dxLd: Int, overwrite: Bool = false) {
         let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         checkTile("accumulateInputGradient", channels: channels, columns: columns, ld: ld)
         precondition(dxLd >= columns, "BatchNorm.accumulateInputGradient: dxLd \(dxLd) < columns \(columns)")
@@ -49,7 +50,7 @@ extension BatchNorm {
                 inputGradientRow(dy: dy + c * ld, x: x + c * ld, count: columns, mean: mean[c], invStd: invStd[c],
                                  scale: gamma[c] * invStd[c], beta: beta[c], relu: relu,
                                  meanDy: sumDy[c] * inverseCount, meanDyXhat: sumDyXhat[c] * inverseCount,
-                                 dx: dx + c * dxLd)
+                                 dx: dx + c * dxLd, overwrite: overwrite)
             }
         }
     }
@@ -187,23 +188,24 @@ extension BatchNorm {
         return (totalDy, totalDyCentered * Double(invStd))
     }
 
-    // dx (count) += scale·(g − meanDy − xhat·meanDyXhat), xhat = (x − mean)·invStd.
+    // dx (count) += scale·(g − meanDy − xhat·meanDyXhat), xhat = (x − mean)·invStd; = with overwrite.
     @inline(__always)
     static func inputGradientRow(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
                                  invStd: Float, scale: Float, beta: Float, relu: Bool, meanDy: Float,
-                                 meanDyXhat: Float, dx: UnsafeMutablePointer<Float>) {
+                                 meanDyXhat: Float, dx: UnsafeMutablePointer<Float>, overwrite: Bool = false) {
         if let table = KernelLevel.table {
             table.pointee.input_gradient_row(dy, x, count, mean, scale, beta, relu ? 1 : 0, meanDy,
-                                             invStd * meanDyXhat, dx)
+                                             invStd * meanDyXhat, dx, overwrite ? 0 : 1)
             return
         }
         inputGradientRowReference(dy: dy, x: x, count: count, mean: mean, invStd: invStd, scale: scale, beta: beta,
-                                  relu: relu, meanDy: meanDy, meanDyXhat: meanDyXhat, dx: dx)
+                                  relu: relu, meanDy: meanDy, meanDyXhat: meanDyXhat, dx: dx, overwrite: overwrite)
     }
 
     static func inputGradientRowReference(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, count: Int, mean: Float,
                                           invStd: Float, scale: Float, beta: Float, relu: Bool, meanDy: Float,
-                                          meanDyXhat: Float, dx: UnsafeMutablePointer<Float>) {
+                                          meanDyXhat: Float, dx: UnsafeMutablePointer<Float>, overwrite: Bool = false) {
+        if overwrite { dx.update(repeating: 0, count: count) }
         let centeredFactor = invStd * meanDyXhat
         let m = V(repeating: mean), s = V(repeating: scale), b = V(repeating: beta), zero = V()
         let a = V(repeating: meanDy), k = V(repeating: centeredFactor)

@@ -151,29 +151,31 @@ public enum BatchNorm {
 
     /// Training-mode backward through batch statistics (and through the ReLU when relu: its mask is
     /// recomputed from x and the statistics, so y need not be kept). Accumulates into dx, dGamma,
-    /// dBeta. Runs the raw tile functions one channel at a time, so the channel's dy and x rows
-    /// are still in cache for the second pass.
+    /// dBeta; with `overwriteDx`, writes dx instead, never reading it (a gradient buffer nothing
+    /// was added to yet, which then needs no zeroing). Runs the raw tile functions one channel at
+    /// a time, so the channel's dy and x rows are still in cache for the second pass.
     // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public static func backward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
-                                relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+                                relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?, overwriteDx: Bool = false) {
         let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         backward("backward", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                 dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: false)
+                 dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: false, overwriteDx: overwriteDx)
     }
 
-    /// Backward with the statistics held constant (evaluation mode): dx += gamma·invStd·g,
-    /// dGamma += Σ g·xhat, dBeta += Σ g.
+    /// Backward with the statistics held constant (evaluation mode): dx += gamma·invStd·g (dx =
+    /// with `overwriteDx`), dGamma += Σ g·xhat, dBeta += Σ g.
     // dy, x, dx (C, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public static func backwardWithFixedStatistics(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
-                                                   invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+                                                   invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
+                                                   overwriteDx: Bool = false) {
         let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
         backward("backwardWithFixedStatistics", dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
-                 relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: true)
+                 relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: true, overwriteDx: overwriteDx)
     }
 
     static func backward(_ name: String, _ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                          invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
-                         fixedStatistics: Bool) {
+                         fixedStatistics: Bool, overwriteDx: Bool) {
         var perChannel = [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)]
         if let dGamma { perChannel.append(("dGamma", dGamma)) }
         if let dBeta { perChannel.append(("dBeta", dBeta)) }
@@ -203,7 +205,7 @@ public enum BatchNorm {
                 accumulateInputGradient(dy: pdy + offset, x: px + offset, channels: 1, columns: columns, ld: columns,
                                         gamma: pg + c, beta: pb + c, mean: pm + c, invStd: pi + c, relu: relu,
                                         sumDy: &totals.dy, sumDyXhat: &totals.dyXhat, count: columns,
-                                        dx: pdx + offset, dxLd: columns)
+                                        dx: pdx + offset, dxLd: columns, overwrite: overwriteDx)
             }
         }
     }

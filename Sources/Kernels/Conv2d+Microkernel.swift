@@ -133,11 +133,14 @@ extension Conv2d {
 
     /// Input gradient over the positions `columns` (this thread's images or range of positions:
     /// each dx position is gathered from dy, so ranges may cut through images):
-    /// dx[:, columns] += conv(dy, Wᵀ rotated) with packed (transposed) weights.
+    /// dx[:, columns] += conv(dy, Wᵀ rotated) with packed (transposed) weights (= when not
+    /// `accumulate`: every position of the range is written whole).
     static func thinInputGradient(_ dy: UnsafePointer<Float>, packed: UnsafePointer<Float>, _ g: ConvGeometry,
-                                  columns: Range<Int>, pad: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>) {
+                                  columns: Range<Int>, pad: UnsafeMutablePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                  accumulate: Bool = true) {
         KernelLevel.table!.pointee.conv3x3_rows(dy, g.columns, packed, thinKernelBlock(outputs: g.cin), g.cout, g.cin, g.h, g.w,
-                                                columns.lowerBound, columns.upperBound, dx, g.inputColumns, 1, pad)
+                                                columns.lowerBound, columns.upperBound, dx, g.inputColumns,
+                                                accumulate ? 1 : 0, pad)
     }
 }
 

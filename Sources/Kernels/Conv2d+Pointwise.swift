@@ -61,14 +61,15 @@ extension Conv2d {
         ownsPointwiseForward(g) ? 0 : Gemm.multiplyScratchBytes(m: g.cout, n: g.columns, k: g.cin, threads: threads)
     }
 
-    /// dx (Cin × P) += Wᵀ · dy; dW (Cout × Cin) += dy · xᵀ (inner dimension P, split across
+    /// dx (Cin × P) += Wᵀ · dy (= with overwriteDx: beta 0, OpenBLAS never reads dx); dW (Cout × Cin) += dy · xᵀ (inner dimension P, split across
     /// threads with per-thread partial sums). // (C, N, H, W)
     static func pointwiseBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                                  _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
+                                  _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+                                  overwriteDx: Bool = false) {
         let p = g.columns
         if let dx {
             Gemm.multiply(transA: true, m: g.cin, n: p, k: g.cout, a: weight, lda: g.cin, b: dy, ldb: p,
-                          beta: 1, c: dx, ldc: p)
+                          beta: overwriteDx ? 0 : 1, c: dx, ldc: p)
         }
         if let dWeight {
             Gemm.multiply(transB: true, m: g.cout, n: g.cin, k: p, a: dy, lda: p, b: x, ldb: p,

@@ -177,10 +177,11 @@ extension Conv2d {
         return (rows, min(tileColumns(rows: rows, threads: parts), columns))
     }
 
-    /// dx += col2im(Wᵀ · dy), dW += dy · im2col(x)ᵀ, tile by tile.
+    /// dx += col2im(Wᵀ · dy) (dx = with `overwriteDx`), dW += dy · im2col(x)ᵀ, tile by tile.
     /// // dy (Cout, N, Ho, Wo), x and dx (Cin, N, H, W), dW (Cout, Cin, kh, kw)
     static func tiledBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-                              _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?) {
+                              _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
+                              overwriteDx: Bool = false) {
         let (split, parts) = backwardPlan(g, threads: Parallel.threadCount, inputGradient: dx != nil)
         let area = g.kernelArea, rows = g.rows, total = g.columns
         // Stride 1 with Wo = W: per-tap products (Conv2d+Shifted.swift), dW accumulated tap-major.
@@ -213,6 +214,9 @@ extension Conv2d {
         let partialCount = partialShape[0]
         let partials = partialCount > 0 ? Tensor.zeros(partialShape, category: .scratch) : nil
         let partial = partials?.pointer
+        // The thin kernel gathers each dx position whole, so it writes a dx to overwrite; the
+        // scatter of the other paths adds tap by tap, onto zeros then.
+        if overwriteDx && !thin, let dx { Parallel.fill(dx, count: g.cin * g.inputColumns, with: 0) }
 
         Parallel.forEach(parts) { t in
             let (channels, columns) = backwardPart(t, of: parts, split: split, g)
@@ -254,7 +258,9 @@ extension Conv2d {
                 }
                 start = tile.upperBound
             }
-            if thin, let dx { thinInputGradient(dy, packed: tapWeights!, g, columns: columns, pad: cols, dx: dx) }
+            if thin, let dx {
+                thinInputGradient(dy, packed: tapWeights!, g, columns: columns, pad: cols, dx: dx, accumulate: !overwriteDx)
+            }
             if thinGradient, let dW {
                 thinWeightGradient(dy, x: x, g, channels: channels, columns: columns, pad: cols, padFloats: workRows * width,
                                    tapGrad: dW)

@@ -16,7 +16,10 @@ import Runtime
 /// Both tiled paths (`Conv2d+Tiled.swift`) bound their tiles by `workspaceLimitBytes`, so no
 /// full-size column matrix is ever made, and split the work across our threads, each running
 /// one-thread OpenBLAS.
-/// Backward passes accumulate (+=) into every gradient they are given; nil ones are skipped.
+/// Backward passes accumulate (+=) into every gradient they are given; nil ones are skipped. dx
+/// alone may be written instead (`overwriteDx`), for a gradient buffer nothing was added to yet:
+/// the product writes it (beta 0, the thin kernel's store) where it can, saving the pass that
+/// would zero it first.
 public enum Conv2d {
     /// Bound on im2col workspace bytes per call (columns are tiled to stay under it). Default 16 MiB.
     ///
@@ -76,9 +79,10 @@ public enum Conv2d {
         if let bias { addBias(bias.pointer, to: y.pointer, g) }
     }
 
-    /// dx += dL/dx (Cin,N,H,W), dWeight += dL/dW, dBias += dL/db.
+    /// dx += dL/dx (Cin,N,H,W) (dx = with `overwriteDx`, its contents before never read),
+    /// dWeight += dL/dW, dBias += dL/db.
     public static func backward(_ dy: Tensor, x: Tensor, weight: Tensor, _ p: ConvParameters,
-                                dx: Tensor?, dWeight: Tensor?, dBias: Tensor?) {
+                                dx: Tensor?, dWeight: Tensor?, dBias: Tensor?, overwriteDx: Bool = false) {
         let span = Profile.begin(profileOperation(p, backward: true)); defer { Profile.end(span) }
         let g = ConvGeometry(x: x, weight: weight, p, kernel: "backward")
         g.check(output: dy, name: "dy", kernel: "backward")
@@ -111,10 +115,10 @@ public enum Conv2d {
         if dx == nil && dWeight == nil { return }
         if p.isPointwise {
             pointwiseBackward(dy.pointer, x: x.pointer, weight: weight.pointer, g,
-                              dx: dx?.pointer, dWeight: dWeight?.pointer)
+                              dx: dx?.pointer, dWeight: dWeight?.pointer, overwriteDx: overwriteDx)
         } else {
             tiledBackward(dy.pointer, x: x.pointer, weight: weight.pointer, g,
-                          dx: dx?.pointer, dWeight: dWeight?.pointer)
+                          dx: dx?.pointer, dWeight: dWeight?.pointer, overwriteDx: overwriteDx)
         }
     }
 

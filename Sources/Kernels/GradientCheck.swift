@@ -23,11 +23,14 @@ public enum GradientCheck {
     }
 
     /// max |a−b| / max(1, max|b|): relative to the scale of the expected values, so that
-    /// tiny entries do not dominate.
+    /// tiny entries do not dominate. Infinite where one side is NaN and the other not (NaN at the
+    /// same place on both sides counts as equal): `max` would drop a NaN difference.
     public static func relativeError(_ a: [Float], _ b: [Float]) -> Float {
         precondition(a.count == b.count, "relativeError: \(a.count) vs \(b.count) elements")
         var maxDiff: Float = 0, scale: Float = 1
         for (x, y) in zip(a, b) {
+            if x.isNaN && y.isNaN { continue }
+            if x.isNaN || y.isNaN { return .infinity }
             maxDiff = max(maxDiff, abs(x - y))
             scale = max(scale, abs(y))
         }

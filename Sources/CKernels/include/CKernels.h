@@ -32,9 +32,11 @@ typedef struct ck_kernels {
     /// (x − mean)·scale + beta <= 0 when relu.
     void (*backward_sums_row)(const float *dy, const float *x, size_t count, float mean, float scale,
                               float beta, int relu, double *sums);
-    /// dx += scale·(g − mean_dy − (x − mean)·centered_factor), g as in backward_sums_row.
+    /// dx += scale·(g − mean_dy − (x − mean)·centered_factor), g as in backward_sums_row; with
+    /// accumulate 0, dx = that (dx not read: a buffer no gradient was written to needs no zeroing).
     void (*input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
-                               float beta, int relu, float mean_dy, float centered_factor, float *dx);
+                               float beta, int relu, float mean_dy, float centered_factor, float *dx,
+                               int accumulate);
     /// backward_sums_row and, in the same pass, dx += scale·g: the input gradient with the
     /// statistics held fixed (Sources/Kernels/Conv2d+NormalizedInputGradient.swift).
     void (*fixed_input_gradient_row)(const float *dy, const float *x, size_t count, float mean, float scale,
