@@ -67,7 +67,8 @@ extension BatchNormState {
     }
 
     func synchronizedBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
-                              relu: Bool, reducer: BatchNormStatisticsReducer, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+                              relu: Bool, reducer: BatchNormStatisticsReducer, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
+                              overwriteDx: Bool) {
         // dy may be a block of the channels (DenseBlock+SharedStorage.swift takes the gradient in blocks).
         let c = dy.shape.first ?? 0
         let sumDy = Tensor(shape: [c], category: .scratch), sumDyXhat = Tensor(shape: [c], category: .scratch)
@@ -79,7 +80,7 @@ extension BatchNormState {
         guard let dx else { return }
         let count = sumOverRanks(sumDy: sumDy, sumDyXhat: sumDyXhat, count: x.count / c, reducer: reducer)
         BatchNorm.backwardInput(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                                sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, dx: dx)
+                                sumDy: sumDy, sumDyXhat: sumDyXhat, count: count, dx: dx, overwriteDx: overwriteDx)
     }
 
     /// Replaces this rank's backward sums Σg and Σg·xhat (one per channel) by their sums over the

@@ -99,21 +99,24 @@ public final class BatchNormState {
     }
 
     /// The backward of `normalize` in the same mode: through the batch statistics in training,
-    /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta. Every tensor may
-    /// cover a block of the channels instead of all (their slices, `channels(range)`): channels are
-    /// independent, but under synchronised batch norm each call is one reduction over the ranks.
+    /// with them held constant in evaluation. Accumulates into dx, dGamma, dBeta; with
+    /// `overwriteDx`, writes dx without reading it (a gradient buffer nothing was added to yet).
+    /// Every tensor may cover a block of the channels instead of all (their slices,
+    /// `channels(range)`): channels are independent, but under synchronised batch norm each call
+    /// is one reduction over the ranks.
     // dy, x, dx (C, ...); gamma, beta, mean, invStd, dGamma, dBeta (C).
     public func normalizeBackward(_ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
-                                  training: Bool, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?) {
+                                  training: Bool, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
+                                  overwriteDx: Bool = false) {
         if training, let reducer = BatchNormState.statisticsReducer, !DryRun.isActive {
             synchronizedBackward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                                 reducer: reducer, dx: dx, dGamma: dGamma, dBeta: dBeta)
+                                 reducer: reducer, dx: dx, dGamma: dGamma, dBeta: dBeta, overwriteDx: overwriteDx)
         } else if training {
             BatchNorm.backward(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
-                               dx: dx, dGamma: dGamma, dBeta: dBeta)
+                               dx: dx, dGamma: dGamma, dBeta: dBeta, overwriteDx: overwriteDx)
         } else {
             BatchNorm.backwardWithFixedStatistics(dy, x: x, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
-                                                  relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta)
+                                                  relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, overwriteDx: overwriteDx)
         }
     }
 }

@@ -13,11 +13,17 @@ public final class Node {
     public let shape: [Int]
     /// Nodes of the inputs, nil where an input needs no gradient. Emptied by `deinit` (see there).
     private(set) var inputs: [Node?]
-    /// Accumulates into the input gradients (`+=`, one per input, nil where not needed) the
-    /// gradient of the inputs given the gradient of the output.
-    var backward: ((_ gradOutput: Tensor, _ gradInputs: [Tensor?]) -> Void)?
+    /// Adds into the input gradients (`+=`, one per input, nil where not needed) the gradient of
+    /// the inputs given the gradient of the output; writes (`=`) those whose flag in `fresh` is
+    /// set, when `writesFreshGradients` (see `Autograd.recordWriting`).
+    var backward: ((_ gradOutput: Tensor, _ gradInputs: [Tensor?], _ fresh: [Bool]) -> Void)?
+    /// Whether `backward` writes the gradients flagged fresh; if not, `Autograd.run` zeroes them first.
+    let writesFreshGradients: Bool
     /// The gradient accumulated so far for this node's output.
     var gradient: Tensor?
+    /// Whether `gradient` was allocated and nothing written to it yet: its contents are undefined
+    /// until the first backward that reaches it writes it whole (or `Autograd.run` zeroes it).
+    private(set) var gradientIsFresh = false
     /// A leaf (parameter or checkpoint input): its gradient buffer is owned elsewhere and kept.
     let isLeaf: Bool
     public let label: String
@@ -28,7 +34,7 @@ public final class Node {
     nonisolated(unsafe) private static var nextID = 0
 
     init(label: String, shape: [Int], inputs: [Node?], isLeaf: Bool = false, gradient: Tensor? = nil,
-         backward: ((Tensor, [Tensor?]) -> Void)?) {
+         writesFreshGradients: Bool = false, backward: ((Tensor, [Tensor?], [Bool]) -> Void)?) {
         Node.nextID += 1
         self.id = Node.nextID
         self.label = label
@@ -36,6 +42,7 @@ public final class Node {
         self.inputs = inputs
         self.isLeaf = isLeaf
         self.gradient = gradient
+        self.writesFreshGradients = writesFreshGradients
         self.backward = backward
         self.origin = DryRun.current?.ledger.phase
     }
@@ -66,13 +73,28 @@ public final class Node {
         Node(label: label, shape: gradient.shape, inputs: [], isLeaf: true, gradient: gradient, backward: nil)
     }
 
-    /// The buffer gradients of this node's output accumulate into, zeroed when first needed.
+    /// The buffer gradients of this node's output accumulate into. Allocated when first needed
+    /// and left unwritten (`gradientIsFresh`): the first backward to reach it writes it, so the
+    /// pass that zeroed every buffer before its first `+=` is saved where that backward can write
+    /// (`Autograd.recordWriting`), and done just before it elsewhere (`zeroIfFresh`).
     func gradientBuffer() -> Tensor {
         if let g = gradient { return g }
-        let g = Tensor.zeros(shape, category: .activations)
+        let g = Tensor(shape: shape, category: .activations)
+        if Autograd.poisonsFreshGradients { g.fill(.nan) }
         gradient = g
+        gradientIsFresh = true
         return g
     }
+
+    /// Zeroes a fresh gradient buffer, for a backward that adds to it.
+    func zeroIfFresh() {
+        guard gradientIsFresh, let g = gradient else { return }
+        g.zero()
+        gradientIsFresh = false
+    }
+
+    /// Records that a backward has written (or added to) the gradient buffer.
+    func gradientWasWritten() { gradientIsFresh = false }
 }
 
 /// A tensor in a computation, with the node that produced it when a gradient is wanted.
@@ -100,6 +122,10 @@ public enum Autograd {
     nonisolated(unsafe) public private(set) static var isRecomputing = false
     /// The next dropout seed; each dropout call takes one. Checkpoint rewinds it for recompute.
     nonisolated(unsafe) public static var dropoutSeed: UInt64 = 0x5EED
+    /// For tests: every gradient buffer is filled with NaN when allocated, so that a backward
+    /// that was to write a fresh one whole (`recordWriting`) and left any of it shows in the
+    /// gradients, whatever the allocator happened to hand out.
+    nonisolated(unsafe) public static var poisonsFreshGradients = false
 
     /// Runs `body` without recording a graph.
     public static func withoutGradient<R>(_ body: () throws -> R) rethrows -> R {
@@ -130,11 +156,27 @@ public enum Autograd {
 
     /// Records a node for `value` if gradients are enabled and any input needs one.
     /// `always` records even when no input needs a gradient: a segment whose parameters are
-    /// not among its inputs (a checkpoint) still has gradients to deliver.
+    /// not among its inputs (a checkpoint) still has gradients to deliver. `backward` adds (`+=`)
+    /// into every gradient it is given (zeroed first where nothing was added yet).
     public static func record(_ label: String, _ value: Tensor, inputs: [Variable], always: Bool = false,
                               backward: @escaping (_ gradOutput: Tensor, _ gradInputs: [Tensor?]) -> Void) -> Variable {
         guard isGradEnabled, always || inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
-        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, backward: backward)
+        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node },
+                        backward: { gradOutput, gradInputs, _ in backward(gradOutput, gradInputs) })
+        return Variable(value, node: node)
+    }
+
+    /// `record` for a backward that can write an input's gradient instead of adding to it:
+    /// `fresh[i]` says that nothing was written to `gradInputs[i]` yet and its contents are
+    /// undefined, and the backward must then write all of it (`=`, never reading it); the others
+    /// it adds to as `record`'s do. The buffer's zeroing pass is saved: PyTorch's backward
+    /// functions likewise return new gradients and add only where a tensor has several uses.
+    /// (A node that takes one tensor twice gets it zeroed, never fresh.)
+    public static func recordWriting(_ label: String, _ value: Tensor, inputs: [Variable], always: Bool = false,
+                                     backward: @escaping (_ gradOutput: Tensor, _ gradInputs: [Tensor?], _ fresh: [Bool]) -> Void) -> Variable {
+        guard isGradEnabled, always || inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
+        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, writesFreshGradients: true,
+                        backward: backward)
         return Variable(value, node: node)
     }
 
@@ -197,15 +239,32 @@ public enum Autograd {
                 continue
             }
             let gradInputs = node.inputs.map { $0?.gradientBuffer() }
+            let fresh = freshGradients(of: node)
             if let dryRun = DryRun.current {
                 let origin = node.origin ?? node.label
                 let name = origin.split(separator: " ", maxSplits: 1).last.map(String.init) ?? origin
                 dryRun.enter("backward " + name)
             }
-            backward(g, gradInputs)
+            backward(g, gradInputs, fresh)
+            for case let input? in node.inputs { input.gradientWasWritten() }
             node.gradient = nil
             node.backward = nil   // frees the saved tensors
             finished(node)
+        }
+    }
+}
+
+extension Autograd {
+    /// Which of `node`'s input gradients its backward is to write rather than add to: the fresh
+    /// ones, where it can write (`recordWriting`) and the input is not taken twice; every other
+    /// fresh one is zeroed here, just before the backward adds to it.
+    static func freshGradients(of node: Node) -> [Bool] {
+        node.inputs.map { input in
+            guard let input, input.gradientIsFresh else { return false }
+            let uses = node.inputs.reduce(0) { $0 + ($1 === input ? 1 : 0) }
+            if node.writesFreshGradients && uses == 1 { return true }
+            input.zeroIfFresh()
+            return false
         }
     }
 }

@@ -228,7 +228,7 @@ struct SharedDenseBlock {
             if let norm2 = layer.norm2, let conv2 = layer.conv2, let width = layer.bottleneckWidth,
                let mean2 = s.mean2, let invStd2 = s.invStd2 {
                 let (dGamma2, dBeta2, dWeight2, dBias2) = (g.gamma2, g.beta2, g.weight2, g.bias2)
-                let gradBottleneck = Tensor.zeros([width, n, h, w], category: .scratch)
+                let gradBottleneck = Tensor(shape: [width, n, h, w], category: .scratch)   // written by norm2's backward
                 do {
                     let b: Tensor, c: Tensor
                     if let kept = s.bottleneckOutput, let keptC = s.normalizedBottleneck {
@@ -239,11 +239,11 @@ struct SharedDenseBlock {
                         c = Tensor(shape: [width, n, h, w], category: .scratch)
                         reapply(norm2, b, into: c, mean: mean2, invStd: invStd2)
                     }
-                    let gradC = Tensor.zeros([width, n, h, w], category: .scratch)
+                    let gradC = Tensor(shape: [width, n, h, w], category: .scratch)
                     Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
-                                    dx: gradC, dWeight: dWeight2, dBias: dBias2)
+                                    dx: gradC, dWeight: dWeight2, dBias: dBias2, overwriteDx: true)
                     normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
-                                 dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
+                                 dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2, overwriteDx: true)
                 }
                 s.bottleneckOutput = nil
                 s.normalizedBottleneck = nil
@@ -258,9 +258,9 @@ struct SharedDenseBlock {
                 normBackward(layer.norm1, normalized, x: input, mean: s.mean1, invStd: s.invStd1, training: training,
                              dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
             } else {
-                let gradNormalized = Tensor.zeros([cl, n, h, w], category: .scratch)
+                let gradNormalized = Tensor(shape: [cl, n, h, w], category: .scratch)
                 Conv2d.backward(gradNew, x: normalized, weight: layer.conv1.weight.value, layer.conv1.geometry,
-                                dx: gradNormalized, dWeight: dWeight1, dBias: dBias1)
+                                dx: gradNormalized, dWeight: dWeight1, dBias: dBias1, overwriteDx: true)
                 normBackward(layer.norm1, gradNormalized, x: input, mean: s.mean1, invStd: s.invStd1,
                              training: training, dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
             }
@@ -304,13 +304,11 @@ struct SharedDenseBlock {
         }
         s.bottleneckOutput = nil
         s.normalizedBottleneck = nil
-        gradC.zero()
         Conv2d.backward(gradNew, x: c, weight: conv2.weight.value, conv2.geometry,
-                        dx: gradC, dWeight: dWeight2, dBias: dBias2)
+                        dx: gradC, dWeight: dWeight2, dBias: dBias2, overwriteDx: true)
         let gradBottleneck = slot0
-        gradBottleneck.zero()
         normBackward(norm2, gradC, x: b, mean: mean2, invStd: invStd2, training: training,
-                     dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2)
+                     dx: gradBottleneck, dGamma: dGamma2, dBeta: dBeta2, overwriteDx: true)
         if dWeight1 == nil, let dBias1 {
             Conv2d.backward(gradBottleneck, x: input, weight: layer.conv1.weight.value, layer.conv1.geometry,
                             dx: nil, dWeight: nil, dBias: dBias1)
@@ -339,8 +337,9 @@ struct SharedDenseBlock {
     }
 
     private func normBackward(_ bn: BatchNormLayer, _ dy: Tensor, x: Tensor, mean: Tensor, invStd: Tensor,
-                              training: Bool, dx: Tensor, dGamma: Tensor?, dBeta: Tensor?) {
+                              training: Bool, dx: Tensor, dGamma: Tensor?, dBeta: Tensor?, overwriteDx: Bool = false) {
         bn.state.normalizeBackward(dy, x: x, gamma: bn.weight.value, beta: bn.bias.value, mean: mean, invStd: invStd,
-                                   training: training, relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta)
+                                   training: training, relu: true, dx: dx, dGamma: dGamma, dBeta: dBeta,
+                                   overwriteDx: overwriteDx)
     }
 }

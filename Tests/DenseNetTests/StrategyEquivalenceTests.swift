@@ -6,8 +6,13 @@ import Runtime
 import XCTest
 
 /// Every memory strategy computes the same function: same logits, loss, parameter gradients
-/// and running statistics as the naive model, for the same weights and input.
+/// and running statistics as the naive model, for the same weights and input. Fresh gradient
+/// buffers start as NaN here (`Autograd.poisonsFreshGradients`), so a backward that was to write
+/// one whole and left part of it shows as NaN (never equal, not even to itself).
 final class StrategyEquivalenceTests: XCTestCase {
+    override func setUp() { Autograd.poisonsFreshGradients = true }
+    override func tearDown() { Autograd.poisonsFreshGradients = false }
+
     struct StepResult {
         var logits: [Float]
         var loss: Float
