@@ -27,7 +27,8 @@ The replay implements Sources/Runtime/BufferCache.swift with Memory+Pages.swift 
   is split there (runs cut in two as Block.split does), the part moved goes into the new block,
   the rest goes back to the cache in its place in release order if the bound, its size (mapped)
   and the process's extra runs (< 16384) allow, else it is freed. A donation that would give
-  the new block more than 8 runs of pages (its fresh rest counting one) is not made: that block
+  the new block more than --segments runs of pages (default 128, BufferCache.maximumSegments;
+  its fresh rest counting one) is not made: that block
   is freed whole. The new block's runs are the moved runs plus one fresh run (Memory.mapBlock,
   every mremap assumed to succeed).
 It first checks itself against the trace with the defaults: hit/miss of every cached-size
@@ -51,7 +52,7 @@ import collections
 MINIMUM_BYTES = 16 * 1024             # BufferCache.minimumBytes
 MAPPED_MINIMUM_BYTES = 256 * 1024     # Memory.mappedMinimumBytes
 PAGE_BYTES = 4096                     # Memory.pageBytes on Linux x86-64
-MAXIMUM_SEGMENTS = 8                  # BufferCache.maximumSegments
+MAXIMUM_SEGMENTS = 128               # BufferCache.maximumSegments (8 before this was measured)
 MAXIMUM_EXTRA_SEGMENTS = 16_384       # BufferCache.maximumExtraSegments
 
 
@@ -93,7 +94,7 @@ def split(runs, at):
     return first, rest
 
 
-def replay(events, steps, fit=2.0, waste=32, evict='shipped', move=True):
+def replay(events, steps, fit=2.0, waste=32, evict='shipped', move=True, segments=MAXIMUM_SEGMENTS):
     last_reset = max((i for i, e in enumerate(events) if e[0] == 'R'), default=-1)
     measured = sum(1 for e in events[last_reset + 1:] if e[0] == 'A')
     per_step = max(1, measured // steps)
@@ -203,7 +204,7 @@ def replay(events, steps, fit=2.0, waste=32, evict='shipped', move=True):
                     if left > 0 and evicted_runs:
                         take = min(left, size)
                         first, rest = split(evicted_runs, take)
-                        if len(donated) + len(first) + (1 if take < left else 0) <= MAXIMUM_SEGMENTS:
+                        if len(donated) + len(first) + (1 if take < left else 0) <= segments:
                             donated += first
                             left -= take
                             moved += take
@@ -248,20 +249,23 @@ def main():
                         choices=['shipped', 'oldest', 'newest', 'largest', 'smallest', 'future'])
     parser.add_argument('--no-move', action='store_true',
                         help='the policy before dfe073d: no mapped blocks, evicted blocks all freed')
+    parser.add_argument('--segments', type=int, default=MAXIMUM_SEGMENTS,
+                        help='most runs of pages per block for the policies compared (the check against '
+                             'the trace uses BufferCache.maximumSegments)')
     a = parser.parse_args()
     events = read(a.trace)
     _, check = replay(events, a.steps)
     print(f'replay of BufferCache.swift against the trace: {check[0]} hits/misses agree, {check[1]} differ; '
           f'moved bytes of {check[2]} mapped misses agree, {check[3]} differ')
     move = not a.no_move
-    print('policy: ' + ('pages of evicted blocks moved into mapped misses (dfe073d)' if move
+    print('policy: ' + (f'pages of evicted blocks moved into mapped misses (dfe073d), at most {a.segments} runs a block' if move
                         else 'before dfe073d (--no-move: evicted blocks freed)'))
     print('| fit | waste | evict | misses (last step) | MB missed | MB moved | MB fresh | hits |')
     print('|---|---|---|---|---|---|---|---|')
     orders = ['shipped', 'oldest', 'largest', 'newest', 'smallest', 'future'] if move else ['oldest', 'largest', 'newest', 'smallest', 'future']
     runs = [(a.fit, a.waste, a.evict if move or a.evict != 'shipped' else 'oldest')] + [(2.0, 32, e) for e in orders]
     for fit, waste, evict in dict.fromkeys(runs):
-        per, _ = replay(events, a.steps, fit, waste, evict, move)
+        per, _ = replay(events, a.steps, fit, waste, evict, move, a.segments)
         m, missed, moved, h = per[-1]
         print(f'| {fit:g} | 1/{waste} | {evict} | {m} | {missed / 1e6:.1f} | {moved / 1e6:.1f} '
               f'| {(missed - moved) / 1e6:.1f} | {h} |')

@@ -49,7 +49,10 @@ final class BufferCache: @unchecked Sendable {
 
     /// Most runs of pages a new block made of cached blocks' pages may have (each run is a kernel
     /// mapping of its own, and a process may have at most `vm.max_map_count`, 65,530 by default).
-    static let maximumSegments = 8
+    /// At 8, the first bound, DenseNet-BC-100's `checkpoint` refused donations of ~330 MB a step
+    /// and faulted them in anew; at 128 it faults ~20 MB (replayed traces), and over 150 steps
+    /// the process held ~950 mappings, flat (Papers/design-notes.md, "Up to 128 runs a block").
+    static let maximumSegments = 128
     /// Most runs beyond one per block over all blocks, live and cached, before the rest of a
     /// split block stops being kept (a guard far below `vm.max_map_count`).
     static let maximumExtraSegments = 16_384

@@ -92,6 +92,25 @@ final class BufferCachePagesTests: XCTestCase {
         assertCacheBound()
     }
 
+    /// Twenty cached 1 MiB blocks all go into one 20 MiB block, a run each, oldest first: the
+    /// limit of runs a block may have (8 until DenseNet-BC-100's `checkpoint` trace showed it
+    /// refused 330 MB of donations a step, Papers/design-notes.md) does not stop them.
+    func testManyEvictedBlocksGiveTheirPagesToOneBlock() {
+        var blocks: [Tensor]? = (1...20).map { filled(1, Float($0)) }
+        XCTAssertEqual(blocks?.count, 20)
+        blocks = nil   // freed in order, 1 first
+        XCTAssertEqual(Memory.cachedBytes, 20 << 20)
+        let moved = Memory.cacheStatistics.movedBytes
+        let faults = ProcessProbe.minorPageFaults
+        let big = Tensor(shape: [20 * Self.mebibyteFloats], category: .scratch)
+        XCTAssertEqual(valuesPerMebibyte(big), (1...20).map { String($0) }.joined(separator: " "))
+        XCTAssertEqual(Memory.cacheStatistics.movedBytes - moved, 20 << 20)
+        XCTAssertLessThan(ProcessProbe.minorPageFaults - faults, (20 << 20) / Int(getpagesize()) / 10,
+                          "the new block's pages were faulted in, not moved")
+        XCTAssertEqual(Memory.cachedBytes, 0)
+        assertCacheBound()
+    }
+
     /// A hit on a bigger mapped block keeps only the pages the request needs; the rest (a mapped
     /// size itself) stays cached and serves the next request of its size.
     func testAHitKeepsOnlyThePagesItNeeds() {
