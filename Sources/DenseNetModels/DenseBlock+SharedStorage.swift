@@ -111,9 +111,12 @@ struct SharedDenseBlock {
         }
         let parameters = block.layers.flatMap { layerParameters($0) }
         let inputs = [x] + parameters.map { $0.variable }
-        return Autograd.record(label, buffer, inputs: inputs) { [self] gradOutput, gradInputs in
+        // Writes the input's gradient when fresh (a copy of the buffer's first channels); the
+        // parameters' gradients, never fresh but in a test that computes them, are zeroed then.
+        return Autograd.recordWriting(label, buffer, inputs: inputs) { [self] gradOutput, gradInputs, fresh in
+            for (g, isFresh) in zip(gradInputs.dropFirst(), fresh.dropFirst()) where isFresh { g?.zero() }
             self.backward(gradOutput, buffer: buffer, saved: saved, training: training,
-                          inputWidth: c0, gradInputs: gradInputs)
+                          inputWidth: c0, gradInputs: gradInputs, overwriteInput: fresh[0])
         }
     }
 
@@ -176,7 +179,7 @@ struct SharedDenseBlock {
     /// Layers in reverse order; each adds its input gradient into the prefix of `gradOutput`,
     /// which is complete for a layer's own channels by the time that layer is reached.
     private func backward(_ gradOutput: Tensor, buffer: Tensor, saved: [Saved], training: Bool, inputWidth: Int,
-                          gradInputs: [Tensor?]) {
+                          gradInputs: [Tensor?], overwriteInput: Bool) {
         let (n, h, w) = (buffer.shape[1], buffer.shape[2], buffer.shape[3])
         let positions = n * h * w
         let k = block.growthRate
@@ -270,7 +273,11 @@ struct SharedDenseBlock {
                 applyStatisticsGradient(terms, channels: 0..<inputWidth, buffer: buffer, gradOutput: gradOutput,
                                         statistics: first)
             }
-            Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx)
+            if overwriteInput {
+                Elementwise.copy(gradOutput.channels(0..<inputWidth), into: dx)
+            } else {
+                Elementwise.accumulate(gradOutput.channels(0..<inputWidth), into: dx)
+            }
         }
         withExtendedLifetime(shared) {}
     }
