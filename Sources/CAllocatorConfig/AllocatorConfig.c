@@ -23,3 +23,8 @@ int dn_move_pages(void *source, size_t bytes, void *destination) {
     void *moved = mremap(source, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED, destination);
     return moved == MAP_FAILED ? errno : 0;
 }
+
+int dn_map_pages_at(void *address, size_t bytes) {
+    void *p = mmap(address, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    return p == MAP_FAILED ? errno : 0;
+}

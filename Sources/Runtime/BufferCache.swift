@@ -35,6 +35,9 @@ public struct BufferCacheStatistics: Sendable, Equatable {
     public var assembled = 0
     /// Bytes of evicted blocks' pages moved into new blocks instead of freed and faulted in anew.
     public var movedBytes = 0
+    /// mremap calls that moved them: one per donor where the kernel moves a range over several
+    /// mappings (Linux 6.17 and later), else one per run of pages (Memory+Pages.swift).
+    public var moveCalls = 0
 }
 
 /// Freed blocks by size, bounded by the high water of live bytes. Every method is called with
@@ -194,6 +197,9 @@ final class BufferCache: @unchecked Sendable {
         heldLive += blockBytes
         return (mapped ? .map(blockBytes: blockBytes, donors: donors) : .allocate(blockBytes: blockBytes), evicted)
     }
+
+    /// Counts the mremap calls that moved a new block's pages.
+    func didMove(calls: Int) { statistics.moveCalls += calls }
 
     /// Records the runs of a new mapped block once it is mapped.
     func didMap(_ pointer: UnsafeMutableRawPointer, segments: [Int]) {

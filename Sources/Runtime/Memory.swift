@@ -75,6 +75,9 @@ public enum Memory {
     static let ledger = MemoryLedger()
     /// Freed blocks kept for reuse (BufferCache.swift).
     static let cache = BufferCache(enabled: ProcessInfo.processInfo.environment["DENSENET_BUFFER_CACHE"] != "0")
+    /// Whether one mremap may move a range over several mappings (Linux 6.17 and later;
+    /// Memory+Pages.swift): true until the kernel first refuses. Guarded by `lock`.
+    nonisolated(unsafe) static var movesSpanMappings = true
 
     /// Counts `bytes` as live in `category` and returns a 64-byte-aligned block of at least
     /// `bytes` (a cached one, a new mapping made partly of cached blocks' pages, or a new one
@@ -83,6 +86,7 @@ public enum Memory {
         lock.lock()
         ledger.didAllocate(bytes, category)
         let (decision, evicted) = cache.take(bytes, ledger: ledger)
+        let spanning = movesSpanMappings
         lock.unlock()
         for block in evicted { freeBlock(block.pointer, block.bytes, mapped: block.isMapped) }
         switch decision {
@@ -90,9 +94,11 @@ public enum Memory {
             if let trace = AllocationTrace.file { AllocationTrace.write(trace, "A \(bytes) \(UInt(bitPattern: pointer)) hit") }
             return (pointer, blockBytes)
         case let .map(blockBytes, donors):
-            let (pointer, segments) = mapBlock(blockBytes, movingPagesOf: donors)
+            let (pointer, segments, calls, spanRefused) = mapBlock(blockBytes, movingPagesOf: donors, spanning: spanning)
             lock.lock()
             cache.didMap(pointer, segments: segments)
+            cache.didMove(calls: calls)
+            if spanRefused { movesSpanMappings = false }
             lock.unlock()
             if let trace = AllocationTrace.file {
                 let moved = donors.reduce(0) { $0 + $1.bytes }

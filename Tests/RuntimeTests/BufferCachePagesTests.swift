@@ -77,19 +77,33 @@ final class BufferCachePagesTests: XCTestCase {
     }
 
     /// A block made of moved pages and fresh ones has two runs (two kernel mappings); given to
-    /// a third block, both runs move, each with its own mremap, contents and order kept.
-    func testABlockOfSeveralRunsMovesRunByRun() {
-        var a: Tensor? = filled(2, 1)
-        a = nil
-        XCTAssertNil(a)
-        var b: Tensor? = Tensor(shape: [3 * Self.mebibyteFloats], category: .scratch)
-        XCTAssertEqual(valuesPerMebibyte(b!), "1 1 0")
-        b!.storage.base.advanced(by: 2 * Self.mebibyteFloats).update(repeating: 2, count: Self.mebibyteFloats)
-        b = nil
-        XCTAssertNil(b)
-        let c = Tensor(shape: [7 * Self.mebibyteFloats], category: .scratch)
-        XCTAssertEqual(valuesPerMebibyte(c), "1 1 2 0 0 0 0")
-        assertCacheBound()
+    /// a third block, both runs move, contents and order kept: in one mremap where the kernel
+    /// moves a range over several mappings (Linux 6.17 and later), else one per run, as also
+    /// when that is switched off.
+    func testABlockOfSeveralRunsMovesWhole() {
+        for spanning in [true, false] {
+            Memory.releaseCachedBuffers()
+            Memory.resetHighWater()
+            Memory.lock.lock(); Memory.movesSpanMappings = spanning; Memory.lock.unlock()
+            var a: Tensor? = filled(2, 1)
+            a = nil
+            XCTAssertNil(a)
+            var b: Tensor? = Tensor(shape: [3 * Self.mebibyteFloats], category: .scratch)
+            XCTAssertEqual(valuesPerMebibyte(b!), "1 1 0")
+            b!.storage.base.advanced(by: 2 * Self.mebibyteFloats).update(repeating: 2, count: Self.mebibyteFloats)
+            b = nil
+            XCTAssertNil(b)
+            let calls = Memory.cacheStatistics.moveCalls
+            let c = Tensor(shape: [7 * Self.mebibyteFloats], category: .scratch)
+            XCTAssertEqual(valuesPerMebibyte(c), "1 1 2 0 0 0 0", "spanning \(spanning)")
+            Memory.lock.lock(); let stillSpanning = Memory.movesSpanMappings; Memory.lock.unlock()
+            // One call when the kernel took the range whole; the refused call and two runs when not.
+            XCTAssertEqual(Memory.cacheStatistics.moveCalls - calls, spanning ? (stillSpanning ? 1 : 3) : 2,
+                           "spanning \(spanning), kernel moves ranges over mappings: \(stillSpanning)")
+            assertCacheBound()
+            withExtendedLifetime(c) {}
+        }
+        Memory.lock.lock(); Memory.movesSpanMappings = true; Memory.lock.unlock()
     }
 
     /// Twenty cached 1 MiB blocks all go into one 20 MiB block, a run each, oldest first: the
