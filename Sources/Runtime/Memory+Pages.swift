@@ -22,9 +22,10 @@ import Foundation
 // the live block), so peak RSS still follows the tensor peak.
 //
 // Each run of pages moved in stays a kernel mapping of its own (the kernel merges neighbouring
-// anonymous mappings only when they came from the same one), and one mremap moves pages within one
-// mapping only, so a block records its runs (`BufferCache.Block.segments`) and the cache bounds
-// them: per block and over the process (`vm.max_map_count`, 65,530 by default).
+// anonymous mappings only when they came from the same one), and before Linux 6.17 one mremap
+// moves pages within one mapping only, so a block records its runs (`BufferCache.Block.segments`)
+// and the cache bounds them: per block and over the process (`vm.max_map_count`, 65,530 by
+// default). Where the kernel moves a range over several mappings, a block's runs go in one call.
 
 extension Memory {
     /// Blocks of at least this many bytes are mappings of the runtime's own (rounded up to
