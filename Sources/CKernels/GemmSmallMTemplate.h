@@ -24,10 +24,18 @@
 #define GM_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
-/// RB rows × CV vectors of C at (i, j), k steps, C overwritten.
+/// A vector stored past the caches (`stream`): C written once and read much later, as the input
+/// gradient of gemm_small_m's callers with stream set, need not be read into the cache first.
+/// `p` is vector-aligned (gemm_small_m checks).
+typedef float CK_NAME(vfa) __attribute__((vector_size(CK_LANES * 4), aligned(CK_LANES * 4)));
+CK_INLINE void CK_NAME(gm_stream)(float *p, VF v) { __builtin_nontemporal_store((CK_NAME(vfa))v, (CK_NAME(vfa) *)p); }
+
+/// RB rows × CV vectors of C at (i, j), k steps, C overwritten (streamed past the caches when
+/// `stream`).
 #define GM_BLOCK(RB, CV)                                                                               \
 CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t lda, const float *b,     \
-                                                       size_t ldb, size_t k, float *c, size_t ldc) {   \
+                                                       size_t ldb, size_t k, float *c, size_t ldc,     \
+                                                       int stream) {                                   \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -41,9 +49,15 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ld
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
     }                                                                                                  \
-    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
-        _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
-            STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                              \
+    if (stream) {                                                                                      \
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
+            _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
+                CK_NAME(gm_stream)(c + r * ldc + v * CK_LANES, acc[r][v]);                             \
+    } else {                                                                                           \
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
+            _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
+                STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                          \
+    }                                                                                                  \
 }
 #define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
 #define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
@@ -57,8 +71,10 @@ GM_DEFINE(GM_RB, 1)
 GM_DEFINE(1, 1)
 
 static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
-                                  size_t k, float *c, size_t ldc) {
-#define GM_ARGS(i, j) a + (i) * lda, lda, b + (j), ldb, k, c + (i) * ldc + (j), ldc
+                                  size_t k, float *c, size_t ldc, int stream) {
+    // Streaming stores need every vector of C aligned: C's start and its row stride.
+    stream = stream && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
+#define GM_ARGS(i, j) a + (i) * lda, lda, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
@@ -82,6 +98,8 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
             c[i * ldc + j] = s;
         }
     }
+    // Streamed stores are weakly ordered: fence them before the caller hands C to another thread.
+    if (stream) __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
 #undef GM_RB

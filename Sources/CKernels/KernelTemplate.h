@@ -6,6 +6,7 @@
 // without contraction into FMA (the target is built with -ffp-contract=off), so the ReLU masks
 // of the forward and backward are the same bits in Swift and here.
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include "CKernels.h"
 

@@ -181,7 +181,6 @@ struct SharedDenseBlock {
     private func backward(_ gradOutput: Tensor, buffer: Tensor, saved: [Saved], training: Bool, inputWidth: Int,
                           gradInputs: [Tensor?], overwriteInput: Bool) {
         let (n, h, w) = (buffer.shape[1], buffer.shape[2], buffer.shape[3])
-        let positions = n * h * w
         let k = block.growthRate
         // Gradient slots of each layer's parameters, in `layerParameters` order.
         var slot = 1
@@ -252,12 +251,11 @@ struct SharedDenseBlock {
                 s.normalizedBottleneck = nil
                 Conv2d.backward(gradBottleneck, x: normalized, weight: layer.conv1.weight.value, layer.conv1.geometry,
                                 dx: nil, dWeight: dWeight1, dBias: dBias1)
-                // The shared storage now takes the gradient of the BN1/ReLU output:
+                // The shared storage now takes the gradient of the BN1/ReLU output, written over the
+                // normalised values conv1's weight gradient has just read:
                 // (c_l × P) = conv1.weightᵀ (c_l × width) · gradBottleneck (width × P).
-                let span = Profile.begin(.conv1x1Backward)
-                Gemm.multiply(transA: true, m: cl, n: positions, k: width, a: layer.conv1.weight.value.pointer, lda: cl,
-                              b: gradBottleneck.pointer, ldb: positions, beta: 0, c: normalized.pointer, ldc: positions)
-                Profile.end(span)
+                Conv2d.backward(gradBottleneck, x: normalized, weight: layer.conv1.weight.value, layer.conv1.geometry,
+                                dx: normalized, dWeight: nil, dBias: nil, overwriteDx: true)
                 normBackward(layer.norm1, normalized, x: input, mean: s.mean1, invStd: s.invStd1, training: training,
                              dx: gradOutput.channels(0..<cl), dGamma: dGamma1, dBeta: dBeta1)
             } else {

@@ -122,7 +122,7 @@ extension Conv2d {
             if let ownProduct {
                 // Whole vectors by our product; a last tile's tail of under 16 columns by OpenBLAS.
                 let vectors = width / 16 * 16
-                ownProduct.pointee.gemm_small_m(pw, c, tile, width, m, vectors, c, py + columns.lowerBound, p)
+                ownProduct.pointee.gemm_small_m(pw, c, tile, width, m, vectors, c, py + columns.lowerBound, p, 0)
                 if vectors < width {
                     Gemm.sgemm(m: m, n: width - vectors, k: c, a: pw, lda: c, b: tile + vectors, ldb: width, beta: 0,
                                c: py + columns.lowerBound + vectors, ldc: p)

@@ -43,14 +43,19 @@ extension Conv2d {
     /// Peak scratch bytes of `backward` on `threads` threads, with or without dx and dW, with the
     /// threads' tiles live together or, with `concurrent: false`, one after another. The
     /// tap-major weight copy and the dW partial sums are made before the threads start and live
-    /// through all their tiles.
+    /// through all their tiles. `overwritingInputGradient`: dx is a fresh buffer to write
+    /// (`backward`'s `overwriteDx`), which a 1x1 convolution may compute by our own product.
     public static func backwardScratchBytes(input: [Int], weight: [Int], _ p: ConvParameters, inputGradient: Bool,
-                                            weightGradient: Bool, threads: Int, concurrent: Bool = true) -> Int {
+                                            weightGradient: Bool, threads: Int, concurrent: Bool = true,
+                                            overwritingInputGradient: Bool = false) -> Int {
         let g = ConvGeometry(input: input, weight: weight, p)
         guard g.columns > 0, inputGradient || weightGradient else { return 0 }
         if p.isPointwise {
             // Two products, one after the other: the larger scratch counts.
-            let dx = inputGradient ? Gemm.multiplyScratchBytes(m: g.cin, n: g.columns, k: g.cout, threads: threads) : 0
+            let ours = overwritingInputGradient && ownsPointwiseInputGradient(g)
+            let dx = !inputGradient ? 0
+                : ours ? pointwiseInputGradientScratchBytes(g, threads: threads, concurrent: concurrent)
+                : Gemm.multiplyScratchBytes(m: g.cin, n: g.columns, k: g.cout, threads: threads)
             let dW = weightGradient ? Gemm.multiplyScratchBytes(m: g.cout, n: g.cin, k: g.columns, threads: threads) : 0
             return max(dx, dW)
         }

@@ -99,10 +99,15 @@ public enum Conv2d {
         if let dryRun = DryRun.current {
             dryRun.scratch(backwardScratchBytes(input: x.shape, weight: weight.shape, p, inputGradient: dx != nil,
                                                 weightGradient: dWeight != nil, threads: dryRun.threads,
-                                                concurrent: dryRun.concurrentTiles))
+                                                concurrent: dryRun.concurrentTiles, overwritingInputGradient: overwriteDx))
             let flops = 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), t = dryRun.threads
             if p.isPointwise {
-                if dx != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cin, n: g.columns, k: g.cout, threads: t).parts(threads: t)) }
+                if dx != nil {
+                    let parts = overwriteDx && ownsPointwiseInputGradient(g)
+                        ? pointwiseInputGradientParts(g, threads: t)
+                        : Gemm.split(m: g.cin, n: g.columns, k: g.cout, threads: t).parts(threads: t)
+                    dryRun.product(flops: flops, parts: parts)
+                }
                 if dWeight != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cout, n: g.cin, k: g.columns, threads: t).parts(threads: t)) }
             } else if dx != nil || dWeight != nil {
                 let parts = backwardPlan(g, threads: t, inputGradient: dx != nil).parts

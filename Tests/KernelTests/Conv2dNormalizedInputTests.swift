@@ -76,23 +76,25 @@ final class Conv2dNormalizedInputTests: XCTestCase {
 
     /// The unpacked product (GemmSmallMTemplate.h) on every level against the definition: row
     /// blocks of the level, of 4 and single rows, two-vector and one-vector column blocks and a
-    /// scalar tail, strides wider than the matrices, C overwritten and nothing past n written.
+    /// scalar tail, strides wider than the matrices, C overwritten and nothing past n written;
+    /// with streaming stores too, on a C whose start and row stride are vector-aligned (which
+    /// streams) and on one whose stride is not (which stores as usual).
     func testSmallProductOnEveryLevel() {
         for level in KernelLevel.supported where level != .swiftReference {
             let table = ck_kernels_for_level(Int32(level.rawValue))!
             for (m, n, k) in [(13, 37, 5), (48, 288, 216), (1, 16, 1), (25, 100, 33), (7, 3, 9), (128, 70, 48)] {
-                let (lda, ldb, ldc) = (k + 3, n + 5, n + 2)
+              for (stream, ldc) in [(Int32(0), n + 2), (1, n + 2), (1, (n + 15) / 16 * 16 + 16)] {
+                let (lda, ldb) = (k + 3, n + 5)
                 let a = Tensor.randomNormal([m * lda], seed: UInt64(m)).array
                 let b = Tensor.randomNormal([k * ldb], seed: UInt64(n)).array
                 let start = Tensor.randomNormal([m * ldc], seed: 3).array
-                var c = start
+                let output = Tensor(shape: [m * ldc], values: start)   // 64-byte aligned
                 a.withUnsafeBufferPointer { pa in
                     b.withUnsafeBufferPointer { pb in
-                        c.withUnsafeMutableBufferPointer { pc in
-                            table.pointee.gemm_small_m(pa.baseAddress!, lda, pb.baseAddress!, ldb, m, n, k, pc.baseAddress!, ldc)
-                        }
+                        table.pointee.gemm_small_m(pa.baseAddress!, lda, pb.baseAddress!, ldb, m, n, k, output.pointer, ldc, stream)
                     }
                 }
+                let c = output.array
                 var worst: Float = 0
                 for i in 0..<m {
                     for j in 0..<ldc {
@@ -104,7 +106,8 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                     }
                 }
                 // Float sums of k products: rounding grows with k (~1.5e-5 at k = 216).
-                XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k)")
+                XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k) stream \(stream) ldc \(ldc)")
+              }
             }
         }
     }

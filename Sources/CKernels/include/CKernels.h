@@ -63,9 +63,10 @@ typedef struct ck_kernels {
                                          size_t ldw, float *pad, size_t pad_floats);
     /// C (m × n) = A (m × k) · B (k × n), row-major with row strides lda, ldb, ldc, overwriting C,
     /// without packing: for few output rows, B read a strip of vectors at a time
-    /// (GemmSmallMTemplate.h).
+    /// (GemmSmallMTemplate.h). With `stream`, C's whole vectors are stored past the caches
+    /// (non-temporal) where C and ldc are vector-aligned.
     void (*gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t k,
-                         float *c, size_t ldc);
+                         float *c, size_t ldc, int stream);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
