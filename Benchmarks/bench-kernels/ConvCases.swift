@@ -32,8 +32,9 @@ struct ConvBenchmark {
             let x = Tensor.randomUniform(input, seed: 1), wt = Tensor.randomNormal(weight, std: 0.1, seed: 2)
             let dy = Tensor.randomUniform(out, seed: 3)
             let dx = Tensor.zeros(input), dw = Tensor.zeros(weight)
+            // dx written, not added to, as in a training step (a fresh gradient buffer, Autograd.recordWriting).
             return Prepared(check: { checkBackward() },
-                            run: { Conv2d.backward(dy, x: x, weight: wt, p, dx: dx, dWeight: dw, dBias: nil) })
+                            run: { Conv2d.backward(dy, x: x, weight: wt, p, dx: dx, dWeight: dw, dBias: nil, overwriteDx: true) })
         }
         return [forward, backward]
     }
@@ -60,7 +61,7 @@ struct ConvBenchmark {
         let dy = Tensor.randomUniform(out, seed: 23)
         let dx = Tensor.zeros(c.input), dw = Tensor.zeros(c.weight), db = Tensor.zeros([cout])
         let dxRef = Tensor.zeros(c.input), dwRef = Tensor.zeros(c.weight), dbRef = Tensor.zeros([cout])
-        Conv2d.backward(dy, x: x, weight: wt, p, dx: inputGradient ? dx : nil, dWeight: dw, dBias: db)
+        Conv2d.backward(dy, x: x, weight: wt, p, dx: inputGradient ? dx : nil, dWeight: dw, dBias: db, overwriteDx: true)
         Conv2d.backwardReference(dy, x: x, weight: wt, p, dx: inputGradient ? dxRef : nil, dWeight: dwRef, dBias: dbRef)
         return verdict([("dx", GradientCheck.relativeError(dx.array, dxRef.array)),
                         ("dW", GradientCheck.relativeError(dw.array, dwRef.array)),

@@ -31,11 +31,11 @@ typedef float CK_NAME(vfa) __attribute__((vector_size(CK_LANES * 4), aligned(CK_
 CK_INLINE void CK_NAME(gm_stream)(float *p, VF v) { __builtin_nontemporal_store((CK_NAME(vfa))v, (CK_NAME(vfa) *)p); }
 
 /// RB rows × CV vectors of C at (i, j), k steps, C overwritten (streamed past the caches when
-/// `stream`).
+/// `stream`). A's element (r, l) is a[r·ars + l·als]: (lda, 1) row-major, (1, lda) transposed.
 #define GM_BLOCK(RB, CV)                                                                               \
-CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t lda, const float *b,     \
-                                                       size_t ldb, size_t k, float *c, size_t ldc,     \
-                                                       int stream) {                                   \
+CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ars, size_t als,         \
+                                                       const float *b, size_t ldb, size_t k, float *c, \
+                                                       size_t ldc, int stream) {                       \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -44,7 +44,7 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ld
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                                \
             bv[v] = LOAD(b + l * ldb + v * CK_LANES);                                                  \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) {                              \
-            VF av = SPLAT(a[r * lda + l]);                                                             \
+            VF av = SPLAT(a[r * ars + l * als]);                                                       \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
@@ -71,10 +71,11 @@ GM_DEFINE(GM_RB, 1)
 GM_DEFINE(1, 1)
 
 static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
-                                  size_t k, float *c, size_t ldc, int stream) {
+                                  size_t k, float *c, size_t ldc, int flags) {
     // Streaming stores need every vector of C aligned: C's start and its row stride.
-    stream = stream && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
-#define GM_ARGS(i, j) a + (i) * lda, lda, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
+    int stream = (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
+    const size_t ars = (flags & CK_GEMM_A_TRANSPOSED) ? 1 : lda, als = (flags & CK_GEMM_A_TRANSPOSED) ? lda : 1;
+#define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
@@ -94,7 +95,7 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     for (; j < n; j++) {
         for (size_t i = 0; i < m; i++) {
             float s = 0;
-            for (size_t l = 0; l < k; l++) s += a[i * lda + l] * b[l * ldb + j];
+            for (size_t l = 0; l < k; l++) s += a[i * ars + l * als] * b[l * ldb + j];
             c[i * ldc + j] = s;
         }
     }

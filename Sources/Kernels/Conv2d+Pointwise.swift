@@ -92,17 +92,21 @@ extension Conv2d {
     /// steps (48 in DenseNet-BC, 128 in DenseNet-121) for every element of dx, so moving dx
     /// weighs as much as the arithmetic: OpenBLAS with beta 0 first zeroes all of dx, then reads
     /// it back to add the product; ours writes each element once, with streaming stores (dx is
-    /// tens of MB, read again only by the next batch norm). Ours at the AVX-512 level only, as
-    /// the plain forward (`ownsPointwiseForward`), and for at most 64 inner steps: in the model
-    /// (`bench-memory --profile --threads 2`, builds alternated twice) DenseNet-BC-100's 1x1
-    /// backward (48) took 0.320 / 0.315 → 0.286 / 0.295 s/step under `naive` with plain stores,
-    /// then 0.308 / 0.298 → 0.283 / 0.276 streaming (`checkpoint` 0.309 / 0.303 → 0.276 / 0.276);
-    /// DenseNet-121's (128, where OpenBLAS runs at 0.93 of square sgemm) 0.251 / 0.222 → 0.224 /
-    /// 0.231 with plain stores: no gain.
+    /// tens of MB, read again only by the next batch norm). At the AVX-512 level only, as the
+    /// plain forward (`ownsPointwiseForward`); for more than 64 inner steps only from
+    /// `pointwiseForwardMinimumColumnsForWide` positions (`bench-kernels --filter
+    /// conv1x1_backward`, dx written: 992→128 at 7x7, 392 positions, 0.56 of square sgemm by ours
+    /// against 0.88 by OpenBLAS; at 14x14 and up 0.95–1.00 against 0.87–0.93). In the model
+    /// (`bench-memory --profile --threads 2`, builds alternated twice), s/step of the 1x1
+    /// backward: DenseNet-BC-100 b64 `naive` 0.320 / 0.315 (OpenBLAS) → 0.286 / 0.295 (ours,
+    /// plain stores); 0.308 / 0.298 → 0.283 / 0.276 (streaming), `checkpoint` 0.309 / 0.303 →
+    /// 0.276 / 0.276; DenseNet-121 b8 `naive` 0.223 / 0.218 → 0.209 / 0.203, `minimal` 0.249 /
+    /// 0.210 → 0.201 / 0.206.
     static func ownsPointwiseInputGradient(_ g: ConvGeometry) -> Bool {
         smallProductApplies(outputs: g.cout) && g.columns >= 16
             && (smallProductKernel == .always
-                || (KernelLevel.active.rawValue >= KernelLevel.avx512.rawValue && g.cout <= 64))
+                || (KernelLevel.active.rawValue >= KernelLevel.avx512.rawValue
+                    && (g.cout <= 64 || g.columns >= pointwiseForwardMinimumColumnsForWide)))
     }
 
     /// Threads of `pointwiseInputGradient`: one range of whole vectors of positions each.
@@ -110,41 +114,38 @@ extension Conv2d {
         min(threads, (g.columns + 15) / 16)
     }
 
-    /// Scratch bytes of `pointwiseInputGradient`: the transposed weights, and each thread's strip.
-    static func pointwiseInputGradientScratchBytes(_ g: ConvGeometry, threads: Int, concurrent: Bool) -> Int {
-        let strip = Memory.byteCount(elements: g.cout * pointwiseInputGradientStrip)
-        return Memory.byteCount(elements: g.cin * g.cout)
-            + (concurrent ? pointwiseInputGradientParts(g, threads: threads) : 1) * strip
+    /// Scratch bytes of `pointwiseInputGradient`: every thread's strip, in one storage made before
+    /// the threads start (on the calling thread: allocated on the workers, jemalloc's per-thread
+    /// caches kept ~0.3 MiB more resident under `minimal`).
+    static func pointwiseInputGradientScratchBytes(_ g: ConvGeometry, threads: Int) -> Int {
+        Memory.byteCount(elements: pointwiseInputGradientParts(g, threads: threads) * g.cout * pointwiseInputGradientStrip)
     }
 
     /// dx (Cin × P) = Wᵀ (Cin × Cout) · dy (Cout × P), overwriting dx: each thread copies a
     /// strip of dy's columns (Cout rows a power of two apart in the feature maps, which would
-    /// share cache sets) into a contiguous block that stays in L1, and multiplies the transposed
-    /// weights by it into dx's columns. // (C, N, H, W)
+    /// share cache sets) into a contiguous block that stays in L1, and multiplies Wᵀ by it into
+    /// dx's columns, reading W's rows in place (CK_GEMM_A_TRANSPOSED) and storing past the
+    /// caches. // (C, N, H, W)
     static func pointwiseInputGradient(_ dy: UnsafePointer<Float>, weight: UnsafePointer<Float>, _ g: ConvGeometry,
                                        dx: UnsafeMutablePointer<Float>, table: UnsafePointer<ck_kernels>) {
         let p = g.columns, cin = g.cin, cout = g.cout, strip = pointwiseInputGradientStrip
-        let transposed = Tensor(shape: [cin, cout], category: .scratch)
-        let wt = transposed.pointer
-        for co in 0..<cout {
-            for ci in 0..<cin { wt[ci * cout + co] = weight[co * cin + ci] }
-        }
+        let flags = CK_GEMM_STREAM | CK_GEMM_A_TRANSPOSED
         let parts = pointwiseInputGradientParts(g, threads: Parallel.threadCount), vectors = (p + 15) / 16
+        let strips = Tensor(shape: [parts, cout * strip], category: .scratch)
+        let allStrips = strips.pointer
         Parallel.forEach(parts) { t in
             let chunk = Parallel.chunk(t, of: parts, count: vectors)
             let start = chunk.lowerBound * 16, end = min(p, chunk.upperBound * 16)
             guard start < end else { return }
-            let packed = Tensor(shape: [cout, strip], category: .scratch)
-            let pb = packed.pointer
+            let pb = allStrips + t * cout * strip
             var j = start
             while j < end {
                 let n = min(strip, end - j)
                 for k in 0..<cout { (pb + k * strip).update(from: dy + k * p + j, count: n) }
-                table.pointee.gemm_small_m(wt, cout, pb, strip, cin, n, cout, dx + j, p, 1)
+                table.pointee.gemm_small_m(weight, cin, pb, strip, cin, n, cout, dx + j, p, flags)
                 j += n
             }
-            withExtendedLifetime(packed) {}
         }
-        withExtendedLifetime(transposed) {}
+        withExtendedLifetime(strips) {}
     }
 }

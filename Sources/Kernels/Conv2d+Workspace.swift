@@ -54,7 +54,7 @@ extension Conv2d {
             // Two products, one after the other: the larger scratch counts.
             let ours = overwritingInputGradient && ownsPointwiseInputGradient(g)
             let dx = !inputGradient ? 0
-                : ours ? pointwiseInputGradientScratchBytes(g, threads: threads, concurrent: concurrent)
+                : ours ? pointwiseInputGradientScratchBytes(g, threads: threads)
                 : Gemm.multiplyScratchBytes(m: g.cin, n: g.columns, k: g.cout, threads: threads)
             let dW = weightGradient ? Gemm.multiplyScratchBytes(m: g.cout, n: g.cin, k: g.columns, threads: threads) : 0
             return max(dx, dW)

@@ -78,20 +78,27 @@ final class Conv2dNormalizedInputTests: XCTestCase {
     /// blocks of the level, of 4 and single rows, two-vector and one-vector column blocks and a
     /// scalar tail, strides wider than the matrices, C overwritten and nothing past n written;
     /// with streaming stores too, on a C whose start and row stride are vector-aligned (which
-    /// streams) and on one whose stride is not (which stores as usual).
+    /// streams) and on one whose stride is not (which stores as usual); and with A read from its
+    /// transpose (k × m, stride lda).
     func testSmallProductOnEveryLevel() {
+        let (stream, transposed) = (CK_GEMM_STREAM, CK_GEMM_A_TRANSPOSED)
         for level in KernelLevel.supported where level != .swiftReference {
             let table = ck_kernels_for_level(Int32(level.rawValue))!
             for (m, n, k) in [(13, 37, 5), (48, 288, 216), (1, 16, 1), (25, 100, 33), (7, 3, 9), (128, 70, 48)] {
-              for (stream, ldc) in [(Int32(0), n + 2), (1, n + 2), (1, (n + 15) / 16 * 16 + 16)] {
-                let (lda, ldb) = (k + 3, n + 5)
-                let a = Tensor.randomNormal([m * lda], seed: UInt64(m)).array
+              let aligned = (n + 15) / 16 * 16 + 16
+              for (flags, ldc) in [(Int32(0), n + 2), (stream, n + 2), (stream, aligned), (transposed, n + 2),
+                                   (stream | transposed, aligned)] {
+                let isTransposed = flags & transposed != 0
+                let (lda, ldb) = (isTransposed ? m + 3 : k + 3, n + 5)
+                let storage = Tensor.randomNormal([(isTransposed ? k : m) * lda], seed: UInt64(m)).array
+                // A's element (i, l), wherever it is stored.
+                let a = (0..<m).flatMap { i in (0..<k).map { l in isTransposed ? storage[l * lda + i] : storage[i * lda + l] } }
                 let b = Tensor.randomNormal([k * ldb], seed: UInt64(n)).array
                 let start = Tensor.randomNormal([m * ldc], seed: 3).array
                 let output = Tensor(shape: [m * ldc], values: start)   // 64-byte aligned
-                a.withUnsafeBufferPointer { pa in
+                storage.withUnsafeBufferPointer { pa in
                     b.withUnsafeBufferPointer { pb in
-                        table.pointee.gemm_small_m(pa.baseAddress!, lda, pb.baseAddress!, ldb, m, n, k, output.pointer, ldc, stream)
+                        table.pointee.gemm_small_m(pa.baseAddress!, lda, pb.baseAddress!, ldb, m, n, k, output.pointer, ldc, flags)
                     }
                 }
                 let c = output.array
@@ -101,12 +108,12 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                         let at = i * ldc + j
                         if j >= n { XCTAssertEqual(c[at], start[at], "\(level) \(m)x\(n)x\(k): wrote past n"); continue }
                         var sum = 0.0
-                        for l in 0..<k { sum += Double(a[i * lda + l]) * Double(b[l * ldb + j]) }
+                        for l in 0..<k { sum += Double(a[i * k + l]) * Double(b[l * ldb + j]) }
                         worst = max(worst, abs(c[at] - Float(sum)) / max(1, abs(Float(sum))))
                     }
                 }
                 // Float sums of k products: rounding grows with k (~1.5e-5 at k = 216).
-                XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k) stream \(stream) ldc \(ldc)")
+                XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k) flags \(flags) ldc \(ldc)")
               }
             }
         }

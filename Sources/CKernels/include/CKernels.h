@@ -20,6 +20,10 @@ enum {
 };
 
 /// One level's kernels. Row kernels work on one channel's `count` contiguous floats.
+/// gemm_small_m's flags.
+#define CK_GEMM_STREAM 1
+#define CK_GEMM_A_TRANSPOSED 2
+
 typedef struct ck_kernels {
     const char *name;
     /// Σ p[0..<n], Float vector sums within blocks of 512, blocks added in double.
@@ -63,10 +67,11 @@ typedef struct ck_kernels {
                                          size_t ldw, float *pad, size_t pad_floats);
     /// C (m × n) = A (m × k) · B (k × n), row-major with row strides lda, ldb, ldc, overwriting C,
     /// without packing: for few output rows, B read a strip of vectors at a time
-    /// (GemmSmallMTemplate.h). With `stream`, C's whole vectors are stored past the caches
-    /// (non-temporal) where C and ldc are vector-aligned.
+    /// (GemmSmallMTemplate.h). `flags`: CK_GEMM_STREAM stores C's whole vectors past the caches
+    /// (non-temporal) where C and ldc are vector-aligned; CK_GEMM_A_TRANSPOSED reads A from its
+    /// transpose (k × m, row stride lda), as a 1x1 convolution's input gradient reads its weights.
     void (*gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t k,
-                         float *c, size_t ldc, int stream);
+                         float *c, size_t ldc, int flags);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
