@@ -21,8 +21,7 @@ public enum Functional {
         Conv2d.forward(x.value, weight: weight.value, bias: bias?.value, p, into: y)
         let (xv, wv) = (x.value, weight.value)
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-        return Autograd.recordWriting("conv2d", y, inputs: inputs) { gy, g, fresh in
-            zeroFresh(g, fresh, from: 1)   // weight and bias gradients are added to (fresh only when computed)
+        return Autograd.recordWriting("conv2d", y, inputs: inputs, writable: 1) { gy, g, fresh in
             Conv2d.backward(gy, x: xv, weight: wv, p, dx: g[0], dWeight: g[1], dBias: g.count > 2 ? g[2] : nil,
                             overwriteDx: fresh[0])
         }
@@ -57,8 +56,7 @@ public enum Functional {
         let (xv, gamma, beta) = (x.value, weight.value, bias.value)
         state.normalize(xv, gamma: gamma, beta: beta, training: training, relu: relu, into: y, mean: mean, invStd: invStd)
         let label = (relu ? "batchNorm+relu" : "batchNorm") + (training ? "" : "(eval)")
-        return Autograd.recordWriting(label, y, inputs: [x, weight, bias]) { gy, g, fresh in
-            zeroFresh(g, fresh, from: 1)
+        return Autograd.recordWriting(label, y, inputs: [x, weight, bias], writable: 1) { gy, g, fresh in
             state.normalizeBackward(gy, x: xv, gamma: gamma, beta: beta, mean: mean, invStd: invStd, training: training,
                                     relu: relu, dx: g[0], dGamma: g[1], dBeta: g[2], overwriteDx: fresh[0])
         }
@@ -122,7 +120,9 @@ public enum Functional {
         shape[0] = xs.reduce(0) { $0 + $1.shape[0] }
         let y = Tensor(shape: shape)
         Concat.forward(xs.map { $0.value }, into: y)
-        return Autograd.recordWriting("concat", y, inputs: xs) { gy, g, fresh in Concat.backward(gy, dxs: g, overwriting: fresh) }
+        return Autograd.recordWriting("concat", y, inputs: xs, writable: xs.count) { gy, g, fresh in
+            Concat.backward(gy, dxs: g, overwriting: fresh)
+        }
     }
 
     public static func add(_ a: Variable, _ b: Variable) -> Variable {
@@ -132,12 +132,6 @@ public enum Functional {
             if let da = g[0] { Elementwise.accumulate(gy, into: da) }
             if let db = g[1] { Elementwise.accumulate(gy, into: db) }
         }
-    }
-
-    /// Zeroes the fresh gradients from index `from` on, for a backward that writes only the first
-    /// ones (a weight is a parameter, whose gradient is never fresh, except in a test that computes it).
-    static func zeroFresh(_ g: [Tensor?], _ fresh: [Bool], from: Int) {
-        for i in from..<g.count where fresh[i] { g[i]?.zero() }
     }
 
     // MARK: Losses

@@ -15,10 +15,11 @@ public final class Node {
     private(set) var inputs: [Node?]
     /// Adds into the input gradients (`+=`, one per input, nil where not needed) the gradient of
     /// the inputs given the gradient of the output; writes (`=`) those whose flag in `fresh` is
-    /// set, when `writesFreshGradients` (see `Autograd.recordWriting`).
+    /// set (see `Autograd.recordWriting`).
     var backward: ((_ gradOutput: Tensor, _ gradInputs: [Tensor?], _ fresh: [Bool]) -> Void)?
-    /// Whether `backward` writes the gradients flagged fresh; if not, `Autograd.run` zeroes them first.
-    let writesFreshGradients: Bool
+    /// How many of the first inputs' gradients `backward` can write when fresh; `Autograd.run`
+    /// zeroes the other fresh ones first (0 for a backward that only adds).
+    let writableInputs: Int
     /// The gradient accumulated so far for this node's output.
     var gradient: Tensor?
     /// Whether `gradient` was allocated and nothing written to it yet: its contents are undefined
@@ -34,7 +35,7 @@ public final class Node {
     nonisolated(unsafe) private static var nextID = 0
 
     init(label: String, shape: [Int], inputs: [Node?], isLeaf: Bool = false, gradient: Tensor? = nil,
-         writesFreshGradients: Bool = false, backward: ((Tensor, [Tensor?], [Bool]) -> Void)?) {
+         writableInputs: Int = 0, backward: ((Tensor, [Tensor?], [Bool]) -> Void)?) {
         Node.nextID += 1
         self.id = Node.nextID
         self.label = label
@@ -42,7 +43,7 @@ public final class Node {
         self.inputs = inputs
         self.isLeaf = isLeaf
         self.gradient = gradient
-        self.writesFreshGradients = writesFreshGradients
+        self.writableInputs = writableInputs
         self.backward = backward
         self.origin = DryRun.current?.ledger.phase
     }
@@ -166,16 +167,19 @@ public enum Autograd {
         return Variable(value, node: node)
     }
 
-    /// `record` for a backward that can write an input's gradient instead of adding to it:
-    /// `fresh[i]` says that nothing was written to `gradInputs[i]` yet and its contents are
-    /// undefined, and the backward must then write all of it (`=`, never reading it); the others
-    /// it adds to as `record`'s do. The buffer's zeroing pass is saved: PyTorch's backward
-    /// functions likewise return new gradients and add only where a tensor has several uses.
-    /// (A node that takes one tensor twice gets it zeroed, never fresh.)
-    public static func recordWriting(_ label: String, _ value: Tensor, inputs: [Variable], always: Bool = false,
+    /// `record` for a backward that can write the gradients of its first `writable` inputs
+    /// instead of adding to them: `fresh[i]` says that nothing was written to `gradInputs[i]` yet
+    /// and its contents are undefined, and the backward must then write all of it (`=`, never
+    /// reading it); the others it adds to as `record`'s do (zeroed first when fresh, the later
+    /// inputs' too: a weight's gradient, fresh only where a test computes the weight). The
+    /// buffer's zeroing pass is saved: PyTorch's backward functions likewise return new gradients
+    /// and add only where a tensor has several uses. (A node that takes one tensor twice gets it
+    /// zeroed, never fresh.)
+    public static func recordWriting(_ label: String, _ value: Tensor, inputs: [Variable], writable: Int,
+                                     always: Bool = false,
                                      backward: @escaping (_ gradOutput: Tensor, _ gradInputs: [Tensor?], _ fresh: [Bool]) -> Void) -> Variable {
         guard isGradEnabled, always || inputs.contains(where: { $0.requiresGrad }) else { return Variable(value) }
-        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, writesFreshGradients: true,
+        let node = Node(label: label, shape: value.shape, inputs: inputs.map { $0.node }, writableInputs: writable,
                         backward: backward)
         return Variable(value, node: node)
     }
@@ -256,13 +260,13 @@ public enum Autograd {
 
 extension Autograd {
     /// Which of `node`'s input gradients its backward is to write rather than add to: the fresh
-    /// ones, where it can write (`recordWriting`) and the input is not taken twice; every other
-    /// fresh one is zeroed here, just before the backward adds to it.
+    /// ones it can write (`recordWriting`'s `writable`) whose input it does not take twice; every
+    /// other fresh one is zeroed here, just before the backward adds to it.
     static func freshGradients(of node: Node) -> [Bool] {
-        node.inputs.map { input in
+        node.inputs.enumerated().map { index, input in
             guard let input, input.gradientIsFresh else { return false }
             let uses = node.inputs.reduce(0) { $0 + ($1 === input ? 1 : 0) }
-            if node.writesFreshGradients && uses == 1 { return true }
+            if index < node.writableInputs && uses == 1 { return true }
             input.zeroIfFresh()
             return false
         }

@@ -111,10 +111,8 @@ struct SharedDenseBlock {
         }
         let parameters = block.layers.flatMap { layerParameters($0) }
         let inputs = [x] + parameters.map { $0.variable }
-        // Writes the input's gradient when fresh (a copy of the buffer's first channels); the
-        // parameters' gradients, never fresh but in a test that computes them, are zeroed then.
-        return Autograd.recordWriting(label, buffer, inputs: inputs) { [self] gradOutput, gradInputs, fresh in
-            for (g, isFresh) in zip(gradInputs.dropFirst(), fresh.dropFirst()) where isFresh { g?.zero() }
+        // Writes the input's gradient when fresh (a copy of the buffer's first channels).
+        return Autograd.recordWriting(label, buffer, inputs: inputs, writable: 1) { [self] gradOutput, gradInputs, fresh in
             self.backward(gradOutput, buffer: buffer, saved: saved, training: training,
                           inputWidth: c0, gradInputs: gradInputs, overwriteInput: fresh[0])
         }
