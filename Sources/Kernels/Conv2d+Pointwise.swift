@@ -24,9 +24,10 @@ extension Conv2d {
     /// Whether a 1x1 forward runs our unpacked product for few output rows (GemmSmallMTemplate.h:
     /// ≤ 128 outputs where `smallProductKernel` allows, at least one vector of positions, and
     /// `pointwiseForwardMinimumColumnsForWide` of them for more than 64 outputs) instead
-    /// of OpenBLAS. Input and weight gradients stay with OpenBLAS: by our product (Aᵀ, few inner
-    /// steps) the 216→48 backward fell from 0.64 to 0.51 of square sgemm (bench-kernels --threads 2
-    /// --filter conv1x1, one run each).
+    /// of OpenBLAS. Weight gradients stay with OpenBLAS (a long inner dimension), and so do input
+    /// gradients added into: by our product (Aᵀ, few inner steps) the 216→48 backward fell from
+    /// 0.64 to 0.51 of square sgemm (bench-kernels --threads 2 --filter conv1x1, one run each);
+    /// one written whole is ours (`ownsPointwiseInputGradient`).
     ///
     /// Only at the AVX-512 level: the plain forward's B rows are whole feature maps, a power of
     /// two apart, so they share cache sets and the product re-reads them from beyond L2 for every
@@ -62,14 +63,15 @@ extension Conv2d {
         ownsPointwiseForward(g) ? 0 : Gemm.multiplyScratchBytes(m: g.cout, n: g.columns, k: g.cin, threads: threads)
     }
 
-    /// dx (Cin × P) += Wᵀ · dy (= with overwriteDx: beta 0, OpenBLAS never reads dx); dW (Cout × Cin) += dy · xᵀ (inner dimension P, split across
+    /// dx (Cin × P) += Wᵀ · dy (= with overwriteDx: by our product, `ownsPointwiseInputGradient`,
+    /// or OpenBLAS with beta 0); dW (Cout × Cin) += dy · xᵀ (inner dimension P, split across
     /// threads with per-thread partial sums). // (C, N, H, W)
     static func pointwiseBackward(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                   _ g: ConvGeometry, dx: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?,
                                   overwriteDx: Bool = false) {
         let p = g.columns
         if let dx {
-            if overwriteDx && ownsPointwiseInputGradient(g), let table = KernelLevel.table {
+            if ownsPointwiseInputGradient(g, overwriting: overwriteDx), let table = KernelLevel.table {
                 pointwiseInputGradient(dy, weight: weight, g, dx: dx, table: table)
             } else {
                 Gemm.multiply(transA: true, m: g.cin, n: p, k: g.cout, a: weight, lda: g.cin, b: dy, ldb: p,
@@ -102,23 +104,31 @@ extension Conv2d {
     /// plain stores); 0.308 / 0.298 → 0.283 / 0.276 (streaming), `checkpoint` 0.309 / 0.303 →
     /// 0.276 / 0.276; DenseNet-121 b8 `naive` 0.223 / 0.218 → 0.209 / 0.203, `minimal` 0.249 /
     /// 0.210 → 0.201 / 0.206.
-    static func ownsPointwiseInputGradient(_ g: ConvGeometry) -> Bool {
-        smallProductApplies(outputs: g.cout) && g.columns >= 16
+    static func ownsPointwiseInputGradient(_ g: ConvGeometry, overwriting: Bool) -> Bool {
+        overwriting && smallProductApplies(outputs: g.cout) && g.columns >= 16
             && (smallProductKernel == .always
                 || (KernelLevel.active.rawValue >= KernelLevel.avx512.rawValue
                     && (g.cout <= 64 || g.columns >= pointwiseForwardMinimumColumnsForWide)))
     }
 
-    /// Threads of `pointwiseInputGradient`: one range of whole vectors of positions each.
-    static func pointwiseInputGradientParts(_ g: ConvGeometry, threads: Int) -> Int {
-        min(threads, (g.columns + 15) / 16)
+    /// Parts the 1x1 input gradient runs at once on `threads` threads, as it runs: by our product
+    /// one range of whole vectors of positions each, else OpenBLAS's split.
+    static func pointwiseInputGradientParts(_ g: ConvGeometry, threads: Int, overwriting: Bool) -> Int {
+        ownsPointwiseInputGradient(g, overwriting: overwriting)
+            ? min(threads, (g.columns + 15) / 16)
+            : Gemm.split(m: g.cin, n: g.columns, k: g.cout, threads: threads).parts(threads: threads)
     }
 
-    /// Scratch bytes of `pointwiseInputGradient`: every thread's strip, in one storage made before
-    /// the threads start (on the calling thread: allocated on the workers, jemalloc's per-thread
-    /// caches kept ~0.3 MiB more resident under `minimal`).
-    static func pointwiseInputGradientScratchBytes(_ g: ConvGeometry, threads: Int) -> Int {
-        Memory.byteCount(elements: pointwiseInputGradientParts(g, threads: threads) * g.cout * pointwiseInputGradientStrip)
+    /// Scratch bytes of the 1x1 input gradient, as it runs: by our product every thread's strip,
+    /// in one storage made before the threads start (on the calling thread: allocated on the
+    /// workers, jemalloc's per-thread caches kept ~0.3 MiB more resident under `minimal`); else
+    /// OpenBLAS's split's.
+    static func pointwiseInputGradientScratchBytes(_ g: ConvGeometry, threads: Int, overwriting: Bool) -> Int {
+        guard ownsPointwiseInputGradient(g, overwriting: overwriting) else {
+            return Gemm.multiplyScratchBytes(m: g.cin, n: g.columns, k: g.cout, threads: threads)
+        }
+        let parts = pointwiseInputGradientParts(g, threads: threads, overwriting: true)
+        return Memory.byteCount(elements: parts * g.cout * pointwiseInputGradientStrip)
     }
 
     /// dx (Cin × P) = Wᵀ (Cin × Cout) · dy (Cout × P), overwriting dx: each thread copies a
@@ -130,7 +140,8 @@ extension Conv2d {
                                        dx: UnsafeMutablePointer<Float>, table: UnsafePointer<ck_kernels>) {
         let p = g.columns, cin = g.cin, cout = g.cout, strip = pointwiseInputGradientStrip
         let flags = CK_GEMM_STREAM | CK_GEMM_A_TRANSPOSED
-        let parts = pointwiseInputGradientParts(g, threads: Parallel.threadCount), vectors = (p + 15) / 16
+        let parts = pointwiseInputGradientParts(g, threads: Parallel.threadCount, overwriting: true)
+        let vectors = (p + 15) / 16
         let strips = Tensor(shape: [parts, cout * strip], category: .scratch)
         let allStrips = strips.pointer
         Parallel.forEach(parts) { t in

@@ -52,10 +52,8 @@ extension Conv2d {
         guard g.columns > 0, inputGradient || weightGradient else { return 0 }
         if p.isPointwise {
             // Two products, one after the other: the larger scratch counts.
-            let ours = overwritingInputGradient && ownsPointwiseInputGradient(g)
-            let dx = !inputGradient ? 0
-                : ours ? pointwiseInputGradientScratchBytes(g, threads: threads)
-                : Gemm.multiplyScratchBytes(m: g.cin, n: g.columns, k: g.cout, threads: threads)
+            let dx = inputGradient
+                ? pointwiseInputGradientScratchBytes(g, threads: threads, overwriting: overwritingInputGradient) : 0
             let dW = weightGradient ? Gemm.multiplyScratchBytes(m: g.cout, n: g.cin, k: g.columns, threads: threads) : 0
             return max(dx, dW)
         }

@@ -102,12 +102,7 @@ public enum Conv2d {
                                                 concurrent: dryRun.concurrentTiles, overwritingInputGradient: overwriteDx))
             let flops = 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), t = dryRun.threads
             if p.isPointwise {
-                if dx != nil {
-                    let parts = overwriteDx && ownsPointwiseInputGradient(g)
-                        ? pointwiseInputGradientParts(g, threads: t)
-                        : Gemm.split(m: g.cin, n: g.columns, k: g.cout, threads: t).parts(threads: t)
-                    dryRun.product(flops: flops, parts: parts)
-                }
+                if dx != nil { dryRun.product(flops: flops, parts: pointwiseInputGradientParts(g, threads: t, overwriting: overwriteDx)) }
                 if dWeight != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cout, n: g.cin, k: g.columns, threads: t).parts(threads: t)) }
             } else if dx != nil || dWeight != nil {
                 let parts = backwardPlan(g, threads: t, inputGradient: dx != nil).parts

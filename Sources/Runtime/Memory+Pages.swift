@@ -66,8 +66,9 @@ extension Memory {
         var offset = 0, calls = 0, spanning = spanning, spanRefused = false
         for donor in donors {
             // A donor of several runs in one call where the kernel moves a range over several
-            // mappings (Linux 6.17 and later): ~1,900 mremap calls a step became a few hundred
-            // on DenseNet-BC-100's `checkpoint`, all on the allocating thread.
+            // mappings (Linux 6.17 and later): 7,619 mremap calls over 4 steps of DenseNet-BC-100's
+            // `checkpoint` became 1,420, though their kernel time, which follows the mappings
+            // moved, barely fell (Papers/design-notes.md, "Up to 128 runs a block").
             if donor.segments.count > 1 && spanning {
                 calls += 1
                 if dn_move_pages(donor.pointer, donor.bytes, block + offset) == 0 {
