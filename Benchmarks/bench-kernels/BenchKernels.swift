@@ -32,7 +32,7 @@ struct BenchKernels: ParsableCommand {
     @Flag(help: "Skip the checks of each fast kernel against its reference.")
     var noCheck = false
 
-    @Option(help: "Run only the cases whose kernel name contains this string (e.g. conv3x3).")
+    @Option(help: "Run only the cases whose kernel name and shape, as in the table (\"conv3x3_backward 128->32 N=8 7x7 k3 s1 p1\"), contain this string (e.g. conv3x3, or \"backward 128->32 N=8 7x7\").")
     var filter: String?
 
     @Option(help: "Kernel level of our C kernels: best (default: the best this CPU has), swift (the Swift references), baseline, avx2, avx512. With OPENBLAS_CORETYPE=Haswell in the environment OpenBLAS runs its AVX2 kernels too: the code an AVX2 machine would run.")
@@ -94,7 +94,7 @@ struct BenchKernels: ParsableCommand {
         records.append(copyBandwidth())
         print(row(records[0]))
 
-        for c in Self.cases where filter.map({ c.kernel.contains($0) }) ?? true {
+        for c in Self.cases where filter.map({ "\(c.kernel) \(c.shape)".contains($0) }) ?? true {
             let prepared = c.setup()
             var check: CheckResult? = nil
             if !noCheck, let verify = prepared.check {
