@@ -54,7 +54,7 @@ extension Conv2d {
             // Two products, one after the other: the larger scratch counts.
             let dx = inputGradient
                 ? pointwiseInputGradientScratchBytes(g, threads: threads, overwriting: overwritingInputGradient) : 0
-            let dW = weightGradient ? Gemm.multiplyScratchBytes(m: g.cout, n: g.cin, k: g.columns, threads: threads) : 0
+            let dW = weightGradient ? pointwiseWeightGradientScratchBytes(g, threads: threads) : 0
             return max(dx, dW)
         }
         let (split, parts) = backwardPlan(g, threads: threads, inputGradient: inputGradient)
