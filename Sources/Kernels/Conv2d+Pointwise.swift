@@ -12,14 +12,30 @@ extension Conv2d {
             Gemm.multiply(m: g.cout, n: p, k: g.cin, a: weight, lda: g.cin, b: x, ldb: p, beta: 0, c: y, ldc: p)
             return
         }
-        // Our product, one vector-aligned column range per thread; x read in place.
+        // Our product, one vector-aligned column range per thread; x read in place; y stored past
+        // the caches when it is larger than they would keep for its reader (`pointwiseForwardStreams`).
         let parts = pointwiseForwardParts(g, threads: Parallel.threadCount), vectors = (p + 15) / 16
+        let flags: Int32 = pointwiseForwardStreams(g) ? CK_GEMM_STREAM : 0
         Parallel.forEach(parts) { t in
             let chunk = Parallel.chunk(t, of: parts, count: vectors)
             let start = chunk.lowerBound * 16, end = min(p, chunk.upperBound * 16)
-            table.pointee.gemm_small_m(weight, g.cin, x + start, p, g.cout, end - start, g.cin, y + start, p, 0)
+            table.pointee.gemm_small_m(weight, g.cin, x + start, p, g.cout, end - start, g.cin, y + start, p, flags)
         }
     }
+
+    /// Whether our 1x1 forward stores y with streaming (non-temporal) stores: from
+    /// `pointwiseForwardStreamingBytes` of output, which no cache here keeps until the batch
+    /// norm that reads it next, so plain stores only read each line in first. Best of 20–60
+    /// calls, 2 threads, alternated three times (GFLOP/s, plain → streaming): 216→48 at batch 64
+    /// 32x32 (12 MiB of y) 137–149 → 154–162, 16x16 (3 MiB) 147–154 → 165–187, 8x8 (0.75 MiB)
+    /// 114–221 → 220–228 (the same within noise); DenseNet-121 b8 256→128 at 56x56 (12 MiB)
+    /// 172–186 → 185–203, 512→128 at 28x28 (3 MiB) 185–198 → 191–208.
+    static func pointwiseForwardStreams(_ g: ConvGeometry) -> Bool {
+        g.cout * g.columns * MemoryLayout<Float>.stride >= pointwiseForwardStreamingBytes
+    }
+
+    /// Bytes of 1x1 output from which `pointwiseForwardStreams` (1 MiB: about one core's L2).
+    static let pointwiseForwardStreamingBytes = 1 << 20
 
     /// Whether a 1x1 forward runs our unpacked product for few output rows (GemmSmallMTemplate.h:
     /// ≤ 128 outputs where `smallProductKernel` allows, at least one vector of positions, and

@@ -211,6 +211,31 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    /// A 1x1 forward with 1 MiB of output or more stores it past the caches
+    /// (`pointwiseForwardStreams`, Conv2d+Pointwise.swift): 16→8 on 2×128×128 (8 × 32,768 floats),
+    /// also into a channel view of a larger buffer, and 16→9 on 2×127×127, whose rows are not a
+    /// whole number of vectors (the kernel falls back to plain stores), match the reference on 1
+    /// and 2 threads.
+    func testPointwiseForwardWithLargeOutput() {
+        let aligned = ConvCase(cin: 16, cout: 8, n: 2, h: 128, w: 128, p: ConvParameters(kernel: 1), bias: false)
+        let odd = ConvCase(cin: 16, cout: 9, n: 2, h: 127, w: 127, p: ConvParameters(kernel: 1), bias: true)
+        for threads in [1, 2] {
+            withConvSettings(threads: threads, workspace: Conv2d.workspaceLimitBytes) {
+                checkAgainstReference(aligned, context: "1 MiB of output, \(threads) threads")
+                checkAgainstReference(odd, context: "1.1 MiB of output in odd rows, \(threads) threads")
+                let c = aligned
+                let x = Tensor.randomUniform(c.inputShape, seed: 41), w = Tensor.randomUniform(c.weightShape, seed: 42)
+                let buffer = Tensor.filled([c.cout + 2, c.n, c.h, c.w], 7), y = buffer.channels(1..<(c.cout + 1))
+                let yRef = Tensor(shape: c.outputShape)
+                Conv2d.forward(x, weight: w, bias: nil, c.p, into: y)
+                Conv2d.forwardReference(x, weight: w, bias: nil, c.p, into: yRef)
+                XCTAssertLessThan(GradientCheck.relativeError(y.array, yRef.array), 1e-5, "channel view, \(threads) threads")
+                let outside = buffer.channels(0..<1).array + buffer.channels((c.cout + 1)..<(c.cout + 2)).array
+                XCTAssertTrue(outside.allSatisfy { $0 == 7 }, "written outside the view, \(threads) threads")
+            }
+        }
+    }
+
     // MARK: Reference against finite differences
 
     /// The reference backward against central differences of the reference forward, for
