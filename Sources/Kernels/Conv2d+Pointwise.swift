@@ -26,10 +26,10 @@ extension Conv2d {
     /// Whether our 1x1 forward stores y with streaming (non-temporal) stores: from
     /// `pointwiseForwardStreamingBytes` of output, which no cache here keeps until the batch
     /// norm that reads it next, so plain stores only read each line in first. Best of 20–60
-    /// calls, 2 threads, alternated three times (GFLOP/s, plain → streaming): 216→48 at batch 64
-    /// 32x32 (12 MiB of y) 137–149 → 154–162, 16x16 (3 MiB) 147–154 → 165–187, 8x8 (0.75 MiB)
-    /// 114–221 → 220–228 (the same within noise); DenseNet-121 b8 256→128 at 56x56 (12 MiB)
-    /// 172–186 → 185–203, 512→128 at 28x28 (3 MiB) 185–198 → 191–208.
+    /// calls, 2 threads, alternated three times (GFLOP/s, plain → streaming every output): 216→48
+    /// at batch 64 32x32 (12 MiB of y) 137–149 → 154–162, 16x16 (3 MiB) 147–154 → 165–187, 8x8
+    /// (0.75 MiB, below the bound) 114–221 → 220–228, the same within noise; DenseNet-121 b8
+    /// 256→128 at 56x56 (12 MiB) 172–186 → 185–203, 512→128 at 28x28 (3 MiB) 185–198 → 191–208.
     static func pointwiseForwardStreams(_ g: ConvGeometry) -> Bool {
         g.cout * g.columns * MemoryLayout<Float>.stride >= pointwiseForwardStreamingBytes
     }
