@@ -107,27 +107,38 @@ extension Conv2d {
     /// with Cin 256–1024 within 0–6 %, where the transpose would cost about as much, so not there.
     static func transposesPointwiseWeightGradient(_ g: ConvGeometry) -> Bool { g.cout <= 64 }
 
+    /// Rows and columns of the 1x1 weight gradient's product as it runs, over the positions:
+    /// dy · xᵀ (Cout × Cin), or x · dyᵀ (Cin × Cout) where `transposesPointwiseWeightGradient`.
+    static func pointwiseWeightGradientProduct(_ g: ConvGeometry) -> (m: Int, n: Int) {
+        transposesPointwiseWeightGradient(g) ? (g.cin, g.cout) : (g.cout, g.cin)
+    }
+
+    /// Parts the 1x1 weight gradient's product runs at once on `threads` threads, as it runs.
+    static func pointwiseWeightGradientParts(_ g: ConvGeometry, threads: Int) -> Int {
+        let (m, n) = pointwiseWeightGradientProduct(g)
+        return Gemm.split(m: m, n: n, k: g.columns, threads: threads).parts(threads: threads)
+    }
+
     /// Scratch bytes of the 1x1 weight gradient, as it runs: the transposed product's storage
-    /// and, beside it, OpenBLAS's split's partial sums.
+    /// if any and, beside it, OpenBLAS's split's partial sums.
     static func pointwiseWeightGradientScratchBytes(_ g: ConvGeometry, threads: Int) -> Int {
-        guard transposesPointwiseWeightGradient(g) else {
-            return Gemm.multiplyScratchBytes(m: g.cout, n: g.cin, k: g.columns, threads: threads)
-        }
-        return Memory.byteCount(elements: g.cin * g.cout) + Gemm.multiplyScratchBytes(m: g.cin, n: g.cout, k: g.columns, threads: threads)
+        let (m, n) = pointwiseWeightGradientProduct(g)
+        let transposed = transposesPointwiseWeightGradient(g) ? Memory.byteCount(elements: m * n) : 0
+        return transposed + Gemm.multiplyScratchBytes(m: m, n: n, k: g.columns, threads: threads)
     }
 
     /// dW (Cout × Cin) += dy · xᵀ, inner dimension P split across threads with per-thread partial
     /// sums (`Gemm.multiply`); as (x · dyᵀ)ᵀ where `transposesPointwiseWeightGradient`. // (C, N, H, W)
     static func pointwiseWeightGradient(_ dy: UnsafePointer<Float>, x: UnsafePointer<Float>, _ g: ConvGeometry,
                                         dWeight: UnsafeMutablePointer<Float>) {
-        let p = g.columns, cin = g.cin, cout = g.cout
+        let p = g.columns, cin = g.cin, cout = g.cout, (m, n) = pointwiseWeightGradientProduct(g)
         guard transposesPointwiseWeightGradient(g) else {
-            Gemm.multiply(transB: true, m: cout, n: cin, k: p, a: dy, lda: p, b: x, ldb: p, beta: 1, c: dWeight, ldc: cin)
+            Gemm.multiply(transB: true, m: m, n: n, k: p, a: dy, lda: p, b: x, ldb: p, beta: 1, c: dWeight, ldc: n)
             return
         }
-        let transposed = Tensor(shape: [cin, cout], category: .scratch)
+        let transposed = Tensor(shape: [m, n], category: .scratch)
         let t = transposed.pointer
-        Gemm.multiply(transB: true, m: cin, n: cout, k: p, a: x, lda: p, b: dy, ldb: p, beta: 0, c: t, ldc: cout)
+        Gemm.multiply(transB: true, m: m, n: n, k: p, a: x, lda: p, b: dy, ldb: p, beta: 0, c: t, ldc: n)
         Parallel.forRanges(cout, minChunk: max(1, Parallel.memoryMinChunk / max(cin, 1))) { rows in
             for co in rows {
                 let row = dWeight + co * cin

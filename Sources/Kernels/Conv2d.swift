@@ -103,7 +103,7 @@ public enum Conv2d {
             let flops = 2 * Double(g.cout) * Double(g.rows) * Double(g.columns), t = dryRun.threads
             if p.isPointwise {
                 if dx != nil { dryRun.product(flops: flops, parts: pointwiseInputGradientParts(g, threads: t, overwriting: overwriteDx)) }
-                if dWeight != nil { dryRun.product(flops: flops, parts: Gemm.split(m: g.cout, n: g.cin, k: g.columns, threads: t).parts(threads: t)) }
+                if dWeight != nil { dryRun.product(flops: flops, parts: pointwiseWeightGradientParts(g, threads: t)) }
             } else if dx != nil || dWeight != nil {
                 let parts = backwardPlan(g, threads: t, inputGradient: dx != nil).parts
                 dryRun.product(flops: flops * Double((dx != nil ? 1 : 0) + (dWeight != nil ? 1 : 0)), parts: parts)

@@ -19,11 +19,11 @@ enum {
     CK_LEVEL_COUNT = 3
 };
 
-/// One level's kernels. Row kernels work on one channel's `count` contiguous floats.
 /// gemm_small_m's flags.
 #define CK_GEMM_STREAM 1
 #define CK_GEMM_A_TRANSPOSED 2
 
+/// One level's kernels. Row kernels work on one channel's `count` contiguous floats.
 typedef struct ck_kernels {
     const char *name;
     /// Σ p[0..<n], Float vector sums within blocks of 512, blocks added in double.
