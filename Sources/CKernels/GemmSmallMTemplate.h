@@ -16,6 +16,19 @@
 #endif
 #define GM_CV 2
 
+#ifndef GM_PREFETCH_BYTES
+/// gemm_small_m asks for B's next column block while it multiplies this one, into L2, when C has
+/// at most GM_PREFETCH_MAX_ROWS rows (few row blocks to hide B's misses behind) and B is
+/// GM_PREFETCH_BYTES or more (not in L3 already). Timed in C on the development machine (2
+/// threads, each its half of the columns, best of 20, alternated twice; ms): 216→48 over 65,536
+/// positions 8.26–8.39 → 7.49–7.54, 204→48 7.90–8.05 → 7.10–7.13, 120→48 4.58–4.72 → 4.29–4.35,
+/// 300→48 over 16,384 2.79–2.80 → 2.57–2.65; below the bound 456→48 over 4,096 (7.5 MB of B)
+/// 0.84 → 0.90–0.91 and 108→48 over 16,384 ±7 %; 128 rows (DenseNet-121) within ±3 %. Two
+/// blocks ahead or more gained less; into L1 it lost 12–15 %.
+#define GM_PREFETCH_MAX_ROWS 64
+#define GM_PREFETCH_BYTES ((size_t)16 << 20)
+#endif
+
 // FMA where the level has it (AVX2, AVX-512); the target is built with -ffp-contract=off, so an
 // explicit call. The baseline level (SSE2) has no FMA: multiply, then add.
 #if CK_LANES >= 8
@@ -75,10 +88,18 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     // Streaming stores need every vector of C aligned: C's start and its row stride.
     int stream = (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
     const size_t ars = (flags & CK_GEMM_A_TRANSPOSED) ? 1 : lda, als = (flags & CK_GEMM_A_TRANSPOSED) ? lda : 1;
+    // B's rows are read a short piece at a time (one block of columns), each row its own stream,
+    // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES).
+    const int prefetch = m <= GM_PREFETCH_MAX_ROWS && k * ldb * sizeof(float) >= GM_PREFETCH_BYTES;
 #define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
+        if (prefetch && j + 2 * GM_CV * CK_LANES <= n)
+            for (size_t l = 0; l < k; l++) {
+                const char *next = (const char *)(b + l * ldb + j + GM_CV * CK_LANES);
+                for (size_t o = 0; o < GM_CV * CK_LANES * sizeof(float); o += 64) __builtin_prefetch(next + o, 0, 2);
+            }
         size_t i = 0;
         for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, GM_CV)(GM_ARGS(i, j));
         // The rows left (128 = 10·12 + 2·4 on AVX-512): blocks of 4, then one by one.
