@@ -89,17 +89,15 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     int stream = (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
     const size_t ars = (flags & CK_GEMM_A_TRANSPOSED) ? 1 : lda, als = (flags & CK_GEMM_A_TRANSPOSED) ? lda : 1;
     // B's rows are read a short piece at a time (one block of columns), each row its own stream,
-    // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES).
+    // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES;
+    // CK_NAME(prefetch_row) is Conv3x3Template.h's).
     const int prefetch = m <= GM_PREFETCH_MAX_ROWS && k * ldb * sizeof(float) >= GM_PREFETCH_BYTES;
 #define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
         if (prefetch && j + 2 * GM_CV * CK_LANES <= n)
-            for (size_t l = 0; l < k; l++) {
-                const char *next = (const char *)(b + l * ldb + j + GM_CV * CK_LANES);
-                for (size_t o = 0; o < GM_CV * CK_LANES * sizeof(float); o += 64) __builtin_prefetch(next + o, 0, 2);
-            }
+            for (size_t l = 0; l < k; l++) CK_NAME(prefetch_row)(b + l * ldb + j + GM_CV * CK_LANES, GM_CV * CK_LANES, 0);
         size_t i = 0;
         for (; i + GM_RB <= m; i += GM_RB) GM_CALL(GM_RB, GM_CV)(GM_ARGS(i, j));
         // The rows left (128 = 10·12 + 2·4 on AVX-512): blocks of 4, then one by one.
