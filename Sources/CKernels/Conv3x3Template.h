@@ -106,16 +106,6 @@ static size_t CK_NAME(conv3x3_block_size)(size_t cout) {
     return cout % 4 == 0 && cout > 0 ? 4 : 0;
 }
 
-/// Asks for the cache lines of `count` floats from p into L2 ahead of their use (`write`: they
-/// will be stored to). A hint only: it never faults, whatever the address.
-CK_INLINE void CK_NAME(prefetch_row)(const float *p, size_t count, int write) {
-    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)(p + count);
-    for (; line < end; line += 64) {
-        if (write) __builtin_prefetch((const void *)line, 1, 2);
-        else __builtin_prefetch((const void *)line, 0, 2);
-    }
-}
-
 static void CK_NAME(conv3x3_rows)(const float *x, size_t ldx, const float *packed, size_t block, size_t cin,
                                   size_t cout, size_t h, size_t w, size_t q0, size_t q1, float *y, size_t ldy,
                                   int accumulate, float *pad) {
@@ -126,8 +116,9 @@ static void CK_NAME(conv3x3_rows)(const float *x, size_t ldx, const float *packe
     // Rows of an input or output larger than an L2 are asked for CK_CONV3X3_PREFETCH_ROWS rows
     // ahead: each channel's rows are a stream of their own, read one short row per output row,
     // which the hardware prefetchers seem not to follow: without it every output row waited on
-    // misses from cin (or cout) rows. Two threads, 48→12 at batch 64 32x32: forward 4.0 → 3.4 ms, input
-    // gradient 4.1 → 3.5 (timed in C on the development machine; Papers/design-notes.md).
+    // misses from cin (or cout) rows. Two threads, 48→12 at batch 64 32x32: forward 4.0 → 3.4
+    // ms, input gradient 4.1 → 3.5 (timed in C on the development machine;
+    // Papers/design-notes.md).
     const int prefetch_in = cin * ldx * sizeof(float) >= CK_CONV3X3_PREFETCH_BYTES;
     const int prefetch_out = cout * ldy * sizeof(float) >= CK_CONV3X3_PREFETCH_BYTES;
     size_t q = q0;

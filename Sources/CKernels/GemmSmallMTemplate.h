@@ -89,8 +89,7 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     int stream = (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
     const size_t ars = (flags & CK_GEMM_A_TRANSPOSED) ? 1 : lda, als = (flags & CK_GEMM_A_TRANSPOSED) ? lda : 1;
     // B's rows are read a short piece at a time (one block of columns), each row its own stream,
-    // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES;
-    // CK_NAME(prefetch_row) is Conv3x3Template.h's).
+    // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES).
     const int prefetch = m <= GM_PREFETCH_MAX_ROWS && k * ldb * sizeof(float) >= GM_PREFETCH_BYTES;
 #define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
     size_t j = 0;

@@ -32,6 +32,16 @@ CK_INLINE float CK_NAME(hsum)(VF v) {
 }
 /// v with the lanes where `mask` is set (all ones) zeroed.
 CK_INLINE VF CK_NAME(zero_where)(VF v, VI mask) { return (VF)((VI)v & ~mask); }
+/// Asks for the cache lines of `count` floats from p into L2 ahead of their use (`write`: they
+/// will be stored to). A hint only: it never faults, whatever the address.
+CK_INLINE void CK_NAME(prefetch_row)(const float *p, size_t count, int write) {
+    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, end = (uintptr_t)(p + count);
+    for (; line < end; line += 64) {
+        if (write) __builtin_prefetch((const void *)line, 1, 2);
+        else __builtin_prefetch((const void *)line, 0, 2);
+    }
+}
+
 #define LOAD CK_NAME(load)
 #define STORE CK_NAME(store)
 #define SPLAT CK_NAME(splat)
