@@ -47,6 +47,21 @@ public final class BatchNormState {
         countBatch(mean: mean, invStd: invStd, count: x.count / channels)
     }
 
+    /// `normalize` in training mode of the concatenation of `xs` along channels, read where the
+    /// pieces lie (`BatchNorm.forwardTraining(concatenating:)`): the same numbers, one running
+    /// update. Not for synchronised statistics, whose reduction needs one tensor
+    /// (`Functional.concatBatchNorm` concatenates then).
+    // xs[i] (C_i, ...); y (C, ...); gamma, beta, mean, invStd (C).
+    public func normalizeTraining(concatenating xs: [Tensor], gamma: Tensor, beta: Tensor, relu: Bool,
+                                  into y: Tensor, mean: Tensor, invStd: Tensor) {
+        precondition(y.shape.first == channels, "BatchNormState.normalize: y \(y.shape) for \(channels) channels")
+        precondition(BatchNormState.statisticsReducer == nil || DryRun.isActive,
+                     "BatchNormState.normalizeTraining(concatenating:): synchronised statistics need one input tensor")
+        BatchNorm.forwardTraining(concatenating: xs, gamma: gamma, beta: beta, eps: eps, relu: relu, into: y,
+                                  mean: mean, invStd: invStd)
+        countBatch(mean: mean, invStd: invStd, count: y.count / channels)
+    }
+
     /// One training-mode batch seen with these statistics over `count` positions per channel:
     /// the running statistics' update and the batch count, never during a recompute.
     private func countBatch(mean: Tensor, invStd: Tensor, count: Int) {

@@ -62,6 +62,39 @@ public enum Functional {
         }
     }
 
+    /// `batchNorm(concat(xs))` in training mode without the concatenated tensor: batch norm reads
+    /// each channel where its piece lies and its backward writes each piece's gradient in place,
+    /// so neither the concatenation nor its backward's split is a pass over memory. The same
+    /// numbers bit for bit (the same per-channel code); keeps the pieces, which a dense layer's
+    /// caller holds anyway, and the statistics. Evaluation mode, synchronised statistics and a
+    /// piece taken twice (whose two gradient rows would be added to at once by two threads)
+    /// concatenate first.
+    // xs[i] (C_i, N, H, W) → (ΣC_i, N, H, W)
+    public static func concatBatchNorm(_ xs: [Variable], weight: Variable, bias: Variable, state: BatchNormState,
+                                       training: Bool, relu: Bool) -> Variable {
+        let nodes = xs.compactMap { $0.node.map(ObjectIdentifier.init) }
+        guard xs.count > 1, training, BatchNormState.statisticsReducer == nil || DryRun.isActive,
+              Set(nodes).count == nodes.count else {
+            return batchNorm(xs.count == 1 ? xs[0] : concat(xs), weight: weight, bias: bias, state: state,
+                             training: training, relu: relu)
+        }
+        var shape = xs[0].shape
+        shape[0] = xs.reduce(0) { $0 + $1.shape[0] }
+        let channels = shape[0]
+        precondition(weight.shape == [channels] && bias.shape == [channels],
+                     "concatBatchNorm: inputs of \(channels) channels need weight/bias [\(channels)], got \(weight.shape)/\(bias.shape)")
+        let y = Tensor(shape: shape)
+        let mean = Tensor(shape: [channels]), invStd = Tensor(shape: [channels])
+        let (values, gamma, beta) = (xs.map(\.value), weight.value, bias.value)
+        state.normalizeTraining(concatenating: values, gamma: gamma, beta: beta, relu: relu, into: y, mean: mean, invStd: invStd)
+        let n = xs.count
+        return Autograd.recordWriting(relu ? "concat+batchNorm+relu" : "concat+batchNorm", y, inputs: xs + [weight, bias],
+                                      writable: n) { gy, g, fresh in
+            BatchNorm.backward(gy, concatenating: values, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                               dxs: Array(g[0..<n]), overwriting: Array(fresh[0..<n]), dGamma: g[n], dBeta: g[n + 1])
+        }
+    }
+
     // MARK: Activations, pooling, dropout
 
     public static func relu(_ x: Variable) -> Variable {

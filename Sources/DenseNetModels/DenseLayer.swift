@@ -57,11 +57,15 @@ public final class DenseLayer: Module {
     }
 
     /// The autograd path of the `naive` and `checkpoint` strategies: the layer's inputs are the
-    /// feature maps of all earlier layers, concatenated here into a new tensor.
+    /// feature maps of all earlier layers, concatenated here into a new tensor (`naive`, as
+    /// `torch.cat` in the textbook). Checkpointed (torchvision's `memory_efficient=True`), the
+    /// segment keeps only its inputs either way, and norm1 reads them where they lie
+    /// (`Functional.concatBatchNorm`): the same numbers without the concatenation's pass, in
+    /// the forward and again in the recompute, or its gradient's split.
     public func callAsFunction(_ features: [Variable], checkpointed: Bool) -> Variable {
         if checkpointed {
             let b = Autograd.checkpoint("denselayer.bottleneck", features) { [self] inputs in
-                bottleneck(Functional.concat(inputs))
+                conv1(norm1(concatenating: inputs, relu: true))
             }
             return tail(b)
         }

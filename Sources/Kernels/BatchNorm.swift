@@ -33,16 +33,26 @@ public enum BatchNorm {
     // x, y (C, N, H, W); gamma, beta, mean, invStd (C).
     public static func forwardTraining(_ x: Tensor, gamma: Tensor, beta: Tensor, eps: Float, relu: Bool,
                                        into y: Tensor, mean: Tensor, invStd: Tensor) {
+        forwardTraining(concatenating: [x], gamma: gamma, beta: beta, eps: eps, relu: relu, into: y, mean: mean, invStd: invStd)
+    }
+
+    /// `forwardTraining` of the concatenation of `xs` along channels, read where the pieces lie:
+    /// the same numbers as concatenating first (each channel's row is read and normalised by the
+    /// same code), without the concatenated tensor or the pass that would write it.
+    // xs[i] (C_i, N, H, W); y (ΣC_i, N, H, W); gamma, beta, mean, invStd (ΣC_i).
+    public static func forwardTraining(concatenating xs: [Tensor], gamma: Tensor, beta: Tensor, eps: Float, relu: Bool,
+                                       into y: Tensor, mean: Tensor, invStd: Tensor) {
         let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
-        let (channels, columns) = check("forwardTraining", x, [("gamma", gamma), ("beta", beta), ("mean", mean),
-                                                              ("invStd", invStd)], sameAsX: [("y", y)])
-        precondition(columns > 0, "BatchNorm.forwardTraining: x \(x.shape) has no positions per channel")
+        let (channels, columns) = check("forwardTraining", y, [("gamma", gamma), ("beta", beta), ("mean", mean),
+                                                              ("invStd", invStd)], sameAsX: [])
+        precondition(columns > 0, "BatchNorm.forwardTraining: y \(y.shape) has no positions per channel")
+        let rows = ChannelRows("forwardTraining", xs, like: y)
         if DryRun.isActive { return }
-        let px = x.pointer, py = y.pointer, pg = gamma.pointer, pb = beta.pointer
+        let py = y.pointer, pg = gamma.pointer, pb = beta.pointer
         let pm = mean.pointer, pi = invStd.pointer
         Elementwise.forRanges(channels, unitCost: 3 * columns) { cs in
             for c in cs {
-                let row = px + c * columns
+                let row = rows[c]
                 (pm[c], pi[c]) = rowStatistics(row, columns: columns, eps: eps)
                 applyStatistics(x: row, channels: 1, columns: columns, ld: columns, gamma: pg + c, beta: pb + c,
                                 mean: pm + c, invStd: pi + c, relu: relu, y: py + c * columns, yLd: columns)
@@ -173,40 +183,105 @@ public enum BatchNorm {
                  relu: relu, dx: dx, dGamma: dGamma, dBeta: dBeta, fixedStatistics: true, overwriteDx: overwriteDx)
     }
 
+    /// `backward` of `forwardTraining(concatenating:)`: x and dx in pieces along channels, each
+    /// dx piece (nil: no gradient wanted) written (`overwriting[i]`) or accumulated into where it
+    /// lies, by the same per-channel code as `backward`, so with the same numbers.
+    // dy (ΣC_i, N, H, W); xs[i], dxs[i] (C_i, N, H, W); gamma, beta, mean, invStd, dGamma, dBeta (ΣC_i).
+    public static func backward(_ dy: Tensor, concatenating xs: [Tensor], gamma: Tensor, beta: Tensor, mean: Tensor,
+                                invStd: Tensor, relu: Bool, dxs: [Tensor?], overwriting: [Bool],
+                                dGamma: Tensor?, dBeta: Tensor?) {
+        let span = Profile.begin(.batchNormReLU); defer { Profile.end(span) }
+        backward("backward", dy, xs: xs, gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                 dxs: dxs, overwriting: overwriting, dGamma: dGamma, dBeta: dBeta, fixedStatistics: false)
+    }
+
     static func backward(_ name: String, _ dy: Tensor, x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor,
                          invStd: Tensor, relu: Bool, dx: Tensor?, dGamma: Tensor?, dBeta: Tensor?,
                          fixedStatistics: Bool, overwriteDx: Bool) {
+        backward(name, dy, xs: [x], gamma: gamma, beta: beta, mean: mean, invStd: invStd, relu: relu,
+                 dxs: [dx], overwriting: [overwriteDx], dGamma: dGamma, dBeta: dBeta, fixedStatistics: fixedStatistics)
+    }
+
+    static func backward(_ name: String, _ dy: Tensor, xs: [Tensor], gamma: Tensor, beta: Tensor, mean: Tensor,
+                         invStd: Tensor, relu: Bool, dxs: [Tensor?], overwriting: [Bool], dGamma: Tensor?, dBeta: Tensor?,
+                         fixedStatistics: Bool) {
         var perChannel = [("gamma", gamma), ("beta", beta), ("mean", mean), ("invStd", invStd)]
         if let dGamma { perChannel.append(("dGamma", dGamma)) }
         if let dBeta { perChannel.append(("dBeta", dBeta)) }
-        var same = [("dy", dy)]
-        if let dx { same.append(("dx", dx)) }
-        let (channels, columns) = check(name, x, perChannel, sameAsX: same)
-        let needSums = dGamma != nil || dBeta != nil || (dx != nil && !fixedStatistics)
-        if columns == 0 || (!needSums && dx == nil) || DryRun.isActive { return }
-        let pdy = dy.pointer, px = x.pointer, pg = gamma.pointer, pb = beta.pointer
+        let (channels, columns) = check(name, dy, perChannel, sameAsX: [])
+        precondition(dxs.count == xs.count && overwriting.count == xs.count,
+                     "BatchNorm.\(name): \(xs.count) pieces of x, \(dxs.count) of dx, \(overwriting.count) overwrite flags")
+        let rows = ChannelRows(name, xs, like: dy)
+        for (x, dx) in zip(xs, dxs) where dx != nil {
+            precondition(dx!.shape == x.shape && dx!.isContiguous, "BatchNorm.\(name): dx \(dx!.shape) vs x \(x.shape)")
+        }
+        let gradientRows = ChannelRows(dxs, overwriting: overwriting, channels: xs.map { $0.shape[0] })
+        let wantsDx = dxs.contains { $0 != nil }
+        let needSums = dGamma != nil || dBeta != nil || (wantsDx && !fixedStatistics)
+        if columns == 0 || (!needSums && !wantsDx) || DryRun.isActive { return }
+        let pdy = dy.pointer, pg = gamma.pointer, pb = beta.pointer
         let pm = mean.pointer, pi = invStd.pointer
-        let pdx = dx?.pointer, pdg = dGamma?.pointer, pdb = dBeta?.pointer
-        Elementwise.forRanges(channels, unitCost: (needSums ? 2 : 0) * columns + (dx != nil ? 4 : 0) * columns) { cs in
+        let pdg = dGamma?.pointer, pdb = dBeta?.pointer
+        Elementwise.forRanges(channels, unitCost: (needSums ? 2 : 0) * columns + (wantsDx ? 4 : 0) * columns) { cs in
             for c in cs {
-                let offset = c * columns
+                let offset = c * columns, x = rows[c]
                 var sums: (dy: Float, dyXhat: Float) = (0, 0)
                 if needSums {
-                    accumulateBackwardSums(dy: pdy + offset, x: px + offset, channels: 1, columns: columns, ld: columns,
+                    accumulateBackwardSums(dy: pdy + offset, x: x, channels: 1, columns: columns, ld: columns,
                                            gamma: pg + c, beta: pb + c, mean: pm + c, invStd: pi + c, relu: relu,
                                            sumDy: &sums.dy, sumDyXhat: &sums.dyXhat)
                     pdg?[c] += sums.dyXhat
                     pdb?[c] += sums.dy
                 }
-                guard let pdx else { continue }
+                guard let (dx, overwrite) = gradientRows.gradient(c) else { continue }
                 // With fixed statistics the mean and variance carry no gradient: zero totals leave
                 // dx += gamma·invStd·g.
                 var totals = fixedStatistics ? (dy: Float(0), dyXhat: Float(0)) : sums
-                accumulateInputGradient(dy: pdy + offset, x: px + offset, channels: 1, columns: columns, ld: columns,
+                accumulateInputGradient(dy: pdy + offset, x: x, channels: 1, columns: columns, ld: columns,
                                         gamma: pg + c, beta: pb + c, mean: pm + c, invStd: pi + c, relu: relu,
                                         sumDy: &totals.dy, sumDyXhat: &totals.dyXhat, count: columns,
-                                        dx: pdx + offset, dxLd: columns, overwrite: overwriteDx)
+                                        dx: dx, dxLd: columns, overwrite: overwrite)
             }
         }
+    }
+}
+
+/// Where each channel's row lies when a channel-major tensor arrives as pieces along channels
+/// (a dense layer's inputs, never concatenated): one pointer per channel, and for a gradient
+/// whether that row is written or added to. In a dry run the pieces are only checked.
+struct ChannelRows {
+    private var rows: [UnsafeMutablePointer<Float>?] = []
+    private var overwrite: [Bool] = []
+
+    /// The rows of `pieces`, which together must have `whole`'s shape.
+    init(_ name: String, _ pieces: [Tensor], like whole: Tensor) {
+        precondition(!pieces.isEmpty, "BatchNorm.\(name): no input pieces")
+        for piece in pieces {
+            precondition(piece.rank == whole.rank && piece.shape.dropFirst() == whole.shape.dropFirst() && piece.isContiguous,
+                         "BatchNorm.\(name): input piece \(piece.shape) does not fit \(whole.shape) along channels")
+        }
+        let channels = pieces.reduce(0) { $0 + $1.shape[0] }
+        precondition(channels == whole.shape[0],
+                     "BatchNorm.\(name): input pieces of \(pieces.map { $0.shape[0] }) channels, \(whole.shape[0]) expected")
+        self.init(pieces, overwriting: pieces.map { _ in false }, channels: pieces.map { $0.shape[0] })
+    }
+
+    /// The rows of gradient `pieces` of `channels[i]` channels each (nil: not wanted).
+    init(_ pieces: [Tensor?], overwriting: [Bool], channels: [Int]) {
+        guard !DryRun.isActive else { return }
+        for ((piece, write), count) in zip(zip(pieces, overwriting), channels) {
+            let base = piece?.pointer, columns = piece.map { $0.count / max(count, 1) } ?? 0
+            for c in 0..<count {
+                rows.append(base.map { $0 + c * columns })
+                overwrite.append(write)
+            }
+        }
+    }
+
+    subscript(channel: Int) -> UnsafeMutablePointer<Float> { rows[channel]! }
+
+    /// Channel `channel`'s gradient row and whether to write it, or nil.
+    func gradient(_ channel: Int) -> (row: UnsafeMutablePointer<Float>, overwrite: Bool)? {
+        rows[channel].map { ($0, overwrite[channel]) }
     }
 }

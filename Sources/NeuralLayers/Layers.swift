@@ -87,6 +87,14 @@ public final class BatchNormLayer: Module {
         return Functional.batchNorm(x, weight: weight.variable, bias: bias.variable, state: state,
                                     training: isTraining, relu: relu)
     }
+
+    /// This layer applied to the concatenation of `xs` along channels, without making it
+    /// (`Functional.concatBatchNorm`).
+    public func callAsFunction(concatenating xs: [Variable], relu: Bool = false) -> Variable {
+        enterForward()
+        return Functional.concatBatchNorm(xs, weight: weight.variable, bias: bias.variable, state: state,
+                                          training: isTraining, relu: relu)
+    }
 }
 
 /// Fully connected layer over (in, N) features.

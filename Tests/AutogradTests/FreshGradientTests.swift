@@ -81,4 +81,38 @@ final class FreshGradientTests: XCTestCase {
         XCTAssertTrue(got.allSatisfy(\.isFinite))
         XCTAssertLessThan(GradientCheck.relativeError(got, expected), 1e-6)
     }
+
+    /// `Functional.concatBatchNorm` gives what batch norm of the concatenation gives, bit for bit,
+    /// with each piece's gradient written where it lies: a fresh one whole (the poisoned buffer
+    /// must not leak NaN), a leaf's added to, a constant's skipped, and a piece taken twice (by
+    /// the concatenating path then) summed.
+    func testConcatenatedBatchNormIsBatchNormOfTheConcatenation() {
+        let x1 = Tensor.randomNormal([3, 2, 4, 4], seed: 20), x2 = Tensor.randomNormal([2, 2, 4, 4], seed: 21)
+        let constant = Tensor.randomNormal([4, 2, 4, 4], seed: 22)
+        let gamma = Tensor.randomUniform([13], low: 0.5, high: 1.5, seed: 23), beta = Tensor.randomNormal([13], seed: 24)
+        func run(concatenating: Bool, twice: Bool) -> (y: [Float], grads: [[Float]], running: [Float]) {
+            let l1 = Variable(x1, node: Node.leaf("x1", gradient: Tensor.zeros(x1.shape)))
+            let l2 = Variable(x2, node: Node.leaf("x2", gradient: Tensor.zeros(x2.shape)))
+            let norm = BatchNormLayer(13)
+            norm.weight.value.assign(gamma)
+            norm.bias.value.assign(beta)
+            let r1 = Functional.relu(l1), r2 = Functional.relu(l2)
+            let pieces = twice ? [r1, l2, Variable(constant), r2, r2] : [r1, l2, Variable(constant), Functional.relu(r2), r2]
+            let y = concatenating ? norm(concatenating: pieces, relu: true) : norm(Functional.concat(pieces), relu: true)
+            Autograd.backward(y, seed: Tensor.randomUniform(y.shape, low: -1, high: 1, seed: 25))
+            let grads = [l1.node!.gradientForTesting!.array, l2.node!.gradientForTesting!.array,
+                         norm.weight.grad.array, norm.bias.grad.array]
+            return (y.value.array, grads, norm.runningMean.array + norm.runningVar.array)
+        }
+        for twice in [false, true] {
+            let fused = run(concatenating: true, twice: twice), plain = run(concatenating: false, twice: twice)
+            XCTAssertEqual(fused.y, plain.y, "taken twice \(twice): y")
+            XCTAssertEqual(fused.running, plain.running, "taken twice \(twice): running statistics")
+            for (i, (a, b)) in zip(fused.grads, plain.grads).enumerated() {
+                XCTAssertTrue(a.allSatisfy(\.isFinite), "taken twice \(twice): gradient \(i) has NaN")
+                XCTAssertEqual(a, b, "taken twice \(twice): gradient \(i)")
+            }
+            XCTAssertTrue(fused.grads[0].contains { $0 != 0 } && fused.grads[1].contains { $0 != 0 })
+        }
+    }
 }

@@ -12,12 +12,17 @@ final class DryRunPlannerTests: XCTestCase {
     /// 65,536 bytes more at its peak (535,880,128 then), the strips of the 1x1 input gradient by
     /// our product (2 threads × 128 rows × 64 positions, Conv2d+Pointwise.swift); DenseNet-BC-100
     /// `checkpoint` 63,360 bytes more (733,434,560 then), the transposed 1x1 weight gradient
-    /// (330 × 48 floats, `pointwiseWeightGradient`).
+    /// (330 × 48 floats, `pointwiseWeightGradient`). Since norm1 of a checkpointed layer reads
+    /// the segment's inputs where they lie (`Functional.concatBatchNorm`), no concatenation is
+    /// made in the forward or the recompute, and `checkpoint`'s peak fell: DenseNet-BC-100 b64 by
+    /// 4,943,104 bytes to the start of the backward pass (what the forward keeps, 723,038,912 at
+    /// the forward's end, and the first gradients), DenseNet-121 b8 by 4,103,936 and b64 by
+    /// 32,996,096.
     func testReproducesTheReplayPlannersFigures() throws {
         let expected: [(model: String, batch: Int, peaks: [Int])] = [
-            ("densenet-bc-100-12", 64, [2_148_236_096, 733_497_920, 656_491_968, 234_143_936]),
-            ("densenet121", 8, [1_071_837_120, 535_945_664, 493_721_536, 234_588_096]),
-            ("densenet121", 64, [7_899_787_200, 3_614_585_280, 3_269_425_088, 1_189_939_136]),
+            ("densenet-bc-100-12", 64, [2_148_236_096, 728_554_816, 656_491_968, 234_143_936]),
+            ("densenet121", 8, [1_071_837_120, 531_841_728, 493_721_536, 234_588_096]),
+            ("densenet121", 64, [7_899_787_200, 3_581_589_184, 3_269_425_088, 1_189_939_136]),
         ]
         let replayed: [MemoryPolicy] = [.naive, .checkpoint, .shared, .minimal]
         for e in expected {
@@ -82,9 +87,9 @@ final class DryRunPlannerTests: XCTestCase {
     func testPeakPhaseNamesTheModule() throws {
         let plan = try MemoryPlanner.plan(ModelZoo.configuration(named: "densenet-bc-100-12"), batch: 64,
                                           policy: .checkpoint, threads: 1)
-        XCTAssertTrue(plan.peakPhase.hasPrefix("forward features.denseblock3.denselayer16")
-                      || plan.peakPhase.hasPrefix("backward features.") || plan.peakPhase.hasPrefix("recompute features."),
-                      plan.peakPhase)
+        // Since no checkpointed layer concatenates its inputs, the peak is where the backward
+        // pass starts: everything the forward kept, and the first gradients.
+        XCTAssertEqual(plan.peakPhase, "backward avgpool")
     }
 
     /// A policy that is no preset is planned exactly too, and computes the same as naive.

@@ -129,6 +129,56 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// Batch norm of pieces along channels (a dense layer's inputs, `forwardTraining(concatenating:)`
+    /// and its backward) computes what it computes on their concatenation, bit for bit, and the
+    /// reference to rounding; each piece's gradient is written, added to, or (nil) skipped as asked.
+    func testPiecesAlongChannelsEqualTheirConcatenation() {
+        let buffer = OpsCheck.uniform([9, 2, 5, 7], seed: 100, low: -1, high: 2)
+        let pieces = [OpsCheck.uniform([3, 2, 5, 7], seed: 101), buffer.channels(4..<6),
+                      OpsCheck.uniform([1, 2, 5, 7], seed: 102, low: 0, high: 3), buffer.channels(0..<4)]
+        let whole = Tensor(shape: [10, 2, 5, 7])
+        Concat.forwardReference(pieces, into: whole)
+        let c = Case(whole, seed: 103)
+        let ranges = [0..<3, 3..<5, 5..<6, 6..<10]
+        for relu in [false, true] {
+            let what = "relu \(relu)"
+            let (y, mean, invStd) = (Tensor(shape: whole.shape), Tensor(shape: [10]), Tensor(shape: [10]))
+            let (yc, meanc, invStdc) = (Tensor(shape: whole.shape), Tensor(shape: [10]), Tensor(shape: [10]))
+            BatchNorm.forwardTraining(concatenating: pieces, gamma: c.gamma, beta: c.beta, eps: 1e-5, relu: relu,
+                                      into: y, mean: mean, invStd: invStd)
+            BatchNorm.forwardTraining(whole, gamma: c.gamma, beta: c.beta, eps: 1e-5, relu: relu, into: yc, mean: meanc,
+                                      invStd: invStdc)
+            XCTAssertEqual(y.array, yc.array, "\(what): y")
+            XCTAssertEqual(mean.array + invStd.array, meanc.array + invStdc.array, "\(what): statistics")
+            let yr = Tensor(shape: whole.shape), meanr = Tensor(shape: [10]), invStdr = Tensor(shape: [10])
+            BatchNorm.forwardTrainingReference(whole, gamma: c.gamma, beta: c.beta, eps: 1e-5, relu: relu, into: yr,
+                                               mean: meanr, invStd: invStdr)
+            OpsCheck.assertClose(y, yr, 1e-5, "\(what): y against the reference")
+
+            // Piece 0 written, 1 added to, 2 not wanted, 3 added to.
+            let dy = OpsCheck.uniform(whole.shape, seed: 104)
+            let start = OpsCheck.uniform(whole.shape, seed: 105)
+            let dxs: [Tensor?] = [Tensor.filled([3, 2, 5, 7], .nan), start.channels(3..<5).copy(), nil,
+                                  start.channels(6..<10).copy()]
+            let dGamma = Tensor.zeros([10]), dBeta = Tensor.zeros([10])
+            BatchNorm.backward(dy, concatenating: pieces, gamma: c.gamma, beta: c.beta, mean: mean, invStd: invStd,
+                               relu: relu, dxs: dxs, overwriting: [true, false, false, false], dGamma: dGamma, dBeta: dBeta)
+            let dx = Tensor.zeros(whole.shape), dGammac = Tensor.zeros([10]), dBetac = Tensor.zeros([10])
+            BatchNorm.backward(dy, x: whole, gamma: c.gamma, beta: c.beta, mean: mean, invStd: invStd, relu: relu,
+                               dx: dx, dGamma: dGammac, dBeta: dBetac)
+            XCTAssertEqual(dGamma.array + dBeta.array, dGammac.array + dBetac.array, "\(what): dGamma, dBeta")
+            XCTAssertEqual(dxs[0]!.array, dx.channels(ranges[0]).array, "\(what): written piece")
+            for i in [1, 3] {
+                let expected = zip(start.channels(ranges[i]).array, dx.channels(ranges[i]).array).map { $0 + $1 }
+                XCTAssertEqual(dxs[i]!.array, expected, "\(what): piece \(i) added to")
+            }
+            let dxr = Tensor.zeros(whole.shape)
+            BatchNorm.backwardReference(dy, x: whole, gamma: c.gamma, beta: c.beta, mean: mean, invStd: invStd, relu: relu,
+                                        dx: dxr, dGamma: Tensor.zeros([10]), dBeta: Tensor.zeros([10]))
+            OpsCheck.assertClose(dxs[0]!, dxr.channels(ranges[0]), 1e-5, "\(what): written piece against the reference")
+        }
+    }
+
     func testReferenceBackwardMatchesFiniteDifferences() {
         for relu in [false, true] {
             for fixed in [false, true] {
