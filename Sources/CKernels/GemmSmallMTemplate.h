@@ -43,12 +43,16 @@
 typedef float CK_NAME(vfa) __attribute__((vector_size(CK_LANES * 4), aligned(CK_LANES * 4)));
 CK_INLINE void CK_NAME(gm_stream)(float *p, VF v) { __builtin_nontemporal_store((CK_NAME(vfa))v, (CK_NAME(vfa) *)p); }
 
+/// How gemm_small_m's blocks put their sums into C.
+enum { GM_STORE = 0, GM_STREAM = 1, GM_ADD = 2 };
+
 /// RB rows × CV vectors of C at (i, j), k steps, C overwritten (streamed past the caches when
-/// `stream`). A's element (r, l) is a[r·ars + l·als]: (lda, 1) row-major, (1, lda) transposed.
+/// `mode` is GM_STREAM) or added to (GM_ADD). A's element (r, l) is a[r·ars + l·als]: (lda, 1)
+/// row-major, (1, lda) transposed.
 #define GM_BLOCK(RB, CV)                                                                               \
 CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ars, size_t als,         \
                                                        const float *b, size_t ldb, size_t k, float *c, \
-                                                       size_t ldc, int stream) {                       \
+                                                       size_t ldc, int mode) {                         \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -62,10 +66,14 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ar
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
     }                                                                                                  \
-    if (stream) {                                                                                      \
+    if (mode == GM_STREAM) {                                                                           \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
                 CK_NAME(gm_stream)(c + r * ldc + v * CK_LANES, acc[r][v]);                             \
+    } else if (mode == GM_ADD) {                                                                       \
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
+            _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
+                STORE(c + r * ldc + v * CK_LANES, LOAD(c + r * ldc + v * CK_LANES) + acc[r][v]);       \
     } else {                                                                                           \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
@@ -86,12 +94,14 @@ GM_DEFINE(1, 1)
 static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n,
                                   size_t k, float *c, size_t ldc, int flags) {
     // Streaming stores need every vector of C aligned: C's start and its row stride.
-    int stream = (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
+    const int add = (flags & CK_GEMM_ACCUMULATE) != 0;
+    const int stream = !add && (flags & CK_GEMM_STREAM) && (uintptr_t)c % (CK_LANES * 4) == 0 && ldc % CK_LANES == 0;
+    const int mode = add ? GM_ADD : stream ? GM_STREAM : GM_STORE;
     const size_t ars = (flags & CK_GEMM_A_TRANSPOSED) ? 1 : lda, als = (flags & CK_GEMM_A_TRANSPOSED) ? lda : 1;
     // B's rows are read a short piece at a time (one block of columns), each row its own stream,
     // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES).
     const int prefetch = m <= GM_PREFETCH_MAX_ROWS && k * ldb * sizeof(float) >= GM_PREFETCH_BYTES;
-#define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, stream
+#define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, mode
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
@@ -114,11 +124,75 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
         for (size_t i = 0; i < m; i++) {
             float s = 0;
             for (size_t l = 0; l < k; l++) s += a[i * ars + l * als] * b[l * ldb + j];
-            c[i * ldc + j] = s;
+            c[i * ldc + j] = add ? c[i * ldc + j] + s : s;
         }
     }
     // Streamed stores are weakly ordered: fence them before the caller hands C to another thread.
     if (stream) __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+#if CK_LANES == 16
+#define GM_HALVES(h)                                                                                   \
+    ((h) == 8 ? (GM_LO(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),                          \
+                 GM_HI(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31)) :                  \
+     (h) == 4 ? (GM_LO(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),                        \
+                 GM_HI(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31)) :                    \
+     (h) == 2 ? (GM_LO(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),                        \
+                 GM_HI(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)) :                    \
+                (GM_LO(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30),                       \
+                 GM_HI(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)))
+#elif CK_LANES == 8
+#define GM_HALVES(h)                                                                                   \
+    ((h) == 4 ? (GM_LO(0, 1, 2, 3, 8, 9, 10, 11), GM_HI(4, 5, 6, 7, 12, 13, 14, 15)) :                   \
+     (h) == 2 ? (GM_LO(0, 1, 8, 9, 4, 5, 12, 13), GM_HI(2, 3, 10, 11, 6, 7, 14, 15)) :                   \
+                (GM_LO(0, 8, 2, 10, 4, 12, 6, 14), GM_HI(1, 9, 3, 11, 5, 13, 7, 15)))
+#else
+#define GM_HALVES(h)                                                                                   \
+    ((h) == 2 ? (GM_LO(0, 1, 4, 5), GM_HI(2, 3, 6, 7)) : (GM_LO(0, 4, 2, 6), GM_HI(1, 5, 3, 7)))
+#endif
+
+/// dst (cols × rows, row stride ldd) = src (rows × cols, row stride lds) transposed: tiles of
+/// CK_LANES × CK_LANES transposed in registers, each step pairing rows h apart and taking h-lane
+/// halves of each 2h-lane block (h = CK_LANES/2, …, 1; after the last, vector i is column i);
+/// the edges one float at a time.
+static void CK_NAME(transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd) {
+    size_t r = 0;
+    for (; r + CK_LANES <= rows; r += CK_LANES) {
+        size_t c = 0;
+        for (; c + CK_LANES <= cols; c += CK_LANES) {
+            VF v[CK_LANES];
+            for (int i = 0; i < CK_LANES; i++) v[i] = LOAD(src + (r + (size_t)i) * lds + c);
+            for (int h = CK_LANES / 2; h >= 1; h /= 2) {
+                for (int i = 0; i < CK_LANES; i++) {
+                    if (i & h) continue;
+                    VF lo = v[i], hi = v[i + h];
+#define GM_LO(...) (v[i] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+#define GM_HI(...) (v[i + h] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+                    (void)GM_HALVES(h);
+#undef GM_LO
+#undef GM_HI
+                }
+            }
+            for (int i = 0; i < CK_LANES; i++) STORE(dst + (c + (size_t)i) * ldd + r, v[i]);
+        }
+        for (; c < cols; c++)
+            for (size_t i = r; i < r + CK_LANES; i++) dst[c * ldd + i] = src[i * lds + c];
+    }
+    for (; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+#undef GM_HALVES
+
+static void CK_NAME(pointwise_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t lddy,
+                                                    size_t cin, size_t cout, size_t p0, size_t p1, float *dwt,
+                                                    float *strip, int accumulate) {
+    if (p0 >= p1 && !accumulate) memset(dwt, 0, cin * cout * sizeof(float));
+    for (size_t j = p0; j < p1; j += CK_POINTWISE_WEIGHT_GRADIENT_STRIP) {
+        size_t n = p1 - j < CK_POINTWISE_WEIGHT_GRADIENT_STRIP ? p1 - j : CK_POINTWISE_WEIGHT_GRADIENT_STRIP;
+        CK_NAME(transpose)(dy + j, lddy, cout, n, strip, cout);
+        CK_NAME(gemm_small_m)(x + j, ldx, strip, cout, cin, cout, n, dwt, cout,
+                              accumulate || j > p0 ? CK_GEMM_ACCUMULATE : 0);
+    }
 }
 
 #undef GM_RB

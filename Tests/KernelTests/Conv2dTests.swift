@@ -211,6 +211,26 @@ final class Conv2dTests: XCTestCase {
         }
     }
 
+    /// The 1x1 weight gradient of at most 64 outputs, a whole number of vectors, by our product
+    /// (`ownsPointwiseWeightGradient`, Conv2d+Pointwise.swift) on every kernel level and 1–3
+    /// threads: positions that are not a whole number of strips (512) or vectors, fewer than one
+    /// part's 256, dW added to, against the reference; and the planner counts that product's
+    /// scratch (each part's partial and strip), so it is the path these cases took.
+    func testPointwiseWeightGradientByOurProduct() {
+        let saved = Conv2d.smallProductKernel
+        defer { Conv2d.smallProductKernel = saved }
+        Conv2d.smallProductKernel = .always
+        let cases = [ConvCase(cin: 37, cout: 48, n: 3, h: 13, w: 29, p: ConvParameters(kernel: 1), bias: false),
+                     ConvCase(cin: 5, cout: 16, n: 1, h: 5, w: 7, p: ConvParameters(kernel: 1), bias: true),
+                     ConvCase(cin: 70, cout: 64, n: 2, h: 16, w: 40, p: ConvParameters(kernel: 1), bias: false)]
+        forEveryKernelLevelAndThreads(cases) { level, c, threads in
+            checkAgainstReference(c, context: "\(level), \(threads) threads", inputGradient: false)
+        }
+        let bytes = Conv2d.backwardScratchBytes(input: [37, 3, 13, 29], weight: [48, 37, 1, 1], ConvParameters(kernel: 1),
+                                                inputGradient: false, weightGradient: true, threads: 3)
+        XCTAssertEqual(bytes, Memory.byteCount(elements: 3 * (37 * 48 + 512 * 48)))
+    }
+
     /// A 1x1 forward with 1 MiB of output or more stores it past the caches
     /// (`pointwiseForwardStreams`, Conv2d+Pointwise.swift): 16→8 on 2×128×128 (8 × 32,768 floats),
     /// also into a channel view of a larger buffer, and 16→9 on 2×127×127, whose rows are not a

@@ -22,6 +22,10 @@ enum {
 /// gemm_small_m's flags.
 #define CK_GEMM_STREAM 1
 #define CK_GEMM_A_TRANSPOSED 2
+#define CK_GEMM_ACCUMULATE 4
+
+/// Positions of dy that pointwise_weight_gradient_rows transposes into its strip at a time.
+#define CK_POINTWISE_WEIGHT_GRADIENT_STRIP 512
 
 /// One level's kernels. Row kernels work on one channel's `count` contiguous floats.
 typedef struct ck_kernels {
@@ -69,9 +73,18 @@ typedef struct ck_kernels {
     /// without packing: for few output rows, B read a strip of vectors at a time
     /// (GemmSmallMTemplate.h). `flags`: CK_GEMM_STREAM stores C's whole vectors past the caches
     /// (non-temporal) where C and ldc are vector-aligned; CK_GEMM_A_TRANSPOSED reads A from its
-    /// transpose (k × m, row stride lda), as a 1x1 convolution's input gradient reads its weights.
+    /// transpose (k × m, row stride lda), as a 1x1 convolution's input gradient reads its weights;
+    /// CK_GEMM_ACCUMULATE adds the product to C instead (never streamed).
     void (*gemm_small_m)(const float *a, size_t lda, const float *b, size_t ldb, size_t m, size_t n, size_t k,
                          float *c, size_t ldc, int flags);
+    /// The weight gradient of a 1x1 convolution with few outputs, transposed, over the positions
+    /// [p0, p1): dwt (cin × cout, row stride cout) = Σ_p x[ci, p] · dy[co, p] (+= the old dwt
+    /// with `accumulate`). Each strip of CK_POINTWISE_WEIGHT_GRADIENT_STRIP positions of dy is
+    /// transposed into `strip` (that many × cout floats), and gemm_small_m multiplies x's rows,
+    /// read in place, by it, adding into dwt (GemmSmallMTemplate.h).
+    void (*pointwise_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t lddy, size_t cin,
+                                           size_t cout, size_t p0, size_t p1, float *dwt, float *strip,
+                                           int accumulate);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
