@@ -80,6 +80,32 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ar
                 STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                          \
     }                                                                                                  \
 }
+/// RB rows × the last vector of columns, which starts `skip` columns before the first one not
+/// done yet (n is not a whole number of vectors, but at least one): the whole vector is summed,
+/// B's columns being in bounds, and only its lanes from `skip` on are put into C (added to with
+/// `add`). Cheaper than the scalar loop it replaces, which left a product of 216 columns 8 columns
+/// at a scalar multiply-add each.
+#define GM_TAIL_BLOCK(RB)                                                                              \
+CK_INLINE void CK_NAME(gemm_small_m_tail_##RB)(const float *a, size_t ars, size_t als, const float *b,   \
+                                               size_t ldb, size_t k, float *c, size_t ldc, int add,     \
+                                               int skip) {                                              \
+    VF acc[RB];                                                                                        \
+    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) acc[r] = SPLAT(0);                 \
+    for (size_t l = 0; l < k; l++) {                                                                   \
+        VF bv = LOAD(b + l * ldb);                                                                     \
+        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
+            acc[r] = GM_FMA(SPLAT(a[r * ars + l * als]), bv, acc[r]);                                  \
+    }                                                                                                  \
+    for (int r = 0; r < RB; r++)                                                                       \
+        for (int lane = skip; lane < CK_LANES; lane++)                                                 \
+            c[r * ldc + lane] = add ? c[r * ldc + lane] + acc[r][lane] : acc[r][lane];                 \
+}
+#define GM_TAIL_DEFINE(RB) GM_TAIL_BLOCK(RB)
+#define GM_TAIL_CALL2(RB) CK_NAME(gemm_small_m_tail_##RB)
+#define GM_TAIL_CALL(RB) GM_TAIL_CALL2(RB)
+GM_TAIL_DEFINE(GM_RB)
+GM_TAIL_DEFINE(1)
+
 #define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
 #define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
 #define GM_CALL(RB, CV) GM_CALL2(RB, CV)
@@ -119,7 +145,18 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
         for (; i < m; i++) GM_CALL(1, 1)(GM_ARGS(i, j));
     }
 #undef GM_ARGS
-    // The last columns (fewer than a vector): scalar, summed in the same order (l ascending).
+    // The last columns (fewer than a vector): a vector ending at column n that overlaps the
+    // columns before, where there are enough columns; else scalar, summed in order (l ascending).
+    if (j < n && n >= CK_LANES) {
+        const size_t jt = n - CK_LANES;
+        const int skip = (int)(j - jt);
+        size_t i = 0;
+        for (; i + GM_RB <= m; i += GM_RB)
+            GM_TAIL_CALL(GM_RB)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, add, skip);
+        for (; i < m; i++)
+            GM_TAIL_CALL(1)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, add, skip);
+        j = n;
+    }
     for (; j < n; j++) {
         for (size_t i = 0; i < m; i++) {
             float s = 0;
@@ -181,6 +218,55 @@ static void CK_NAME(transpose)(const float *src, size_t lds, size_t rows, size_t
     for (; r < rows; r++)
         for (size_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
 }
+
+/// The BN/ReLU of `channels` rows of x (row stride ldx) over `width` positions, written
+/// transposed: t[p·ldt + c] = relu((x[c·ldx + p] − mean[c])·scale + beta[c]) with scale =
+/// gamma[c]·invStd[c], the expression and rounding of normalize_row (no contraction) and of its
+/// callers' scale, so the same bits as their tile. Blocks of CK_LANES channels × CK_LANES
+/// positions are normalised and transposed in registers.
+static void CK_NAME(normalize_transposed)(const float *x, size_t ldx, size_t channels, size_t width,
+                                         const float *mean, const float *gamma, const float *inv_std,
+                                         const float *beta, float *t, size_t ldt) {
+    if (channels < CK_LANES || width < CK_LANES) {
+        for (size_t c = 0; c < channels; c++)
+            for (size_t p = 0; p < width; p++) {
+                float u = (x[c * ldx + p] - mean[c]) * (gamma[c] * inv_std[c]) + beta[c];
+                t[p * ldt + c] = u < 0 ? 0 : u;
+            }
+        return;
+    }
+    const VF zero = {0};
+    // The last block of each direction ends at the edge and overlaps the one before: its
+    // elements are written twice, with the same values.
+    for (size_t cb = 0; cb < channels; cb += CK_LANES) {
+        const size_t c0 = cb + CK_LANES <= channels ? cb : channels - CK_LANES;
+        VF m[CK_LANES], s[CK_LANES], b[CK_LANES];
+        for (int i = 0; i < CK_LANES; i++) {
+            size_t c = c0 + (size_t)i;
+            m[i] = SPLAT(mean[c]); s[i] = SPLAT(gamma[c] * inv_std[c]); b[i] = SPLAT(beta[c]);
+        }
+        for (size_t pb = 0; pb < width; pb += CK_LANES) {
+            const size_t p = pb + CK_LANES <= width ? pb : width - CK_LANES;
+            VF v[CK_LANES];
+            for (int i = 0; i < CK_LANES; i++) {
+                VF u = (LOAD(x + (c0 + (size_t)i) * ldx + p) - m[i]) * s[i] + b[i];
+                v[i] = ZERO_WHERE(u, u < zero);
+            }
+            for (int h = CK_LANES / 2; h >= 1; h /= 2) {
+                for (int i = 0; i < CK_LANES; i++) {
+                    if (i & h) continue;
+                    VF lo = v[i], hi = v[i + h];
+#define GM_LO(...) (v[i] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+#define GM_HI(...) (v[i + h] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+                    (void)GM_HALVES(h);
+#undef GM_LO
+#undef GM_HI
+                }
+            }
+            for (int i = 0; i < CK_LANES; i++) STORE(t + (p + (size_t)i) * ldt + c0, v[i]);
+        }
+    }
+}
 #undef GM_HALVES
 
 static void CK_NAME(pointwise_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t lddy,
@@ -199,6 +285,10 @@ static void CK_NAME(pointwise_weight_gradient_rows)(const float *x, size_t ldx, 
 #undef GM_CV
 #undef GM_FMA
 #undef GM_BLOCK
+#undef GM_TAIL_BLOCK
+#undef GM_TAIL_DEFINE
+#undef GM_TAIL_CALL2
+#undef GM_TAIL_CALL
 #undef GM_DEFINE
 #undef GM_CALL2
 #undef GM_CALL

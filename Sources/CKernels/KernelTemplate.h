@@ -198,6 +198,7 @@ const ck_kernels CK_NAME(ck_kernels) = {
     .conv3x3_weight_gradient_rows = CK_NAME(conv3x3_weight_gradient_rows),
     .gemm_small_m = CK_NAME(gemm_small_m),
     .pointwise_weight_gradient_rows = CK_NAME(pointwise_weight_gradient_rows),
+    .normalize_transposed = CK_NAME(normalize_transposed),
 };
 
 #undef VF

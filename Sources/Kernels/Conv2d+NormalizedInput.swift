@@ -1,3 +1,4 @@
+import CKernels
 import Runtime
 
 /// The 1x1 convolution of a batch-normalised, ReLU'd input that is never stored: each thread
@@ -160,11 +161,12 @@ extension Conv2d {
         }
         let pdy = dy.pointer, pp = partials.pointer, pdw = dWeight.pointer
         if tiling.parts > 1 { partials.zero() }
+        let own = ownsNormalizedWeightGradient(outputs: m, positions: p) ? KernelLevel.table : nil
         forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
-                              scratch: scratch) { part, columns, tile in
-            // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
-            Gemm.sgemm(transB: true, m: m, n: c, k: columns.count, a: pdy + columns.lowerBound, lda: p, b: tile,
-                       ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
+                              scratch: scratch, transposed: own) { part, columns, tile in
+            addNormalizedWeightGradient(dy: pdy + columns.lowerBound, ldy: p, tile: tile, width: columns.count,
+                                        channels: c, outputs: m, into: part == 0 ? pdw : pp + (part - 1) * m * c,
+                                        own: own)
         }
         Parallel.addPartials(pp, count: tiling.parts - 1, rows: m, columns: c, into: pdw, ldc: c)
         if let dBias { Elementwise.accumulateRowSums(pdy, rows: m, columns: p, into: dBias.pointer) }
@@ -172,10 +174,12 @@ extension Conv2d {
 
     /// Calls `body(part, columns, tile)` for every tile of positions, thread `part` taking every
     /// `parts`-th tile, normalised (BN + ReLU, `BatchNorm.normalizeRow`) into that thread's slice of
-    /// `scratch` as a C × columns.count matrix.
+    /// `scratch` as a C × columns.count matrix; with `transposed` (a kernel table), as a
+    /// columns.count × C one, the same values (`normalize_transposed`).
     static func forEachNormalizedTile(_ x: Tensor, gamma: Tensor, beta: Tensor, mean: Tensor, invStd: Tensor,
-                                              tiling: NormalizedTiling, scratch: Tensor,
-                                              _ body: (_ part: Int, _ columns: Range<Int>, _ tile: UnsafeMutablePointer<Float>) -> Void) {
+                                      tiling: NormalizedTiling, scratch: Tensor,
+                                      transposed: UnsafePointer<ck_kernels>? = nil,
+                                      _ body: (_ part: Int, _ columns: Range<Int>, _ tile: UnsafeMutablePointer<Float>) -> Void) {
         Gemm.useOneBLASThread()
         let c = x.shape[0], p = x.count / c
         let px = x.pointer, ps = scratch.pointer
@@ -184,12 +188,40 @@ extension Conv2d {
             let tile = ps + part * c * tiling.tile
             for index in stride(from: part, to: tiling.tiles, by: tiling.parts) {
                 let columns = tiling.positions(index, of: p)
-                for ch in 0..<c {
-                    BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: columns.count, mean: pm[ch],
-                                           scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * columns.count)
+                if let transposed {
+                    transposed.pointee.normalize_transposed(px + columns.lowerBound, p, c, columns.count, pm, pg, pi, pb,
+                                                            tile, c)
+                } else {
+                    for ch in 0..<c {
+                        BatchNorm.normalizeRow(x: px + ch * p + columns.lowerBound, count: columns.count, mean: pm[ch],
+                                               scale: pg[ch] * pi[ch], beta: pb[ch], relu: true, y: tile + ch * columns.count)
+                    }
                 }
                 body(part, columns, tile)
             }
+        }
+    }
+
+    /// Whether the weight gradient over normalised tiles runs our product on transposed tiles
+    /// (`addNormalizedWeightGradient`): where our product applies, and for more than 64 outputs
+    /// from `pointwiseForwardMinimumColumnsForWide` positions. C, 2 threads, normalising and
+    /// multiplying every tile against `normalizeRow` + OpenBLAS (ms): 216→48 over 65,536 positions
+    /// 11.3–13.2 → 9.6–9.9, 300→48 over 16,384 3.95 → 3.52, 150→48 over 4,096 0.77 → 0.45,
+    /// 256→128 over 25,088 11.2 → 8.8, 992→128 over 1,568 4.4 → 2.0, but 1000→128 over 392 0.70 →
+    /// 1.00; at the AVX2 level 216→48 11.9 → 9.4, 256→128 10.8 → 9.9.
+    static func ownsNormalizedWeightGradient(outputs: Int, positions: Int) -> Bool {
+        smallProductApplies(outputs: outputs) && (outputs <= 64 || positions >= pointwiseForwardMinimumColumnsForWide)
+    }
+
+    /// dW (M × C, row stride C) += dy (M × width, row stride ldy) · tileᵀ, the tile C × width
+    /// by OpenBLAS, or width × C (transposed) by our product where `own`.
+    static func addNormalizedWeightGradient(dy: UnsafePointer<Float>, ldy: Int, tile: UnsafePointer<Float>, width: Int,
+                                            channels c: Int, outputs m: Int, into dWeight: UnsafeMutablePointer<Float>,
+                                            own: UnsafePointer<ck_kernels>?) {
+        if let own {
+            own.pointee.gemm_small_m(dy, ldy, tile, c, m, c, width, dWeight, c, CK_GEMM_ACCUMULATE)
+        } else {
+            Gemm.sgemm(transB: true, m: m, n: c, k: width, a: dy, lda: ldy, b: tile, ldb: width, beta: 1, c: dWeight, ldc: c)
         }
     }
 }

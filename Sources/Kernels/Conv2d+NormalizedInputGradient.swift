@@ -180,11 +180,12 @@ extension Conv2d {
         if tiling.parts > 1 { partials.zero() }
         let gradient = TileInputGradient(dy, x: x, weight: weight, gamma: gamma, beta: beta, mean: mean, invStd: invStd,
                                          dx: dx, sums: sums.pointer, parts: tiling.parts)
+        let own = ownsNormalizedWeightGradient(outputs: m, positions: p) ? KernelLevel.table : nil
         forEachNormalizedTile(x, gamma: gamma, beta: beta, mean: mean, invStd: invStd, tiling: tiling,
-                              scratch: scratch) { part, columns, tile in
-            // (M × C) += dy[:, columns] (M × width) · tileᵀ (width × C)
-            Gemm.sgemm(transB: true, m: m, n: c, k: columns.count, a: pdy + columns.lowerBound, lda: p, b: tile,
-                       ldb: columns.count, beta: 1, c: part == 0 ? pdw : pp + (part - 1) * m * c, ldc: c)
+                              scratch: scratch, transposed: own) { part, columns, tile in
+            addNormalizedWeightGradient(dy: pdy + columns.lowerBound, ldy: p, tile: tile, width: columns.count,
+                                        channels: c, outputs: m, into: part == 0 ? pdw : pp + (part - 1) * m * c,
+                                        own: own)
             // The normalised tile is dead: the input gradient's product takes its place.
             gradient.run(part: part, columns: columns, tile: tile)
         }

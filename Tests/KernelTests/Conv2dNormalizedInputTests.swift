@@ -79,16 +79,20 @@ final class Conv2dNormalizedInputTests: XCTestCase {
     /// scalar tail, strides wider than the matrices, C overwritten and nothing past n written;
     /// with streaming stores too, on a C whose start and row stride are vector-aligned (which
     /// streams) and on one whose stride is not (which stores as usual); and with A read from its
-    /// transpose (k × m, stride lda).
+    /// transpose (k × m, stride lda); and C added to (CK_GEMM_ACCUMULATE). Widths that are not a
+    /// whole number of vectors end with a vector overlapping the one before (n ≥ the level's
+    /// lanes) or scalars (fewer).
     func testSmallProductOnEveryLevel() {
-        let (stream, transposed) = (CK_GEMM_STREAM, CK_GEMM_A_TRANSPOSED)
+        let (stream, transposed, accumulate) = (CK_GEMM_STREAM, CK_GEMM_A_TRANSPOSED, CK_GEMM_ACCUMULATE)
         for level in KernelLevel.supported where level != .swiftReference {
             let table = ck_kernels_for_level(Int32(level.rawValue))!
-            for (m, n, k) in [(13, 37, 5), (48, 288, 216), (1, 16, 1), (25, 100, 33), (7, 3, 9), (128, 70, 48)] {
+            for (m, n, k) in [(13, 37, 5), (48, 288, 216), (1, 16, 1), (25, 100, 33), (7, 3, 9), (128, 70, 48),
+                              (48, 204, 40), (12, 21, 7)] {
               let aligned = (n + 15) / 16 * 16 + 16
               for (flags, ldc) in [(Int32(0), n + 2), (stream, n + 2), (stream, aligned), (transposed, n + 2),
-                                   (stream | transposed, aligned)] {
-                let isTransposed = flags & transposed != 0
+                                   (stream | transposed, aligned), (accumulate, n + 2), (accumulate | transposed, n + 3),
+                                   (accumulate | stream, aligned)] {
+                let isTransposed = flags & transposed != 0, adds = flags & accumulate != 0
                 let (lda, ldb) = (isTransposed ? m + 3 : k + 3, n + 5)
                 let storage = Tensor.randomNormal([(isTransposed ? k : m) * lda], seed: UInt64(m)).array
                 // A's element (i, l), wherever it is stored.
@@ -107,7 +111,7 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                     for j in 0..<ldc {
                         let at = i * ldc + j
                         if j >= n { XCTAssertEqual(c[at], start[at], "\(level) \(m)x\(n)x\(k): wrote past n"); continue }
-                        var sum = 0.0
+                        var sum = adds ? Double(start[at]) : 0
                         for l in 0..<k { sum += Double(a[i * k + l]) * Double(b[l * ldb + j]) }
                         worst = max(worst, abs(c[at] - Float(sum)) / max(1, abs(Float(sum))))
                     }
@@ -115,6 +119,37 @@ final class Conv2dNormalizedInputTests: XCTestCase {
                 // Float sums of k products: rounding grows with k (~1.5e-5 at k = 216).
                 XCTAssertLessThanOrEqual(worst, 2e-7 * Float(k) + 1e-6, "\(level) \(m)x\(n)x\(k) flags \(flags) ldc \(ldc)")
               }
+            }
+        }
+    }
+
+    /// The weight gradient's transposed tiles (`normalize_transposed`) hold normalize_row's bits,
+    /// on every level: fewer channels or positions than a vector (scalars), and edges where the
+    /// last block overlaps the one before; nothing outside the tile is written.
+    func testTransposedTileHoldsTheRowKernelsBits() {
+        for level in KernelLevel.supported where level != .swiftReference {
+            let table = ck_kernels_for_level(Int32(level.rawValue))!
+            for (channels, width) in [(5, 7), (16, 16), (20, 37), (33, 300), (3, 40), (40, 3)] {
+                let ldx = width + 9, ldt = channels + 2
+                let x = Tensor.randomNormal([channels * ldx], std: 2, seed: UInt64(channels * 1000 + width))
+                let mean = Tensor.randomUniform([channels], low: -0.3, high: 0.3, seed: 1)
+                let gamma = Tensor.randomUniform([channels], low: 0.5, high: 1.5, seed: 2)
+                let invStd = Tensor.randomUniform([channels], low: 0.4, high: 0.6, seed: 3)
+                let beta = Tensor.randomUniform([channels], low: -0.6, high: 0.6, seed: 4)
+                let t = Tensor.filled([width * ldt], 7), row = Tensor(shape: [width])
+                table.pointee.normalize_transposed(x.pointer, ldx, channels, width, mean.pointer, gamma.pointer,
+                                                   invStd.pointer, beta.pointer, t.pointer, ldt)
+                let tile = t.array
+                for c in 0..<channels {
+                    table.pointee.normalize_row(x.pointer + c * ldx, width, mean[c], gamma[c] * invStd[c], beta[c], 1,
+                                                row.pointer)
+                    let column = (0..<width).map { tile[$0 * ldt + c] }
+                    XCTAssertEqual(column.map(\.bitPattern), row.array.map(\.bitPattern), "\(level) \(channels)x\(width): channel \(c)")
+                }
+                for p in 0..<width {
+                    XCTAssertEqual(tile[(p * ldt + channels)..<(p * ldt + ldt)].map { $0 }, [7, 7], "\(level): wrote past the channels")
+                }
+                XCTAssertTrue(tile.contains(0) && tile.contains { $0 > 0 }, "\(level): the ReLU must clip some, not all")
             }
         }
     }

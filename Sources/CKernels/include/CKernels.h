@@ -85,6 +85,13 @@ typedef struct ck_kernels {
     void (*pointwise_weight_gradient_rows)(const float *x, size_t ldx, const float *dy, size_t lddy, size_t cin,
                                            size_t cout, size_t p0, size_t p1, float *dwt, float *strip,
                                            int accumulate);
+    /// Batch norm + ReLU of `channels` rows of x (row stride ldx) over `width` positions, into t
+    /// transposed (t[p·ldt + c]), scaled by gamma·inv_std per channel: the same bits as
+    /// normalize_row's with that scale, for a product that wants positions as rows
+    /// (GemmSmallMTemplate.h).
+    void (*normalize_transposed)(const float *x, size_t ldx, size_t channels, size_t width, const float *mean,
+                                 const float *gamma, const float *inv_std, const float *beta, float *t,
+                                 size_t ldt);
 } ck_kernels;
 
 /// Floats of conv3x3_rows's `pad` for `cin` input channels of rows `w` wide.
