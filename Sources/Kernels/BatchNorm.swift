@@ -269,6 +269,9 @@ struct ChannelRows {
     /// The rows of gradient `pieces` of `channels[i]` channels each (nil: not wanted).
     init(_ pieces: [Tensor?], overwriting: [Bool], channels: [Int]) {
         guard !DryRun.isActive else { return }
+        let total = channels.reduce(0, +)
+        rows.reserveCapacity(total)
+        overwrite.reserveCapacity(total)
         for ((piece, write), count) in zip(zip(pieces, overwriting), channels) {
             let base = piece?.pointer, columns = piece.map { $0.count / max(count, 1) } ?? 0
             for c in 0..<count {
