@@ -188,10 +188,25 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     ((h) == 2 ? (GM_LO(0, 1, 4, 5), GM_HI(2, 3, 6, 7)) : (GM_LO(0, 4, 2, 6), GM_HI(1, 5, 3, 7)))
 #endif
 
+/// v[0..<CK_LANES] (rows of a CK_LANES × CK_LANES tile) transposed in registers: each step pairs
+/// rows h apart and takes h-lane halves of each 2h-lane block (h = CK_LANES/2, …, 1); after the
+/// last, vector i is column i.
+CK_INLINE void CK_NAME(transpose_tile)(VF *v) {
+    for (int h = CK_LANES / 2; h >= 1; h /= 2) {
+        for (int i = 0; i < CK_LANES; i++) {
+            if (i & h) continue;
+            VF lo = v[i], hi = v[i + h];
+#define GM_LO(...) (v[i] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+#define GM_HI(...) (v[i + h] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
+            (void)GM_HALVES(h);
+#undef GM_LO
+#undef GM_HI
+        }
+    }
+}
+
 /// dst (cols × rows, row stride ldd) = src (rows × cols, row stride lds) transposed: tiles of
-/// CK_LANES × CK_LANES transposed in registers, each step pairing rows h apart and taking h-lane
-/// halves of each 2h-lane block (h = CK_LANES/2, …, 1; after the last, vector i is column i);
-/// the edges one float at a time.
+/// CK_LANES × CK_LANES transposed in registers (`transpose_tile`), the edges one float at a time.
 static void CK_NAME(transpose)(const float *src, size_t lds, size_t rows, size_t cols, float *dst, size_t ldd) {
     size_t r = 0;
     for (; r + CK_LANES <= rows; r += CK_LANES) {
@@ -199,17 +214,7 @@ static void CK_NAME(transpose)(const float *src, size_t lds, size_t rows, size_t
         for (; c + CK_LANES <= cols; c += CK_LANES) {
             VF v[CK_LANES];
             for (int i = 0; i < CK_LANES; i++) v[i] = LOAD(src + (r + (size_t)i) * lds + c);
-            for (int h = CK_LANES / 2; h >= 1; h /= 2) {
-                for (int i = 0; i < CK_LANES; i++) {
-                    if (i & h) continue;
-                    VF lo = v[i], hi = v[i + h];
-#define GM_LO(...) (v[i] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
-#define GM_HI(...) (v[i + h] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
-                    (void)GM_HALVES(h);
-#undef GM_LO
-#undef GM_HI
-                }
-            }
+            CK_NAME(transpose_tile)(v);
             for (int i = 0; i < CK_LANES; i++) STORE(dst + (c + (size_t)i) * ldd + r, v[i]);
         }
         for (; c < cols; c++)
@@ -252,17 +257,7 @@ static void CK_NAME(normalize_transposed)(const float *x, size_t ldx, size_t cha
                 VF u = (LOAD(x + (c0 + (size_t)i) * ldx + p) - m[i]) * s[i] + b[i];
                 v[i] = ZERO_WHERE(u, u < zero);
             }
-            for (int h = CK_LANES / 2; h >= 1; h /= 2) {
-                for (int i = 0; i < CK_LANES; i++) {
-                    if (i & h) continue;
-                    VF lo = v[i], hi = v[i + h];
-#define GM_LO(...) (v[i] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
-#define GM_HI(...) (v[i + h] = __builtin_shufflevector(lo, hi, __VA_ARGS__))
-                    (void)GM_HALVES(h);
-#undef GM_LO
-#undef GM_HI
-                }
-            }
+            CK_NAME(transpose_tile)(v);
             for (int i = 0; i < CK_LANES; i++) STORE(t + (p + (size_t)i) * ldt + c0, v[i]);
         }
     }
