@@ -54,7 +54,7 @@ public final class BatchNormState {
     // xs[i] (C_i, ...); y (C, ...); gamma, beta, mean, invStd (C).
     public func normalizeTraining(concatenating xs: [Tensor], gamma: Tensor, beta: Tensor, relu: Bool,
                                   into y: Tensor, mean: Tensor, invStd: Tensor) {
-        precondition(y.shape.first == channels, "BatchNormState.normalize: y \(y.shape) for \(channels) channels")
+        precondition(y.shape.first == channels, "BatchNormState.normalizeTraining(concatenating:): y \(y.shape) for \(channels) channels")
         precondition(BatchNormState.statisticsReducer == nil || DryRun.isActive,
                      "BatchNormState.normalizeTraining(concatenating:): synchronised statistics need one input tensor")
         BatchNorm.forwardTraining(concatenating: xs, gamma: gamma, beta: beta, eps: eps, relu: relu, into: y,

@@ -48,11 +48,12 @@ enum { GM_STORE = 0, GM_STREAM = 1, GM_ADD = 2 };
 
 /// RB rows × CV vectors of C at (i, j), k steps, C overwritten (streamed past the caches when
 /// `mode` is GM_STREAM) or added to (GM_ADD). A's element (r, l) is a[r·ars + l·als]: (lda, 1)
-/// row-major, (1, lda) transposed.
+/// row-major, (1, lda) transposed. With `skip` > 0 (a last vector that overlaps columns already
+/// done, gemm_small_m's tail) only the columns from `skip` on are put into C, one at a time.
 #define GM_BLOCK(RB, CV)                                                                               \
 CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ars, size_t als,         \
                                                        const float *b, size_t ldb, size_t k, float *c, \
-                                                       size_t ldc, int mode) {                         \
+                                                       size_t ldc, int mode, int skip) {               \
     VF acc[RB][CV];                                                                                    \
     _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                    \
         _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++) acc[r][v] = SPLAT(0);          \
@@ -66,7 +67,13 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ar
                 acc[r][v] = GM_FMA(av, bv[v], acc[r][v]);                                              \
         }                                                                                              \
     }                                                                                                  \
-    if (mode == GM_STREAM) {                                                                           \
+    if (skip > 0) {                                                                                    \
+        for (int r = 0; r < RB; r++)                                                                   \
+            for (int col = skip; col < CV * CK_LANES; col++) {                                         \
+                float sum = acc[r][col / CK_LANES][col % CK_LANES];                                    \
+                c[r * ldc + col] = mode == GM_ADD ? c[r * ldc + col] + sum : sum;                      \
+            }                                                                                          \
+    } else if (mode == GM_STREAM) {                                                                    \
         _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
             _Pragma("clang loop unroll(full)") for (int v = 0; v < CV; v++)                            \
                 CK_NAME(gm_stream)(c + r * ldc + v * CK_LANES, acc[r][v]);                             \
@@ -80,32 +87,6 @@ CK_INLINE void CK_NAME(gemm_small_m_block_##RB##_##CV)(const float *a, size_t ar
                 STORE(c + r * ldc + v * CK_LANES, acc[r][v]);                                          \
     }                                                                                                  \
 }
-/// RB rows × the last vector of columns, which starts `skip` columns before the first one not
-/// done yet (n is not a whole number of vectors, but at least one): the whole vector is summed,
-/// B's columns being in bounds, and only its lanes from `skip` on are put into C (added to with
-/// `add`). Cheaper than the scalar loop it replaces, which left a product of 216 columns 8 columns
-/// at a scalar multiply-add each.
-#define GM_TAIL_BLOCK(RB)                                                                              \
-CK_INLINE void CK_NAME(gemm_small_m_tail_##RB)(const float *a, size_t ars, size_t als, const float *b,   \
-                                               size_t ldb, size_t k, float *c, size_t ldc, int add,     \
-                                               int skip) {                                              \
-    VF acc[RB];                                                                                        \
-    _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++) acc[r] = SPLAT(0);                 \
-    for (size_t l = 0; l < k; l++) {                                                                   \
-        VF bv = LOAD(b + l * ldb);                                                                     \
-        _Pragma("clang loop unroll(full)") for (int r = 0; r < RB; r++)                                \
-            acc[r] = GM_FMA(SPLAT(a[r * ars + l * als]), bv, acc[r]);                                  \
-    }                                                                                                  \
-    for (int r = 0; r < RB; r++)                                                                       \
-        for (int lane = skip; lane < CK_LANES; lane++)                                                 \
-            c[r * ldc + lane] = add ? c[r * ldc + lane] + acc[r][lane] : acc[r][lane];                 \
-}
-#define GM_TAIL_DEFINE(RB) GM_TAIL_BLOCK(RB)
-#define GM_TAIL_CALL2(RB) CK_NAME(gemm_small_m_tail_##RB)
-#define GM_TAIL_CALL(RB) GM_TAIL_CALL2(RB)
-GM_TAIL_DEFINE(GM_RB)
-GM_TAIL_DEFINE(1)
-
 #define GM_DEFINE(RB, CV) GM_BLOCK(RB, CV)
 #define GM_CALL2(RB, CV) CK_NAME(gemm_small_m_block_##RB##_##CV)
 #define GM_CALL(RB, CV) GM_CALL2(RB, CV)
@@ -127,7 +108,7 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
     // B's rows are read a short piece at a time (one block of columns), each row its own stream,
     // far apart: the hardware prefetchers seem not to follow them (GM_PREFETCH_BYTES).
     const int prefetch = m <= GM_PREFETCH_MAX_ROWS && k * ldb * sizeof(float) >= GM_PREFETCH_BYTES;
-#define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, mode
+#define GM_ARGS(i, j) a + (i) * ars, ars, als, b + (j), ldb, k, c + (i) * ldc + (j), ldc, mode, 0
     size_t j = 0;
     // Column blocks of GM_CV vectors, then of one vector; rows in blocks of GM_RB, then smaller.
     for (; j + GM_CV * CK_LANES <= n; j += GM_CV * CK_LANES) {
@@ -152,9 +133,9 @@ static void CK_NAME(gemm_small_m)(const float *a, size_t lda, const float *b, si
         const int skip = (int)(j - jt);
         size_t i = 0;
         for (; i + GM_RB <= m; i += GM_RB)
-            GM_TAIL_CALL(GM_RB)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, add, skip);
+            GM_CALL(GM_RB, 1)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, mode, skip);
         for (; i < m; i++)
-            GM_TAIL_CALL(1)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, add, skip);
+            GM_CALL(1, 1)(a + i * ars, ars, als, b + jt, ldb, k, c + i * ldc + jt, ldc, mode, skip);
         j = n;
     }
     for (; j < n; j++) {
@@ -280,10 +261,6 @@ static void CK_NAME(pointwise_weight_gradient_rows)(const float *x, size_t ldx, 
 #undef GM_CV
 #undef GM_FMA
 #undef GM_BLOCK
-#undef GM_TAIL_BLOCK
-#undef GM_TAIL_DEFINE
-#undef GM_TAIL_CALL2
-#undef GM_TAIL_CALL
 #undef GM_DEFINE
 #undef GM_CALL2
 #undef GM_CALL

@@ -44,7 +44,8 @@ public final class DenseLayer: Module {
         }
     }
 
-    /// BN → ReLU → conv1: the part torchvision checkpoints (`bn_function`).
+    /// BN → ReLU → conv1 of the concatenated input: torchvision's `bn_function`, which the
+    /// checkpointed path applies to the unconcatenated inputs instead (`callAsFunction`).
     func bottleneck(_ concatenated: Variable) -> Variable {
         conv1(norm1(concatenated, relu: true))
     }

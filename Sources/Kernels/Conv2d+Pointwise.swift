@@ -122,8 +122,8 @@ extension Conv2d {
     /// level 216→48 over 65,536 positions 9.87 → 7.77, 120→48 6.15 → 4.64, 24→48 1.99 → 1.82,
     /// 288→48 over 16,384 3.09 → 2.55, 330→48 over 4,096 1.48 → 0.73; at the AVX2 level
     /// (OpenBLAS's Haswell kernels) 216→48 9.04 → 8.54, 288→48 2.85 → 2.56, 330→48 1.36 →
-    /// 0.66. Outputs a whole number of 16-float vectors: other widths would leave columns to
-    /// the kernel's scalar tail.
+    /// 0.66. Outputs a whole number of 16-float vectors, the widths timed (others would end in
+    /// `gemm_small_m`'s overlapping last vector, untimed here).
     static func ownsPointwiseWeightGradient(_ g: ConvGeometry) -> Bool {
         transposesPointwiseWeightGradient(g) && g.cout % 16 == 0 && smallProductApplies(outputs: g.cout)
             && g.columns >= 16
